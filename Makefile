@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make demo` (the example DAG against the sandbox) and `make test`.
+PYTHON ?= python3
+AIRFLOW_VERSION ?= 3.3.2
+# The lowest Airflow that pyproject.toml admits (apache-airflow>=3.1.0): CI proves the floor.
+AIRFLOW_FLOOR ?= 3.1.0
+VENV ?= .venv
+FLOOR_VENV ?= .venv-floor
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: help install test lint unit test-floor demo benchmark clean
+
+help:
+	@echo "make demo   - run example_telnyx_call_recording against the local TeXML sandbox"
+	@echo "make test   - lint, type-check and run the whole suite on Airflow $(AIRFLOW_VERSION) and $(AIRFLOW_FLOOR)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(VENV)/bin/python -c "import telnyx_provider, airflow, pytest"
+	touch $@
+
+$(FLOOR_VENV)/.installed: pyproject.toml ci/constraints-airflow-$(AIRFLOW_FLOOR).txt
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/pip install $(PIP_FLAGS) -c ci/constraints-airflow-$(AIRFLOW_FLOOR).txt \
+		"apache-airflow==$(AIRFLOW_FLOOR)" -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(FLOOR_VENV)/bin/python -c "import telnyx_provider, airflow, pytest"
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-floor: $(FLOOR_VENV)/.installed
+	$(FLOOR_VENV)/bin/python -c "import airflow; print('Airflow floor', airflow.__version__)"
+	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test: lint unit test-floor
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python scripts/run_demo.py
+
+benchmark: $(VENV)/.installed
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[benchmark]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(VENV)/bin/python benchmarks/waiting_at_scale.py
+
+clean:
+	rm -rf $(VENV) $(FLOOR_VENV) build *.egg-info provider/*.egg-info

@@ -1,0 +1,219 @@
+"""The one place that knows the TeXML recording endpoints: how requests are built and replies read.
+
+Pure: no I/O. The sync hook (requests) and the async client (httpx) only move the bytes that
+:class:`ApiRequest` describes and hand the reply back to :func:`parse_reply`, so both paths share the
+same paths, headers, error parsing and recording model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from telnyx_provider import __version__
+from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.models import normalize_recording
+from telnyx_provider.params import UPDATE_STATUSES, StartRecordingParams, require_choice, require_identifier
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+USER_AGENT = f"airflow-provider-telnyx/{__version__}"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: Reply headers kept on errors, for the retry policy.
+RETRY_HEADERS = ("retry-after", "x-ratelimit-reset", "x-ratelimit-limit", "x-ratelimit-remaining")
+_BODY_PREVIEW = 200
+
+_HINTS = {
+    401: "Check the API key stored as the password of the Telnyx connection.",
+    403: "The API key is not allowed to do this; check its permissions in the Telnyx portal.",
+}
+_START_NOT_FOUND_HINT = (
+    "The call was not found or is not live (recordings can only start on an active call). "
+    "Note that account_sid must be your Telnyx organization id (the TeXML account SID), not a call "
+    "or connection id."
+)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """An HTTP request to the Telnyx API, relative to the connection's base URL.
+
+    :param method: HTTP method.
+    :param path: percent-encoded path below the base URL, starting with ``/``.
+    :param operation: the API operation, for messages (``start_call_recording``...).
+    :param form: form-encoded body fields, if any.
+    :param query: query-string parameters, if any.
+    :param idempotent: repeating the request cannot create a second resource.
+    """
+
+    method: str
+    path: str
+    operation: str
+    form: dict[str, str] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = True
+
+    def body(self) -> bytes | None:
+        """The form-encoded body (empty for a form with no fields), or ``None`` for a request without one."""
+        return None if self.form is None else urlencode(self.form).encode("ascii")
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        """Every header of this request: authentication, content negotiation and, with a body, its type."""
+        headers = build_headers(api_key)
+        if self.form is not None:
+            headers["Content-Type"] = FORM_CONTENT_TYPE
+        return headers
+
+
+def build_headers(api_key: str) -> dict[str, str]:
+    """Headers sent on every API request."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+def _segment(argument: str, value: object) -> str:
+    """Validate an identifier and percent-encode it as one path segment (``v3:abc`` -> ``v3%3Aabc``)."""
+    return quote(require_identifier(argument, value), safe="")
+
+
+def _account(account_sid: object) -> str:
+    return f"/texml/Accounts/{_segment('account_sid', account_sid)}"
+
+
+def start_call_recording(account_sid: str, call_sid: str, params: StartRecordingParams) -> ApiRequest:
+    """``POST /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json``."""
+    path = f"{_account(account_sid)}/Calls/{_segment('call_sid', call_sid)}/Recordings.json"
+    return ApiRequest("POST", path, "start_call_recording", form=params.to_form(), idempotent=False)
+
+
+def list_call_recordings(account_sid: str, call_sid: str) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json``."""
+    path = f"{_account(account_sid)}/Calls/{_segment('call_sid', call_sid)}/Recordings.json"
+    return ApiRequest("GET", path, "list_call_recordings")
+
+
+def update_call_recording(account_sid: str, call_sid: str, recording_sid: str, status: str) -> ApiRequest:
+    """``POST .../Calls/{call_sid}/Recordings/{recording_sid}.json`` with ``Status`` (pause, resume, stop)."""
+    require_choice("status", status, UPDATE_STATUSES)
+    path = (
+        f"{_account(account_sid)}/Calls/{_segment('call_sid', call_sid)}"
+        f"/Recordings/{_segment('recording_sid', recording_sid)}.json"
+    )
+    # Setting a status twice leaves the recording in that status: safe to repeat.
+    return ApiRequest("POST", path, "update_call_recording", form={"Status": status})
+
+
+def get_recording(account_sid: str, recording_sid: str) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Recordings/{recording_sid}.json``."""
+    path = f"{_account(account_sid)}/Recordings/{_segment('recording_sid', recording_sid)}.json"
+    return ApiRequest("GET", path, "get_recording")
+
+
+def delete_recording(account_sid: str, recording_sid: str) -> ApiRequest:
+    """``DELETE /texml/Accounts/{account_sid}/Recordings/{recording_sid}.json``."""
+    path = f"{_account(account_sid)}/Recordings/{_segment('recording_sid', recording_sid)}.json"
+    return ApiRequest("DELETE", path, "delete_recording")
+
+
+def list_recordings(account_sid: str, *, page: int | None = None, page_size: int | None = None) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page)."""
+    query = {
+        name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
+    }
+    return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
+
+
+def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    """Return the decoded JSON of a successful reply, or raise :class:`TelnyxApiError`.
+
+    Error replies are read for Telnyx's ``{"errors": [{"code", "title", "detail"}]}`` body; a body that is
+    not JSON (an HTML page from a proxy, say) is quoted by its first characters, never turned into a
+    ``KeyError``.
+    """
+    if status >= 400:
+        raise _error_from_reply(request, status, headers, body)
+    if status == 204 or not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not JSON: {_preview(body)}",
+        ) from None
+
+
+def parse_recording(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """Like :func:`parse_reply`, for replies that are one recording; returns the normalized recording."""
+    payload = parse_reply(request, status, headers, body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not a recording (no 'sid'): {_preview(body)}",
+        )
+    return normalize_recording(payload)
+
+
+def parse_recording_page(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """Like :func:`parse_reply`, for list replies; returns the page with its recordings normalized."""
+    payload = parse_reply(request, status, headers, body)
+    recordings = payload.get("recordings") if isinstance(payload, dict) else None
+    if not isinstance(recordings, list) or not all(isinstance(item, dict) for item in recordings):
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not a list of recordings: {_preview(body)}",
+        )
+    return {**payload, "recordings": [normalize_recording(item) for item in recordings]}
+
+
+def _error_from_reply(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> TelnyxApiError:
+    code = title = detail = None
+    try:
+        errors = json.loads(body).get("errors")
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        if isinstance(first, dict):
+            code = None if first.get("code") is None else str(first["code"])
+            title = first.get("title")
+            detail = first.get("detail")
+    except (ValueError, AttributeError):
+        pass
+    if code is None and title is None and detail is None and body.strip():
+        detail = f"unexpected error body: {_preview(body)}"
+    hint = _HINTS.get(status)
+    if status == 404 and request.operation == "start_call_recording":
+        hint = _START_NOT_FOUND_HINT
+    lowered = {name.lower(): value for name, value in headers.items()}
+    kept = {name: lowered[name] for name in RETRY_HEADERS if name in lowered}
+    return TelnyxApiError(
+        status=status,
+        method=request.method,
+        path=request.path,
+        code=code,
+        title=title,
+        detail=detail,
+        hint=hint,
+        headers=kept,
+    )
+
+
+def _preview(body: bytes) -> str:
+    text = body[:_BODY_PREVIEW].decode("utf-8", errors="replace").strip()
+    return repr(text + ("..." if len(body) > _BODY_PREVIEW else ""))

@@ -1,0 +1,101 @@
+"""Exceptions raised by the Telnyx provider.
+
+Every error a user sees comes from here: :class:`TelnyxValidationError` for bad input (raised before any
+request is sent) and :class:`TelnyxApiError` for a reply Telnyx refused or that could not be read.
+Neither ever carries the API key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+from telnyx_provider._compat import AirflowException, AirflowFailException
+
+
+class TelnyxValidationError(AirflowException, ValueError):
+    """A value given to the provider is not one the Telnyx API accepts; nothing was sent."""
+
+    def __init__(self, argument: str, value: object, expected: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.expected = expected
+        super().__init__(f"Invalid value for {argument!s}: {value!r}; expected {expected}.")
+
+    def __reduce__(self) -> tuple[type[TelnyxValidationError], tuple[str, object, str]]:
+        return type(self), (self.argument, self.value, self.expected)
+
+
+class TelnyxApiError(AirflowException):
+    """Telnyx answered with an error, or with a reply that could not be understood.
+
+    :param status: HTTP status of the reply (``None`` when no reply arrived).
+    :param method: HTTP method of the request.
+    :param path: path of the request below the base URL (never a full URL with credentials).
+    :param code: Telnyx's error code from the ``{"errors": [...]}`` body, if any.
+    :param title: Telnyx's error title, if any.
+    :param detail: Telnyx's error detail, or the start of an unreadable body.
+    :param hint: extra advice for the reader.
+    :param headers: reply headers that matter for retrying (``Retry-After``, ``x-ratelimit-*``).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int | None,
+        method: str,
+        path: str,
+        code: str | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.hint = hint
+        self.headers = dict(headers or {})
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f"{self.method} {self.path}"
+        status = f"HTTP {self.status}" if self.status is not None else "no reply"
+        parts = [f"Telnyx API error: {status} on {where}"]
+        if self.code or self.title:
+            parts.append(f"code {self.code or '-'} ({self.title or 'no title'})")
+        if self.detail:
+            parts.append(self.detail)
+        message = ": ".join(parts[:1]) + (" - " + "; ".join(parts[1:]) if parts[1:] else "")
+        return f"{message}. {self.hint}" if self.hint else message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only __init__: rebuild through a helper so the error survives pickling
+        # (Airflow ships exceptions between processes).
+        return _rebuild_api_error, (self.__dict__.copy(),)
+
+
+class RecordingFailedError(AirflowFailException):
+    """The recording ended without audio (``absent``), failed or was deleted: waiting cannot succeed.
+
+    A subclass of ``AirflowFailException``, so the task fails without retrying (or is skipped with
+    ``soft_fail``).
+    """
+
+
+def transport_detail(error: BaseException) -> str:
+    """A short description of a transport failure (no reply): its type and the start of its message."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
+def _rebuild_api_error(state: dict[str, object]) -> TelnyxApiError:
+    error = TelnyxApiError.__new__(TelnyxApiError)
+    error.__dict__.update(state)
+    AirflowException.__init__(error, error._message())
+    return error

@@ -1,0 +1,78 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
+
+Kept free of imports from the rest of the package, so Airflow can read it (and draw the connection
+form) without importing any hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Labels of the connection form (``get_ui_field_behaviour`` on Airflow < 3.2, provider info on 3.2+).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "port"],
+    "relabeling": {"host": "Base URL", "login": "Account SID", "password": "API key"},
+    "placeholders": {
+        "host": "https://api.telnyx.com/v2",
+        "login": "your Telnyx organization id (TeXML account SID)",
+        "password": "KEY0123...",
+        "extra": '{"timeout": 30, "max_retries": 8}',
+    },
+}
+
+_NUMBER = {"type": ["number", "null"]}
+_INTEGER = {"type": ["integer", "null"]}
+
+CONN_FIELDS: dict[str, Any] = {
+    "timeout": {"label": "Read timeout (s)", "schema": {**_NUMBER, "default": 30}},
+    "connect_timeout": {"label": "Connect timeout (s)", "schema": {**_NUMBER, "default": 10}},
+    "max_retries": {"label": "Max retries per request", "schema": {**_INTEGER, "default": 8}},
+    "retry_max_wait": {"label": "Longest backoff wait (s)", "schema": {**_NUMBER, "default": 30}},
+    "retry_budget": {"label": "Retry budget per request (s)", "schema": {**_NUMBER, "default": 60}},
+    "pool_size": {"label": "Async connection pool size", "schema": {**_INTEGER, "default": 10}},
+    "ca_bundle": {
+        "label": "CA bundle path",
+        "schema": {"type": ["string", "null"]},
+        "description": "Path of a CA bundle to verify TLS with (verification is always on).",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's providers manager."""
+    from telnyx_provider import __version__
+
+    return {
+        "package-name": "airflow-provider-telnyx",
+        "name": "Telnyx",
+        "description": "Record phone calls with Telnyx's TeXML API and wait for the finished recording.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Telnyx",
+                "external-doc-url": "https://developers.telnyx.com/api/call-scripting/start-te-xml-call-recording",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Telnyx", "python-modules": ["telnyx_provider.hooks.recording"]}],
+        "operators": [
+            {"integration-name": "Telnyx", "python-modules": ["telnyx_provider.operators.recording"]}
+        ],
+        "sensors": [{"integration-name": "Telnyx", "python-modules": ["telnyx_provider.sensors.recording"]}],
+        "triggers": [
+            {"integration-name": "Telnyx", "python-modules": ["telnyx_provider.triggers.recording"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "telnyx_provider.hooks.recording.RecordingHook",
+                "hook-name": "Telnyx",
+                "connection-type": "telnyx",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": UI_FIELD_BEHAVIOUR["hidden_fields"],
+                    "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
+                    "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
+                },
+            }
+        ],
+    }

@@ -1,0 +1,242 @@
+"""StartCallRecordingOperator: start recording a live call, and optionally wait for the recording."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from telnyx_provider._compat import AirflowSensorTimeout
+from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
+from telnyx_provider.waiting import (
+    DEFERRAL_MARGIN,
+    check_recording,
+    default_deferrable,
+    recording_from_event,
+    seconds,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from telnyx_provider.hooks.recording import RecordingHook
+
+#: Operator arguments sent as the API's recording parameters.
+RECORDING_PARAMETERS = (
+    "play_beep",
+    "recording_status_callback",
+    "recording_status_callback_event",
+    "recording_status_callback_method",
+    "recording_channels",
+    "recording_track",
+    "send_recording_url",
+)
+
+
+def _has_template(value: object) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(_has_template(item) for item in value)
+    return False
+
+
+class StartCallRecordingOperator(BaseOperator):
+    """Start recording a live call (``POST .../Calls/{call_sid}/Recordings.json``); returns the recording.
+
+    Every parameter of the API is an argument, validated before anything is sent: literal values when
+    the DAG is parsed, templated values once rendered. The recording (a plain dict) goes to XCom; its
+    ``sid`` and ``uri`` can feed :class:`~telnyx_provider.sensors.recording.RecordingCompletedSensor`.
+
+    With ``wait_for_completion=True`` the operator waits for the final recording itself, polling every
+    ``poll_interval`` (holding the worker slot) or, with ``deferrable=True``, on the triggerer. If the wait
+    times out (``timeout``) or the task is killed, the recording is stopped rather than left running.
+
+    If the task is retried after its start request may have reached Telnyx, an active recording this
+    DAG run started on the call is adopted instead of recording the call twice.
+
+    :param call_sid: the live call to record (``v3:...``).
+    :param account_sid: the account; the connection's login when ``None``.
+    :param play_beep: play a beep when the recording starts.
+    :param recording_status_callback: URL Telnyx sends status callbacks to.
+    :param recording_status_callback_event: events that trigger a callback: ``in-progress``, ``completed``,
+        ``absent``, as a list or a space-separated string; ``None`` means the API default, ``completed``.
+    :param recording_status_callback_method: ``GET`` or ``POST``.
+    :param recording_channels: ``single`` (mixed) or ``dual`` (one leg per channel).
+    :param recording_track: ``inbound``, ``outbound`` or ``both``.
+    :param send_recording_url: whether callbacks carry ``RecordingUrl``.
+    :param telnyx_conn_id: the Telnyx connection.
+    :param wait_for_completion: wait until the recording is final and return that instead.
+    :param deferrable: wait on the triggerer; defaults to ``[operators] default_deferrable``.
+    :param poll_interval: seconds between two looks at the recording while waiting.
+    :param timeout: longest wait, in seconds or as a timedelta (``None``: no limit).
+    :param not_found_grace_period: how long a 404 means "not visible yet" while waiting.
+    """
+
+    template_fields: Sequence[str] = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
+    ui_color = "#00c08b"
+
+    def __init__(
+        self,
+        *,
+        call_sid: str,
+        account_sid: str | None = None,
+        play_beep: bool | str = True,
+        recording_status_callback: str | None = None,
+        recording_status_callback_event: str | list[str] | None = None,
+        recording_status_callback_method: str = "POST",
+        recording_channels: str = "dual",
+        recording_track: str = "both",
+        send_recording_url: bool | str = True,
+        telnyx_conn_id: str = "telnyx_default",
+        wait_for_completion: bool = False,
+        deferrable: bool | None = None,
+        poll_interval: float | timedelta = 10.0,
+        timeout: float | timedelta | None = None,
+        not_found_grace_period: float | timedelta = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.call_sid = call_sid
+        self.account_sid = account_sid
+        self.play_beep = play_beep
+        self.recording_status_callback = recording_status_callback
+        self.recording_status_callback_event = recording_status_callback_event
+        self.recording_status_callback_method = recording_status_callback_method
+        self.recording_channels = recording_channels
+        self.recording_track = recording_track
+        self.send_recording_url = send_recording_url
+        self.telnyx_conn_id = telnyx_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = require_positive_number("poll_interval", seconds(poll_interval))
+        self.wait_timeout = None if timeout is None else require_positive_number("timeout", seconds(timeout))
+        self.not_found_grace_period = seconds(not_found_grace_period)
+        self._recording: dict[str, Any] | None = None
+        self._validate(rendered=False)
+
+    @cached_property
+    def hook(self) -> RecordingHook:
+        """The hook, built on first use (never at DAG-parse time)."""
+        from telnyx_provider.hooks.recording import RecordingHook
+
+        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id)
+
+    def _validate(self, *, rendered: bool) -> StartRecordingParams | None:
+        """Validate the arguments; before rendering, values holding a template are left for later."""
+        values = {name: getattr(self, name) for name in RECORDING_PARAMETERS}
+        checkable = {name: value for name, value in values.items() if rendered or not _has_template(value)}
+        for name in ("call_sid", "account_sid"):
+            value = getattr(self, name)
+            if (name == "call_sid" or value is not None) and (rendered or not _has_template(value)):
+                require_identifier(name, value)
+        params = StartRecordingParams.from_arguments(**checkable)
+        return params if rendered else None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Start the recording (or adopt the one an earlier try started) and return it, or the final one."""
+        params = self._validate(rendered=True)
+        assert params is not None
+        recording = self._adopt_after_retry(context)
+        if recording is None:
+            recording = self.hook.start_call_recording(
+                self.call_sid,
+                account_sid=self.account_sid,
+                **{name: getattr(params, name) for name in RECORDING_PARAMETERS},
+            )
+            self.log.info("Started recording %s on call %s.", recording.get("sid"), self.call_sid)
+        self._recording = recording
+        if not self.wait_for_completion:
+            return recording
+        return self._wait(recording)
+
+    def _adopt_after_retry(self, context: Context) -> dict[str, Any] | None:
+        """On a retry, the active recording an earlier try of this DAG run started, if any."""
+        ti = context.get("ti")
+        dag_run = context.get("dag_run")
+        if ti is None or getattr(ti, "try_number", 1) <= 1:
+            return None
+        since: datetime | None = getattr(dag_run, "start_date", None) or getattr(ti, "start_date", None)
+        if since is None:
+            return None
+        return self.hook.find_recording_started_since(self.call_sid, since, account_sid=self.account_sid)
+
+    def _wait(self, recording: dict[str, Any]) -> dict[str, Any]:
+        recording_sid = recording["sid"]
+        account_sid = recording.get("account_sid") or self.account_sid
+        started = time.time()
+        deadline = None if self.wait_timeout is None else started + self.wait_timeout
+        not_found_until = started + self.not_found_grace_period
+        if self.deferrable:
+            from telnyx_provider.triggers.recording import RecordingCompletedTrigger
+
+            self.defer(
+                trigger=RecordingCompletedTrigger(
+                    recording_sid,
+                    account_sid=account_sid,
+                    telnyx_conn_id=self.telnyx_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                    not_found_deadline=not_found_until,
+                ),
+                method_name="execute_complete",
+                kwargs={"account_sid": account_sid},
+                timeout=None
+                if self.wait_timeout is None
+                else timedelta(seconds=self.wait_timeout) + DEFERRAL_MARGIN,
+            )
+        while True:
+            final = check_recording(
+                self.hook,
+                recording_sid,
+                account_sid=account_sid,
+                not_found_until=not_found_until,
+                log=self.log,
+            )
+            if final is not None:
+                self._recording = None
+                return final
+            now = time.time()
+            if deadline is not None and now >= deadline:
+                self._stop(
+                    recording_sid, account_sid, reason=f"the wait timed out after {self.wait_timeout:g} s"
+                )
+                raise AirflowSensorTimeout(
+                    f"Recording {recording_sid} was not final after {self.wait_timeout:g} s; it was stopped."
+                )
+            time.sleep(self.poll_interval if deadline is None else min(self.poll_interval, deadline - now))
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], account_sid: str | None = None
+    ) -> dict[str, Any]:
+        """Called when the trigger fires: the final recording, or stop it and fail on a timeout."""
+        if isinstance(event, dict) and event.get("status") == "timeout":
+            self._stop(event.get("recording_sid", ""), account_sid, reason="the wait timed out")
+        return recording_from_event(event)
+
+    def on_kill(self) -> None:
+        """Stop the recording this task started if the task is killed while waiting for it."""
+        if self._recording is not None and self.wait_for_completion:
+            recording = self._recording
+            self._stop(
+                recording["sid"],
+                recording.get("account_sid") or self.account_sid,
+                reason="the task was killed",
+            )
+
+    def _stop(self, recording_sid: str, account_sid: str | None, *, reason: str) -> None:
+        try:
+            self.hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)
+        except TelnyxApiError as error:
+            self.log.error("Could not stop recording %s after %s: %s", recording_sid, reason, error)
+        else:
+            self.log.warning(
+                "Stopped recording %s on call %s because %s.", recording_sid, self.call_sid, reason
+            )
+        self._recording = None

@@ -1,0 +1,158 @@
+"""The parameters of the TeXML recording endpoints and their validation.
+
+Pure: no I/O, no Airflow import beyond the error type. Every value is checked here before a request is
+built, so a bad value fails with a message naming the argument, the value and what is allowed, and
+nothing is sent. Enum values are case-sensitive, as the API is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from telnyx_provider.errors import TelnyxValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+CALLBACK_EVENTS = ("in-progress", "completed", "absent")
+CALLBACK_METHODS = ("GET", "POST")
+RECORDING_CHANNELS = ("single", "dual")
+RECORDING_TRACKS = ("inbound", "outbound", "both")
+UPDATE_STATUSES = ("in-progress", "paused", "stopped")
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+def _choices(allowed: Iterable[str]) -> str:
+    return "one of " + ", ".join(repr(value) for value in allowed)
+
+
+def require_identifier(argument: str, value: object) -> str:
+    """Return ``value`` as a non-blank identifier (a SID), or raise naming ``argument``."""
+    if not isinstance(value, str) or not value.strip():
+        raise TelnyxValidationError(argument, value, "a non-empty string identifier")
+    if value != value.strip() or any(ch in value for ch in "/?#\r\n\t "):
+        raise TelnyxValidationError(argument, value, "an identifier without spaces, '/', '?' or '#'")
+    return value
+
+
+def require_choice(argument: str, value: object, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is exactly one of ``allowed`` (case-sensitive), else raise."""
+    if not isinstance(value, str) or value not in allowed:
+        raise TelnyxValidationError(argument, value, _choices(allowed))
+    return value
+
+
+def require_bool(argument: str, value: object) -> bool:
+    """Return ``value`` as a bool; accepts bools and rendered-template strings such as ``"True"``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise TelnyxValidationError(argument, value, "a boolean (True or False)")
+
+
+def require_http_url(argument: str, value: object) -> str:
+    """Return ``value`` if it is an absolute http(s) URL with a host, else raise."""
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value.strip())
+            host = parts.hostname
+        except ValueError:
+            host = None
+        else:
+            if parts.scheme in ("http", "https") and host and value == value.strip():
+                return value
+    raise TelnyxValidationError(argument, value, "an absolute http:// or https:// URL with a host")
+
+
+def require_positive_number(argument: str, value: object) -> float:
+    """Return ``value`` as a float if it is a number greater than zero, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise TelnyxValidationError(argument, value, "a number greater than 0")
+    return float(value)
+
+
+def normalize_callback_events(value: object) -> str:
+    """Turn a string (space- or comma-separated) or a list of events into the API's space-separated form."""
+    argument = "recording_status_callback_event"
+    if isinstance(value, str):
+        events = value.replace(",", " ").split()
+    elif isinstance(value, list | tuple | set | frozenset):
+        events = list(value)
+    else:
+        raise TelnyxValidationError(argument, value, f"a string or a list of {_choices(CALLBACK_EVENTS)}")
+    if not events:
+        raise TelnyxValidationError(argument, value, f"at least one of {_choices(CALLBACK_EVENTS)}")
+    for event in events:
+        if not isinstance(event, str) or event not in CALLBACK_EVENTS:
+            raise TelnyxValidationError(argument, event, _choices(CALLBACK_EVENTS))
+    # Keep the caller's order, drop repeats.
+    return " ".join(dict.fromkeys(events))
+
+
+@dataclass(frozen=True)
+class StartRecordingParams:
+    """The seven body parameters of *Request recording for a call*, validated on construction.
+
+    ``None`` means "not sent": the API then applies its own default (beep on, ``completed`` events,
+    ``POST`` callbacks, ``dual`` channels, ``both`` tracks, recording URL sent).
+    """
+
+    play_beep: bool | None = None
+    recording_status_callback: str | None = None
+    recording_status_callback_event: str | None = None
+    recording_status_callback_method: str | None = None
+    recording_channels: str | None = None
+    recording_track: str | None = None
+    send_recording_url: bool | None = None
+
+    @classmethod
+    def from_arguments(cls, **arguments: Any) -> StartRecordingParams:
+        """Validate user-facing arguments (snake_case names, ``None`` = not sent) and build the parameters."""
+        unknown = sorted(set(arguments) - set(_VALIDATORS))
+        if unknown:
+            raise TelnyxValidationError("arguments", unknown, f"names among {sorted(_VALIDATORS)}")
+        validated: dict[str, Any] = {
+            name: None if value is None else _VALIDATORS[name](name, value)
+            for name, value in arguments.items()
+        }
+        return cls(**validated)
+
+    def to_form(self) -> dict[str, str]:
+        """The form body as the API names it: booleans as ``true``/``false``, unset values left out."""
+        form: dict[str, str] = {}
+        for name, value in self._api_fields().items():
+            if value is None:
+                continue
+            form[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return form
+
+    def _api_fields(self) -> Mapping[str, object]:
+        return {
+            "PlayBeep": self.play_beep,
+            "RecordingStatusCallback": self.recording_status_callback,
+            "RecordingStatusCallbackEvent": self.recording_status_callback_event,
+            "RecordingStatusCallbackMethod": self.recording_status_callback_method,
+            "RecordingChannels": self.recording_channels,
+            "RecordingTrack": self.recording_track,
+            "SendRecordingUrl": self.send_recording_url,
+        }
+
+
+def _choice_of(allowed: tuple[str, ...]) -> Callable[[str, object], str]:
+    return lambda argument, value: require_choice(argument, value, allowed)
+
+
+_VALIDATORS: dict[str, Callable[[str, object], object]] = {
+    "play_beep": require_bool,
+    "recording_status_callback": require_http_url,
+    "recording_status_callback_event": lambda _argument, value: normalize_callback_events(value),
+    "recording_status_callback_method": _choice_of(CALLBACK_METHODS),
+    "recording_channels": _choice_of(RECORDING_CHANNELS),
+    "recording_track": _choice_of(RECORDING_TRACKS),
+    "send_recording_url": require_bool,
+}

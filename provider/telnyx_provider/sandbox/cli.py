@@ -1,0 +1,128 @@
+"""Command line of the sandbox: ``telnyx-sandbox`` / ``python -m telnyx_provider.sandbox``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from telnyx_provider.sandbox.faults import validate_faults
+from telnyx_provider.sandbox.sandbox import Sandbox
+from telnyx_provider.sandbox.stats import FAULT_KINDS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+
+def _fault_list(raw: str) -> tuple[str, ...]:
+    try:
+        return validate_faults(kind for kind in raw.split(",") if kind.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the sandbox command."""
+    parser = argparse.ArgumentParser(
+        prog="telnyx-sandbox", description="Run a local fake of Telnyx's TeXML call-recording API."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument("--api-key", help="bearer token to accept (default: generated)")
+    parser.add_argument("--account-sid", help="account sid to serve (default: a uuid4)")
+    parser.add_argument(
+        "--recording-seconds",
+        type=float,
+        help="recordings also end this many seconds after they start (default: never)",
+    )
+    parser.add_argument(
+        "--processing-delay",
+        type=float,
+        default=0.5,
+        help="seconds from a recording's end to 'completed' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="fraction of /v2 requests that get a fault (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=_fault_list,
+        default=FAULT_KINDS,
+        help="comma-separated fault kinds (default: {})".format(",".join(FAULT_KINDS)),
+    )
+    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After of injected 429s, seconds")
+    parser.add_argument("--slow-seconds", type=float, default=1.0, help="delay of 'slow' faults, seconds")
+    parser.add_argument("--seed", type=int, help="seed for reproducible faults")
+    parser.add_argument(
+        "--calls", type=int, default=0, help="create N live calls at start and print their sids"
+    )
+    return parser
+
+
+def _announce(sandbox: Sandbox, calls: int) -> None:
+    """Print what a user needs to point a client at the sandbox, one ``name: value`` per line."""
+    print(f"base_url: {sandbox.base_url}")
+    print(f"api_key: {sandbox.api_key}")
+    print(f"account_sid: {sandbox.account_sid}")
+    for _ in range(calls):
+        print(f"call_sid: {sandbox.create_call()}")
+    print(f"export AIRFLOW_CONN_TELNYX_DEFAULT={shlex.quote(sandbox.airflow_conn_json())}")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until SIGINT or SIGTERM (exit status 0; 1 if the port cannot be bound).
+
+    Prints the base URL, API key, account sid, any created call sids and an
+    ``export AIRFLOW_CONN_TELNYX_DEFAULT='...'`` line, then serves.
+
+    :param argv: arguments without the program name (default: ``sys.argv[1:]``).
+    :return: the exit status.
+    """
+    args = build_parser().parse_args(argv)
+    sandbox = Sandbox(
+        port=args.port,
+        recording_seconds=args.recording_seconds,
+        processing_delay=args.processing_delay,
+        fault_rate=args.fault_rate,
+        faults=args.faults,
+        retry_after=args.retry_after,
+        slow_seconds=args.slow_seconds,
+        seed=args.seed,
+        api_key=args.api_key,
+        account_sid=args.account_sid,
+        host=args.host,
+    )
+    try:
+        sandbox.start()
+    except OSError as error:
+        print(f"telnyx-sandbox: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # signal.signal only works on the main thread; elsewhere (an embedding test) the caller stops us.
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
+    )
+    try:
+        _announce(sandbox, args.calls)
+        while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sandbox.stop()
+    return 0

@@ -1,0 +1,129 @@
+"""The sandbox's own routes: the ``/_sandbox/...`` control surface and ``/media/{sid}.wav`` (no auth)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
+
+from telnyx_provider.sandbox.api import JSON_TYPE, Reply, decode_form, error_reply, json_reply
+from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, ApiError, not_found
+from telnyx_provider.sandbox.media import wav_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_HANGUP = re.compile(r"/_sandbox/calls/([^/]+)/hangup")
+_MEDIA = re.compile(r"/media/([^/]+)\.wav")
+
+
+class Controls(Protocol):
+    """What the control routes act on (implemented by :class:`telnyx_provider.sandbox.Sandbox`)."""
+
+    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
+        """Create a live call."""
+
+    def hangup(self, call_sid: str) -> None:
+        """Hang a call up."""
+
+    def stats(self) -> dict[str, Any]:
+        """Return the counters."""
+
+    def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
+        """Change fault injection."""
+
+    def media(self, recording_sid: str) -> tuple[int, int] | None:
+        """Return (seconds, channels) of a recording's audio, or None."""
+
+
+def _bad_request(detail: str) -> ApiError:
+    return ApiError(400, CODE_BAD_REQUEST, "Bad request", detail)
+
+
+def _options(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Decode an optional JSON or form body of a control request."""
+    if not body:
+        return {}
+    if (content_type or "").split(";", 1)[0].strip().lower() == JSON_TYPE:
+        try:
+            loaded = json.loads(body)
+        except ValueError:
+            raise _bad_request("Body is not valid JSON") from None
+        if not isinstance(loaded, dict):
+            raise _bad_request("Body must be a JSON object")
+        return loaded
+    return dict(decode_form(body))
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def _call_options(options: dict[str, Any]) -> tuple[float | None, bool]:
+    raw = options.get("hangup_after")
+    try:
+        hangup_after = None if raw in (None, "") else float(raw)
+    except (TypeError, ValueError):
+        raise _bad_request(f"hangup_after must be a number of seconds, got {raw!r}") from None
+    return hangup_after, _flag(options.get("silent", False))
+
+
+def _fault_options(options: dict[str, Any]) -> tuple[float, list[str] | None]:
+    faults = options.get("faults")
+    if isinstance(faults, str):
+        faults = [kind for kind in faults.split(",") if kind]
+    if faults is not None and not isinstance(faults, list):
+        raise _bad_request("faults must be a list of fault kinds")
+    try:
+        return float(options.get("fault_rate", 0.0)), faults
+    except (TypeError, ValueError):
+        raise _bad_request("fault_rate must be a number") from None
+
+
+def handle_control(
+    controls: Controls, method: str, path: str, body: bytes, content_type: str | None
+) -> Reply:
+    """Answer a ``/_sandbox/...`` or ``/media/...`` request.
+
+    Routes: ``POST /_sandbox/calls`` (JSON or form ``hangup_after``, ``silent``) → 201 ``{"call_sid"}``;
+    ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
+    (``{"fault_rate", "faults"}``); ``GET /_sandbox/health``; ``GET /media/{recording_sid}.wav``.
+
+    :param controls: the sandbox to act on.
+    :param method: HTTP method.
+    :param path: request path without query string.
+    :param body: raw body.
+    :param content_type: ``Content-Type`` header.
+    """
+    try:
+        return _route(controls, method, path, body, content_type)
+    except ApiError as error:
+        return error_reply(error)
+    except ValueError as error:  # e.g. an unknown fault kind
+        return error_reply(ApiError(422, CODE_BAD_REQUEST, "Invalid value", str(error)))
+
+
+def _route(controls: Controls, method: str, path: str, body: bytes, content_type: str | None) -> Reply:
+    if (media := _MEDIA.fullmatch(path)) is not None and method in ("GET", "HEAD"):
+        audio = controls.media(unquote(media.group(1)))
+        if audio is None:
+            raise not_found("No media for this recording (unknown, deleted, not completed or absent)")
+        return Reply(200, wav_bytes(*audio), content_type="audio/wav")
+    if path == "/_sandbox/health" and method == "GET":
+        return json_reply({"status": "ok"})
+    if path == "/_sandbox/stats" and method == "GET":
+        return json_reply(controls.stats())
+    if path == "/_sandbox/calls" and method == "POST":
+        hangup_after, silent = _call_options(_options(body, content_type))
+        return json_reply({"call_sid": controls.create_call(hangup_after, silent)}, 201)
+    if (hangup := _HANGUP.fullmatch(path)) is not None and method == "POST":
+        call_sid = unquote(hangup.group(1))
+        controls.hangup(call_sid)
+        return json_reply({"call_sid": call_sid, "status": "completed"})
+    if path == "/_sandbox/faults" and method == "POST":
+        rate, faults = _fault_options(_options(body, content_type))
+        controls.set_faults(rate, faults)
+        current = controls.stats()
+        return json_reply({"fault_rate": current["fault_rate"], "faults": current["faults"]})
+    raise not_found(f"No route for {method} {path}")

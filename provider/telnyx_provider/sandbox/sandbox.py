@@ -1,0 +1,205 @@
+"""``Sandbox``: a local fake of Telnyx's TeXML call-recording API, started and stopped from Python."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from telnyx_provider.sandbox.api import RecordingApi
+from telnyx_provider.sandbox.callbacks import CallbackSender, StatusNotifier
+from telnyx_provider.sandbox.faults import FaultInjector
+from telnyx_provider.sandbox.server import SandboxHTTPServer
+from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
+from telnyx_provider.sandbox.store import RecordingStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+class Sandbox:
+    """A local HTTP server that behaves like Telnyx's TeXML recording API (see the package docstring).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with Sandbox(port=0, processing_delay=0.2) as sb:
+            call_sid = sb.create_call()
+            ...  # point a client at sb.base_url with sb.api_key
+
+    :param port: TCP port to listen on; 0 picks a free one.
+    :param recording_seconds: a recording also ends this many seconds after its start; None: only on
+        hang-up or stop.
+    :param processing_delay: seconds between a recording's end and its ``completed``/``absent`` state.
+    :param fault_rate: fraction of ``/v2`` requests that get a fault.
+    :param faults: fault kinds to choose from: ``429``, ``500``, ``503``, ``reset``, ``slow``.
+    :param retry_after: seconds an injected 429 asks the client to wait.
+    :param slow_seconds: delay of a ``slow`` reply.
+    :param seed: seed of the fault generator, for reproducible runs.
+    :param api_key: the bearer token to accept; generated if None.
+    :param account_sid: the account sid to serve; a uuid4 if None.
+    :param host: interface to bind.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        recording_seconds: float | None = None,
+        processing_delay: float = 0.5,
+        fault_rate: float = 0.0,
+        faults: Sequence[str] = FAULT_KINDS,
+        retry_after: int = 1,
+        slow_seconds: float = 1.0,
+        seed: int | None = None,
+        api_key: str | None = None,
+        account_sid: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
+        self.account_sid = account_sid or str(uuid.uuid4())
+        self._store = RecordingStore(
+            self.account_sid, recording_seconds=recording_seconds, processing_delay=processing_delay
+        )
+        self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
+        self._stats = Stats()
+        self._sender = CallbackSender(self._stats.callback)
+        self._notifier = StatusNotifier(self._store, self._sender)
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Sandbox:
+        """Bind the port and serve from a daemon thread.
+
+        :return: this sandbox.
+        :raises RuntimeError: if it is already running.
+        """
+        if self._server is not None:
+            raise RuntimeError("Sandbox already started")
+        api = RecordingApi(self._store, self._notifier, self.api_key)
+        server = SandboxHTTPServer((self.host, self.port), api, self, self._injector, self._stats)
+        self.port = server.server_port
+        self._store.media_prefix = f"{self.origin}/media/"
+        self._sender.start()
+        self._notifier.start()
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="telnyx-sandbox-http",
+            daemon=True,
+        )
+        self._server = server
+        self._thread.start()
+        log.info("Telnyx sandbox listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and open connections (safe to call twice)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        self._notifier.stop()
+        self._sender.stop()
+
+    @property
+    def origin(self) -> str:
+        """``http://host:port`` of the running server (a wildcard bind is reached via 127.0.0.1)."""
+        host = "127.0.0.1" if self.host in _WILDCARD_HOSTS else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:8765/v2`` (the counterpart of ``https://api.telnyx.com/v2``).
+
+        :raises RuntimeError: before :meth:`start`.
+        """
+        if self._server is None:
+            raise RuntimeError("Sandbox not started")
+        return f"{self.origin}/v2"
+
+    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
+        """Create a live call recordings can be started on.
+
+        :param hangup_after: hang the call up by itself this many seconds from now.
+        :param silent: recordings on this call finish ``absent`` (no audio) instead of ``completed``.
+        :return: the call sid, ``v3:`` followed by 54 URL-safe characters.
+        """
+        return self._store.create_call(hangup_after, silent)
+
+    def hangup(self, call_sid: str) -> None:
+        """Hang a call up now: its running recordings end and then complete after the processing delay.
+
+        :param call_sid: the call.
+        :raises telnyx_provider.sandbox.errors.ApiError: 404 for an unknown call.
+        """
+        for recording_sid in self._store.hangup(call_sid):
+            self._notifier.watch(recording_sid)
+
+    def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
+        """Change fault injection while running.
+
+        :param fault_rate: new fraction of faulted ``/v2`` requests.
+        :param faults: new fault kinds, or None to keep the current list.
+        :raises ValueError: for a rate outside [0, 1] or an unknown kind.
+        """
+        self._injector.configure(fault_rate, faults)
+
+    def media(self, recording_sid: str) -> tuple[int, int] | None:
+        """Return ``(seconds, channels)`` of a completed recording's audio, or None if there is none.
+
+        :param recording_sid: the recording.
+        """
+        return self._store.media(recording_sid)
+
+    def stats(self) -> dict[str, Any]:
+        """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
+        ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
+        ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``
+        and ``faults``.
+        """
+        result = self._stats.snapshot()
+        result["starts_per_call"] = self._store.starts_per_call()
+        result["completed_at"] = self._store.completed_at()
+        result.update(self._store.counts())
+        result["fault_rate"] = self._injector.fault_rate
+        result["faults"] = list(self._injector.faults)
+        return result
+
+    def airflow_conn_json(self) -> str:
+        """Return the JSON for ``AIRFLOW_CONN_TELNYX_DEFAULT`` that points a ``telnyx`` connection here."""
+        return json.dumps(
+            {
+                "conn_type": "telnyx",
+                "host": self.base_url,
+                "login": self.account_sid,
+                "password": self.api_key,
+            }
+        )
+
+    def connection_uri(self) -> str:
+        """Same as :meth:`airflow_conn_json` (Airflow reads ``AIRFLOW_CONN_*`` values in JSON form too)."""
+        return self.airflow_conn_json()

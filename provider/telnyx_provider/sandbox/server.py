@@ -1,0 +1,242 @@
+"""The sandbox's HTTP layer: a threading ``http.server`` with keep-alive, fault injection and lean replies."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+from email.utils import formatdate
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, cast
+
+from telnyx_provider.sandbox.api import RecordingApi, Reply, error_reply
+from telnyx_provider.sandbox.control import Controls, handle_control
+from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, CODE_UNEXPECTED, ApiError
+
+if TYPE_CHECKING:
+    from telnyx_provider.sandbox.faults import FaultInjector
+    from telnyx_provider.sandbox.stats import Stats
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+_GET_ONE = "GET /Recordings/{sid}"
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
+
+
+@lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    return formatdate(second, usegmt=True)
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """Threading HTTP server (one daemon thread per connection) that tracks its open connections.
+
+    :param address: ``(host, port)`` to bind; port 0 picks a free port.
+    :param api: answers the ``/v2`` routes.
+    :param controls: answers the ``/_sandbox`` and media routes.
+    :param injector: decides faults on ``/v2`` routes.
+    :param stats: counters to update.
+    """
+
+    daemon_threads = True
+    block_on_close = False  # keep-alive connections are closed by close_connections() instead
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        api: RecordingApi,
+        controls: Controls,
+        injector: FaultInjector,
+        stats: Stats,
+    ) -> None:
+        self.api = api
+        self.controls = controls
+        self.injector = injector
+        self.stats = stats
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, SandboxRequestHandler)
+
+    def server_bind(self) -> None:
+        """Bind without ``HTTPServer``'s reverse DNS lookup of the host (slow on some machines)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Count and remember the accepted connection, then serve it on its own thread."""
+        self.stats.connection()
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget a finished connection and close it."""
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log a connection's failure at debug level (clients that drop connections are routine here)."""
+        # socketserver calls this from inside its except block, so the exception is current
+        log.debug("Connection from %s failed: %r", client_address, sys.exc_info()[1])
+
+    def close_connections(self) -> None:
+        """Shut down every open connection so idle keep-alive threads end."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class SandboxRequestHandler(BaseHTTPRequestHandler):
+    """Handles every request of one connection (HTTP/1.1 keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else replies on a kept-alive connection wait ~40 ms for delayed ACKs
+    server_version = "TelnyxSandbox/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr log (it would cost more than serving the request)."""
+
+    def do_GET(self) -> None:
+        """Serve a GET request."""
+        self._dispatch()
+
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_GET
+
+    @property
+    def _srv(self) -> SandboxHTTPServer:
+        return cast("SandboxHTTPServer", self.server)
+
+    def _dispatch(self) -> None:
+        path, _, query = self.path.partition("?")
+        try:
+            if path.startswith("/v2/"):
+                self._serve_api(path, query)
+                return
+            body = self._read_body()
+            if body is not None:
+                self._send(
+                    handle_control(
+                        self._srv.controls, self.command, path, body, self.headers.get("Content-Type")
+                    )
+                )
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:  # a sandbox bug must still yield a reply, not a hung client
+            log.exception("Sandbox failed on %s %s", self.command, self.path)
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the connection may be gone already
+                self._send(
+                    error_reply(ApiError(500, CODE_UNEXPECTED, "Unexpected error", "Sandbox internal error"))
+                )
+
+    def _serve_api(self, path: str, query: str) -> None:
+        srv = self._srv
+        try:
+            resolved = srv.api.resolve(self.command, path)
+        except ApiError as error:
+            if self._read_body() is not None:
+                self._send(error_reply(error))
+            return
+        srv.stats.request(resolved.route_key, resolved.args[1] if resolved.route_key == _GET_ONE else None)
+        kind, reset_after = srv.injector.draw()
+        if kind == "reset" and not reset_after:
+            srv.stats.fault(kind)
+            self._reset()
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        if kind is not None and kind != "reset":
+            srv.stats.fault(kind)
+            fault = srv.injector.error_for(kind)
+            if fault is not None:
+                self._send(error_reply(fault))
+                return
+            time.sleep(srv.injector.slow_seconds)  # "slow": then answer normally
+        reply = srv.api.handle(
+            resolved, self.headers.get("Authorization"), query, body, self.headers.get("Content-Type")
+        )
+        if kind == "reset":  # the request was carried out; its reply is lost
+            srv.stats.fault(kind, after_handling=True)
+            self._reset()
+            return
+        self._send(reply)
+
+    def _read_body(self) -> bytes | None:
+        """Read the request body; on a framing error reply 400/413, close, and return None."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        raw_length = self.headers.get("Content-Length")
+        if not raw_length:
+            return b""
+        try:
+            length = int(raw_length)
+            if length < 0:
+                raise ValueError(raw_length)
+        except ValueError:
+            return self._refuse(400, f"Invalid Content-Length {raw_length!r}")
+        if length > MAX_BODY:
+            return self._refuse(413, f"Body larger than {MAX_BODY} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes | None:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return self._refuse(400, "Malformed chunked body")
+            total += size
+            if total > MAX_BODY:
+                return self._refuse(413, f"Body larger than {MAX_BODY} bytes")
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                    pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(16)
+
+    def _refuse(self, status: int, detail: str) -> bytes | None:
+        """Reply with a framing error and close the connection; returns None (no body) for the caller."""
+        self.close_connection = True
+        self._send(error_reply(ApiError(status, CODE_BAD_REQUEST, "Bad request", detail)))
+        return None
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset and no reply."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.connection.close()  # the fd really closes (RST) when finish() closes rfile, before any FIN
+
+    def _send(self, reply: Reply) -> None:
+        """Write the status line, headers and body in one write (one segment for small replies)."""
+        phrase = self.responses.get(reply.status, ("",))[0]
+        head = [f"HTTP/1.1 {reply.status} {phrase}", f"Date: {_http_date(int(time.time()))}"]
+        if reply.status != 204:  # a 204 carries no body and, per RFC 9110, no Content-Length
+            head.append(f"Content-Type: {reply.content_type}")
+            head.append(f"Content-Length: {len(reply.body)}")
+        head.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        if self.close_connection:
+            head.append("Connection: close")
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            payload += reply.body
+        self.wfile.write(payload)

@@ -1,0 +1,74 @@
+"""Counters of what the sandbox served, for tests and benchmarks to assert on."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+FAULT_KINDS = ("429", "500", "503", "reset", "slow")
+
+
+class Stats:
+    """Thread-safe request, connection, fault and callback counters (one lock, tiny critical sections)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routes: Counter[str] = Counter()
+        self._gets: Counter[str] = Counter()
+        self._faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self._resets_after = 0
+        self._connections = 0
+        self._callbacks_sent = 0
+        self._callbacks_failed = 0
+
+    def request(self, route_key: str, recording_sid: str | None = None) -> None:
+        """Count one request to an API route (faulted and refused ones included).
+
+        :param route_key: e.g. ``"GET /Recordings/{sid}"``.
+        :param recording_sid: for a single-recording GET, the sid to count in ``gets_per_recording``.
+        """
+        with self._lock:
+            self._routes[route_key] += 1
+            if recording_sid is not None:
+                self._gets[recording_sid] += 1
+
+    def fault(self, kind: str, after_handling: bool = False) -> None:
+        """Count one injected fault.
+
+        :param kind: one of ``429``, ``500``, ``503``, ``reset``, ``slow``.
+        :param after_handling: a reset sent after the request was carried out (reply lost).
+        """
+        with self._lock:
+            self._faults[kind] += 1
+            self._resets_after += after_handling
+
+    def connection(self) -> None:
+        """Count one accepted TCP connection."""
+        with self._lock:
+            self._connections += 1
+
+    def callback(self, ok: bool) -> None:
+        """Count one status callback delivery attempt.
+
+        :param ok: whether the receiver answered with a non-error status.
+        """
+        with self._lock:
+            if ok:
+                self._callbacks_sent += 1
+            else:
+                self._callbacks_failed += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a copy of all counters as plain JSON-serialisable values."""
+        with self._lock:
+            return {
+                "requests_by_route": dict(self._routes),
+                "requests_total": sum(self._routes.values()),
+                "gets_per_recording": dict(self._gets),
+                "connections_accepted": self._connections,
+                "faults_injected": dict(self._faults),
+                "resets_after_handling": self._resets_after,
+                "callbacks_sent": self._callbacks_sent,
+                "callbacks_failed": self._callbacks_failed,
+            }

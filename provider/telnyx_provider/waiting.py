@@ -1,0 +1,83 @@
+"""What the sensor and the operator share when they wait for a recording.
+
+One look at a recording (:func:`check_recording`), reading a trigger's event back
+(:func:`recording_from_event`), and the ``[operators] default_deferrable`` setting.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from telnyx_provider._compat import AirflowException, AirflowSensorTimeout
+from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
+from telnyx_provider.models import Verdict, assess_recording
+
+if TYPE_CHECKING:
+    import logging
+
+    from telnyx_provider.hooks.recording import RecordingHook
+
+#: Extra time given to Airflow's own deferral timeout, so the trigger's deadline (which lets us clean up)
+#: always fires first.
+DEFERRAL_MARGIN = timedelta(minutes=5)
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, as Airflow's own providers read it."""
+    from airflow.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def seconds(value: float | timedelta) -> float:
+    """A duration given as seconds or as a ``timedelta``, in seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def check_recording(
+    hook: RecordingHook,
+    recording_sid: str,
+    *,
+    account_sid: str | None,
+    not_found_until: float | None,
+    log: logging.Logger | Any,
+) -> dict[str, Any] | None:
+    """Look at the recording once: the final recording, ``None`` to keep waiting, or an error.
+
+    A 404 before ``not_found_until`` (Unix time) means the recording is not visible yet; after it, the
+    404 is raised. ``absent``/``failed``/``deleted`` raise :class:`RecordingFailedError`.
+    """
+    try:
+        recording = hook.get_recording(recording_sid, account_sid=account_sid)
+    except TelnyxApiError as error:
+        if error.status == 404 and not_found_until is not None and time.time() < not_found_until:
+            log.info("Recording %s is not visible yet (HTTP 404); still waiting.", recording_sid)
+            return None
+        raise
+    assessment = assess_recording(recording)
+    if assessment.verdict is Verdict.DONE:
+        log.info("%s", assessment.reason)
+        return recording
+    if assessment.verdict is Verdict.FAIL:
+        raise RecordingFailedError(assessment.reason)
+    if assessment.unknown_status:
+        log.warning("%s", assessment.reason)
+    else:
+        log.info("%s", assessment.reason)
+    return None
+
+
+def recording_from_event(event: object) -> dict[str, Any]:
+    """The final recording carried by a :class:`RecordingCompletedTrigger` event, or the matching error."""
+    if not isinstance(event, dict) or not isinstance(event.get("status"), str):
+        raise AirflowException(f"Unexpected event from the Telnyx recording trigger: {event!r}")
+    status, message = event["status"], event.get("message") or "no message"
+    if status == "success" and isinstance(event.get("recording"), dict):
+        return event["recording"]  # type: ignore[no-any-return]
+    if status == "failed":
+        raise RecordingFailedError(message)
+    if status == "timeout":
+        raise AirflowSensorTimeout(message)
+    raise AirflowException(f"Waiting for Telnyx recording {event.get('recording_sid')} failed: {message}")

@@ -1,0 +1,94 @@
+"""Test set-up shared by the whole suite.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any test
+module imports it: a throw-away AIRFLOW_HOME with a SQLite database, the example DAGs as the DAGs
+folder, and unit-test mode (no "outside of the Task Runner" warnings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="telnyx-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+sys.path.insert(0, str(REPO / "provider"))
+
+#: A key that must never show up in logs, XCom, exceptions or reprs.
+SECRET_KEY = "KEYsecret_0123456789abcdef_must_not_leak"
+ACCOUNT_SID = "61bf923e-5e4d-4595-a110-56190ea18a1b"
+MOCK_BASE_URL = "https://telnyx.test/v2"
+
+
+@pytest.fixture
+def telnyx_conn(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A ``telnyx_default`` connection pointing at a mocked base URL (for requests-mock / respx tests)."""
+    conn = {"conn_type": "telnyx", "host": MOCK_BASE_URL, "login": ACCOUNT_SID, "password": SECRET_KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+    return conn
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A TeXML sandbox on a free loopback port, with ``telnyx_default`` pointing at it."""
+    from telnyx_provider.sandbox import Sandbox
+
+    with Sandbox(port=0, processing_delay=0.2, seed=7) as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
+        yield sb
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (for ``dag.test()`` and CLI checks), made once per run."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return _HOME
+
+
+@pytest.fixture(autouse=True)
+def _airflow_31_async_connection_lookup() -> Iterator[None]:
+    """Let ``BaseHook.aget_connection`` run outside a task on Airflow 3.1, as it does on 3.2+.
+
+    On 3.1 the async lookup touches the task runner's supervisor channel even when the connection comes
+    from an environment variable, and that channel only exists inside a running task or triggerer.
+    """
+    import airflow
+
+    if not airflow.__version__.startswith("3.1."):
+        yield
+        return
+    from unittest import mock
+
+    import airflow.sdk.execution_time.task_runner as task_runner
+    from airflow.sdk.exceptions import ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    async def answer(message: object) -> ErrorResponse:
+        # What the API server answers for a connection no secrets backend knows.
+        return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": message.conn_id})  # type: ignore[attr-defined]
+
+    supervisor = mock.MagicMock()
+    supervisor.asend = answer
+    with mock.patch.object(task_runner, "SUPERVISOR_COMMS", supervisor, create=True):
+        yield

@@ -1,0 +1,206 @@
+"""Unit tests for telnyx_provider.connection: reading a Telnyx connection's fields into settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from telnyx_provider.connection import TelnyxConnectionConfig, normalize_base_url
+from telnyx_provider.errors import TelnyxValidationError
+from telnyx_provider.retry import RetryPolicy
+
+KEY = "KEYsecret0123456789abcdef"
+TELNYX = "https://api.telnyx.com/v2"  # the documented default base URL
+
+
+def config(extra=None, *, host=None, login="acct-1", password=KEY):
+    return TelnyxConnectionConfig.from_fields(
+        "telnyx_default", host=host, login=login, password=password, extra=extra
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "base_url"),
+    [
+        (None, TELNYX),
+        ("", TELNYX),
+        ("   ", TELNYX),
+        ("api.telnyx.com", TELNYX),
+        ("  api.telnyx.com  ", TELNYX),
+        ("https://api.telnyx.com/v2", TELNYX),
+        ("https://api.telnyx.com/v2/", TELNYX),
+        ("https://api.telnyx.com/v2///", TELNYX),
+        ("https://api.telnyx.com", TELNYX),  # no path: the API version is added
+        ("http://127.0.0.1:8765/v2", "http://127.0.0.1:8765/v2"),  # a local sandbox, kept as is
+        ("https://example.com/", "https://example.com/v2"),
+        ("https://proxy.example.com/telnyx/v2/", "https://proxy.example.com/telnyx/v2"),
+        ("localhost:8765", "https://localhost:8765/v2"),
+    ],
+)
+def test_normalize_base_url(host, base_url):
+    assert normalize_base_url(host) == base_url
+
+
+@pytest.mark.parametrize(
+    "host", ["ftp://x", "http://", "https://", "file:///etc/passwd", "https://x.com:port"]
+)
+def test_normalize_base_url_refuses_non_http_urls(host):
+    with pytest.raises(TelnyxValidationError) as caught:
+        normalize_base_url(host)
+    assert caught.value.argument == "host"
+    assert TELNYX in str(caught.value)  # shows an example of what works
+
+
+@pytest.mark.parametrize("password", [None, "", "   ", "\n"])
+def test_missing_api_key_is_refused_without_echoing_secrets(password):
+    other_secrets = ("hunter2", "s3cr3t-token")
+    with pytest.raises(TelnyxValidationError) as caught:
+        TelnyxConnectionConfig.from_fields(
+            "telnyx_prod",
+            host="https://user:hunter2@api.telnyx.com/v2",
+            login="acct-1",
+            password=password,
+            extra=json.dumps({"token": "s3cr3t-token"}),
+        )
+    message = str(caught.value)
+    assert "telnyx_prod" in message
+    assert "password" in message
+    assert "API key" in message
+    for secret in other_secrets:
+        assert secret not in message
+
+
+def test_fields_become_settings():
+    result = config(host="http://127.0.0.1:8765/v2", login=" acct-1 ", password=f"  {KEY}\n")
+    assert result.api_key == KEY  # whitespace from a pasted key is dropped
+    assert result.account_sid == "acct-1"
+    assert result.base_url == "http://127.0.0.1:8765/v2"
+    assert result.conn_id == "telnyx_default"
+    assert result.url("/texml/Accounts/a/Recordings.json") == (
+        "http://127.0.0.1:8765/v2/texml/Accounts/a/Recordings.json"
+    )
+
+
+@pytest.mark.parametrize("login", [None, "", "  "])
+def test_no_login_means_no_default_account(login):
+    assert config(login=login).account_sid is None
+
+
+EXTRAS = {
+    "timeout": 12.5,
+    "connect_timeout": 3,
+    "max_retries": 2,
+    "retry_max_wait": 4,
+    "retry_budget": 20,
+    "pool_size": 5,
+    "ca_bundle": "/etc/ssl/corp.pem",
+}
+SETTINGS = {
+    "read_timeout": 12.5,
+    "connect_timeout": 3.0,
+    "max_retries": 2,
+    "retry_max_wait": 4.0,
+    "retry_budget": 20.0,
+    "pool_size": 5,
+    "ca_bundle": "/etc/ssl/corp.pem",
+}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        EXTRAS,
+        json.dumps(EXTRAS),
+        {f"extra__telnyx__{name}": value for name, value in EXTRAS.items()},  # older connection forms
+        json.dumps({f"extra__telnyx__{name}": value for name, value in EXTRAS.items()}),
+    ],
+    ids=["dict", "json", "prefixed-dict", "prefixed-json"],
+)
+def test_extras_are_read(extra):
+    result = config(extra)
+    assert {name: getattr(result, name) for name in SETTINGS} == SETTINGS
+    assert result.verify == "/etc/ssl/corp.pem"
+
+
+@pytest.mark.parametrize("extra", [None, "", "{}", {}, {"timeout": None, "ca_bundle": ""}])
+def test_no_extras_give_the_defaults(extra):
+    result = config(extra)
+    assert result == config()
+    assert result.verify is True  # TLS verification is never off
+    assert result.read_timeout > 0
+    assert result.connect_timeout > 0
+
+
+@pytest.mark.parametrize(("given", "read"), [({"max_retries": "3"}, 3), ({"max_retries": 0}, 0)])
+def test_max_retries_accepts_whole_numbers_from_zero(given, read):
+    assert config(given).max_retries == read
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": "abc"}, "timeout"),
+        ({"extra__telnyx__timeout": 0}, "timeout"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"retry_max_wait": -5}, "retry_max_wait"),
+        ({"retry_budget": False}, "retry_budget"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": "many"}, "max_retries"),
+        ({"max_retries": 2.5}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"pool_size": 0}, "pool_size"),
+        ("not json", "extra"),
+        ('{"timeout": 30', "extra"),
+        ("[1, 2]", "extra"),
+        ('"text"', "extra"),
+    ],
+)
+def test_bad_extras_are_refused(extra, named):
+    with pytest.raises(TelnyxValidationError) as caught:
+        config(extra)
+    assert named in str(caught.value)
+    assert KEY not in str(caught.value)
+
+
+def test_unparsable_extra_is_not_echoed():
+    # The extra may hold other secrets: a broken one is described, not quoted.
+    with pytest.raises(TelnyxValidationError) as caught:
+        config('{"webhook_secret": "s3cr3t-token", ')
+    assert "s3cr3t-token" not in str(caught.value)
+    assert "JSON" in str(caught.value)
+
+
+@pytest.mark.parametrize("extra", [None, EXTRAS])
+def test_repr_never_shows_the_api_key(extra):
+    result = config(extra)
+    assert KEY not in repr(result)
+    assert KEY not in str(result)
+    assert "telnyx_default" in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("login", "argument", "chosen"),
+    [("acct-1", None, "acct-1"), ("acct-1", "acct-2", "acct-2"), (None, "acct-2", "acct-2")],
+)
+def test_resolve_account_sid_prefers_the_argument(login, argument, chosen):
+    assert config(login=login).resolve_account_sid(argument) == chosen
+
+
+def test_resolve_account_sid_without_any_is_refused():
+    with pytest.raises(TelnyxValidationError) as caught:
+        config(login=None).resolve_account_sid(None)
+    assert caught.value.argument == "account_sid"
+    assert "telnyx_default" in str(caught.value)  # says where to set it
+
+
+def test_retry_policy_reflects_the_extras():
+    policy = config({"max_retries": 2, "retry_max_wait": 4, "retry_budget": 20}).retry_policy()
+    assert (policy.max_retries, policy.max_wait, policy.budget) == (2, 4.0, 20.0)
+
+
+def test_retry_policy_without_extras_is_the_default_policy():
+    # The connection's documented defaults and RetryPolicy's own must not drift apart.
+    assert config().retry_policy() == RetryPolicy()

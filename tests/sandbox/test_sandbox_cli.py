@@ -1,0 +1,103 @@
+"""The sandbox command line, run as ``python -m telnyx_provider.sandbox`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from telnyx_provider.sandbox import cli
+
+PROVIDER_DIR = Path(__file__).resolve().parents[2] / "provider"
+
+
+def read_lines_until(process: subprocess.Popen[str], marker: str, timeout: float = 10.0) -> list[str]:
+    """Collect stdout lines until one starts with ``marker`` (bounded by ``timeout``)."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put("")  # end of output: the process exited
+
+    threading.Thread(target=pump, daemon=True).start()
+    collected: list[str] = []
+    while not collected or not collected[-1].startswith(marker):
+        line = lines.get(timeout=timeout)
+        assert line, f"process ended early (exit {process.wait()}) after {collected}"
+        collected.append(line.rstrip("\n"))
+    return collected
+
+
+def test_cli_serves_until_sigint():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROVIDER_DIR), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "telnyx_provider.sandbox",
+            "--port",
+            "0",
+            "--calls",
+            "1",
+            "--api-key",
+            "k1",
+            "--processing-delay",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = read_lines_until(process, "export AIRFLOW_CONN_TELNYX_DEFAULT=")
+        fields = dict(line.split(": ", 1) for line in lines[:-1])
+        assert fields["api_key"] == "k1"
+        conn = json.loads(shlex.split(lines[-1].split("=", 1)[1])[0])
+        assert conn == {
+            "conn_type": "telnyx",
+            "host": fields["base_url"],
+            "login": fields["account_sid"],
+            "password": "k1",
+        }
+        url = (
+            f"{fields['base_url']}/texml/Accounts/{fields['account_sid']}/Calls/"
+            f"{quote(fields['call_sid'], safe='')}/Recordings.json"
+        )
+        reply = requests.post(url, headers={"Authorization": "Bearer k1"}, timeout=5)
+        assert reply.status_code == 200
+        assert reply.json()["call_sid"] == fields["call_sid"]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_rejects_unknown_fault_kind(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--faults", "429,boom"])
+    assert exited.value.code == 2
+    assert "boom" in capsys.readouterr().err
+
+
+def test_cli_reports_a_busy_port(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert cli.main(["--port", str(taken.getsockname()[1])]) == 1
+    assert "cannot listen" in capsys.readouterr().err
