@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from telnyx_provider.errors import TelnyxValidationError
@@ -139,7 +140,9 @@ class RecordingCompletedSensor(BaseSensorOperator):
         """Unix time the wait began: the first try's start in reschedule mode, else now."""
         ti = context.get("ti") if self.reschedule else None
         first = ti.get_first_reschedule_date(context) if ti is not None else None
-        return first.timestamp() if first is not None else time.time()
+        if isinstance(first, str):  # Airflow 3.1 hands it over as an ISO 8601 string
+            first = pendulum.parse(first)
+        return first.timestamp() if isinstance(first, datetime) else time.time()
 
     def _resolve_target(self, *, validate_only: bool = False) -> tuple[str, str | None]:
         """The (recording_sid, account_sid) to poll, from ``recording_sid`` or ``recording_uri``."""

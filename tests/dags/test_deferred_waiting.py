@@ -1,0 +1,50 @@
+"""Deferrable and reschedule waiting under ``dag.test()`` (Airflow runs triggers inline) on the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from telnyx_provider.sandbox import Sandbox
+from tests.dags.test_example_dags import dag_from_folder, task_states
+
+
+@pytest.fixture
+def sandbox_for_dags(monkeypatch, request):
+    """A sandbox whose recordings end by themselves 1 s after they start, as if the caller hung up.
+
+    (``dag.test()`` takes a few seconds to start its first task, so a call set to hang up a fixed time
+    after it was created could end before the DAG records it.)
+    """
+    seconds = getattr(request, "param", 1.0)
+    with Sandbox(port=0, recording_seconds=seconds, processing_delay=0.2) as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
+        yield sb
+
+
+def test_operator_waits_on_the_triggerer(airflow_db, sandbox_for_dags):
+    call_sid = sandbox_for_dags.create_call()
+    run = dag_from_folder("test_telnyx_operator_deferred_wait").test(run_conf={"call_sid": call_sid})
+    assert str(run.state) == "success", task_states(run)
+    stats = sandbox_for_dags.stats()
+    assert stats["starts_per_call"] == {call_sid: 1}
+    (sid,) = stats["completed_at"]
+    assert stats["gets_per_recording"][sid] >= 1
+
+
+@pytest.mark.parametrize("dag_id", ["test_telnyx_sensor_deferred", "test_telnyx_sensor_reschedule"])
+def test_sensor_waits_deferred_and_rescheduled(airflow_db, sandbox_for_dags, dag_id):
+    call_sid = sandbox_for_dags.create_call()
+    run = dag_from_folder(dag_id).test(run_conf={"call_sid": call_sid})
+    assert task_states(run) == {"record": "success", "wait": "success"}
+    (sid,) = sandbox_for_dags.stats()["completed_at"]
+    assert sandbox_for_dags.stats()["gets_per_recording"][sid] >= 2  # the first check, then more
+
+
+@pytest.mark.parametrize("sandbox_for_dags", [None], indirect=True)  # recordings never end by themselves
+def test_deferred_wait_timeout_stops_the_recording(airflow_db, sandbox_for_dags):
+    call_sid = sandbox_for_dags.create_call()  # never hangs up: only the timeout ends the wait
+    run = dag_from_folder("test_telnyx_operator_deferred_timeout").test(run_conf={"call_sid": call_sid})
+    assert task_states(run) == {"record": "failed"}
+    stats = sandbox_for_dags.stats()
+    assert stats["requests_by_route"]["POST /Calls/{call_sid}/Recordings/{sid}"] == 1  # Status=stopped
+    assert stats["starts_per_call"] == {call_sid: 1}
