@@ -5,16 +5,37 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
     from airflow.sdk.log import mask_secret
 else:
     try:  # Airflow 3.2+ moved the task-facing exceptions into the Task SDK.
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
     except ImportError:  # pragma: no cover - Airflow 3.1
-        from airflow.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowSensorTimeout,
+            AirflowSkipException,
+        )
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow 3.1
         from airflow.sdk.execution_time.secrets_masker import mask_secret
 
-__all__ = ["AirflowException", "AirflowFailException", "AirflowSensorTimeout", "mask_secret"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "mask_secret",
+]

@@ -114,3 +114,21 @@ def test_templated_uri_is_resolved_after_rendering(telnyx_conn, requests_mock):
     sensor = RecordingCompletedSensor(task_id="wait", recording_uri="{{ params.uri }}", deferrable=False)
     sensor.render_template_fields({"params": {"uri": DOCS_REPLY["uri"]}})
     assert sensor.poke(context={}).xcom_value["sid"] == RECORDING_SID
+
+
+def test_soft_fail_skips_on_a_failed_recording(telnyx_conn, requests_mock):
+    from telnyx_provider._compat import AirflowSkipException
+
+    requests_mock.get(GET_URL, json={**DOCS_REPLY, "status": "absent", "duration": "0"})
+    with pytest.raises(AirflowSkipException):
+        _sensor(soft_fail=True, timeout=5).execute(context={})
+    assert requests_mock.call_count == 1
+
+
+def test_timeout_with_soft_fail_skips(telnyx_conn, requests_mock):
+    from telnyx_provider._compat import AirflowSkipException
+
+    requests_mock.get(GET_URL, json={**DOCS_REPLY, "status": "in-progress", "duration": None})
+    with pytest.raises(AirflowSkipException):
+        _sensor(soft_fail=True, timeout=0.05).execute(context={})
+    assert requests_mock.call_count >= 2

@@ -126,3 +126,13 @@ async def test_triggers_share_one_client_and_close_it_after_the_last(telnyx_conn
     assert len(created) == 1
     assert created[0]._client.is_closed
     assert recording_async._SHARED == {}
+
+
+@respx.mock
+async def test_client_is_released_before_the_event_is_handed_over(telnyx_conn):
+    respx.get(GET_URL).mock(return_value=_reply("completed", "3"))
+    run = _trigger().run()
+    event = await run.__anext__()  # dag.test() stops here, never closing the generator
+    assert event.payload["status"] == "success"
+    assert recording_async._SHARED == {}
+    await run.aclose()

@@ -69,6 +69,11 @@ class RecordingCompletedTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the recording is final and fire one event."""
+        # The shared client is released before the event is yielded: a caller that stops iterating after
+        # the first event (as dag.test() does) must not leave a pooled client open.
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
         # httpx and the client stay out of DAG-parse time: the triggerer alone imports them.
         from telnyx_provider.hooks.recording_async import shared_client
 
@@ -77,18 +82,16 @@ class RecordingCompletedTrigger(BaseTrigger):
                 while True:
                     event = await self._look(client)
                     if event is not None:
-                        yield TriggerEvent(event)
-                        return
+                        return event
                     now = time.time()
                     if self.deadline is not None and now >= self.deadline:
-                        yield TriggerEvent(self._event("timeout", message=self._timeout_message()))
-                        return
+                        return self._event("timeout", message=self._timeout_message())
                     wait = self.poll_interval
                     if self.deadline is not None:
                         wait = min(wait, max(0.0, self.deadline - now))
                     await asyncio.sleep(wait)
         except Exception as error:  # any failure ends in one error event, never a retry loop here
-            yield TriggerEvent(self._event("error", message=f"{type(error).__name__}: {error}"))
+            return self._event("error", message=f"{type(error).__name__}: {error}")
 
     async def _look(self, client: Any) -> dict[str, Any] | None:
         try:
