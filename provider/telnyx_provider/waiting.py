@@ -26,9 +26,12 @@ DEFERRAL_MARGIN = timedelta(minutes=5)
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, as Airflow's own providers read it."""
-    from airflow.configuration import conf
+    try:  # Airflow 3.2+
+        from airflow.sdk import conf
+    except ImportError:  # pragma: no cover - Airflow 3.1
+        from airflow.configuration import conf  # type: ignore[assignment]
 
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def seconds(value: float | timedelta) -> float:

@@ -132,3 +132,12 @@ def test_timeout_with_soft_fail_skips(telnyx_conn, requests_mock):
     with pytest.raises(AirflowSkipException):
         _sensor(soft_fail=True, timeout=0.05).execute(context={})
     assert requests_mock.call_count >= 2
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("True", True), ("False", False)])
+def test_deferrable_defaults_to_the_operators_setting(monkeypatch, setting, expected):
+    from telnyx_provider.operators.recording import StartCallRecordingOperator
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", setting)
+    assert RecordingCompletedSensor(task_id="w", recording_sid=RECORDING_SID).deferrable is expected
+    assert StartCallRecordingOperator(task_id="s", call_sid=CALL_SID).deferrable is expected
