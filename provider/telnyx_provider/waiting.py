@@ -34,6 +34,15 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
+def has_template(value: object) -> bool:
+    """Whether an argument still holds a Jinja template (validated only once rendered)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(has_template(item) for item in value)
+    return False
+
+
 def seconds(value: float | timedelta) -> float:
     """A duration given as seconds or as a ``timedelta``, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -16,6 +16,7 @@ from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     check_recording,
     default_deferrable,
+    has_template,
     recording_from_event,
     seconds,
 )
@@ -37,14 +38,6 @@ RECORDING_PARAMETERS = (
     "recording_track",
     "send_recording_url",
 )
-
-
-def _has_template(value: object) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, list | tuple):
-        return any(_has_template(item) for item in value)
-    return False
 
 
 class StartCallRecordingOperator(BaseOperator):
@@ -131,10 +124,10 @@ class StartCallRecordingOperator(BaseOperator):
     def _validate(self, *, rendered: bool) -> StartRecordingParams | None:
         """Validate the arguments; before rendering, values holding a template are left for later."""
         values = {name: getattr(self, name) for name in RECORDING_PARAMETERS}
-        checkable = {name: value for name, value in values.items() if rendered or not _has_template(value)}
+        checkable = {name: value for name, value in values.items() if rendered or not has_template(value)}
         for name in ("call_sid", "account_sid"):
             value = getattr(self, name)
-            if (name == "call_sid" or value is not None) and (rendered or not _has_template(value)):
+            if (name == "call_sid" or value is not None) and (rendered or not has_template(value)):
                 require_identifier(name, value)
         params = StartRecordingParams.from_arguments(**checkable)
         return params if rendered else None

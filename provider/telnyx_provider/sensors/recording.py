@@ -17,6 +17,7 @@ from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     check_recording,
     default_deferrable,
+    has_template,
     recording_from_event,
     seconds,
 )
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from telnyx_provider.hooks.recording import RecordingHook
-
-
-def _is_template(value: object) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 class RecordingCompletedSensor(BaseSensorOperator):
@@ -153,7 +150,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
                 {"recording_sid": sid, "recording_uri": uri},
                 "exactly one of the two",
             )
-        if validate_only and any(_is_template(value) for value in (sid, uri, account)):
+        if validate_only and any(has_template(value) for value in (sid, uri, account)):
             return "", None
         if account is not None:
             require_identifier("account_sid", account)
