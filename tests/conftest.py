@@ -57,6 +57,17 @@ def telnyx_conn(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 @pytest.fixture
+def scripted_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A loopback server answering scripted replies, with ``telnyx_default`` pointing at it."""
+    from tests.scripted_api import ScriptedApi
+
+    with ScriptedApi() as api:
+        conn = {"conn_type": "telnyx", "host": api.base_url, "login": ACCOUNT_SID, "password": SECRET_KEY}
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+        yield api
+
+
+@pytest.fixture
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """A TeXML sandbox on a free loopback port, with ``telnyx_default`` pointing at it."""
     from telnyx_provider.sandbox import Sandbox

@@ -1,4 +1,4 @@
-"""RecordingCompletedTrigger over a mocked async transport (respx): events, grace, deadline, pooling."""
+"""RecordingCompletedTrigger against scripted replies over loopback HTTP: events, grace, deadline, pooling."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import asyncio
 import json
 import time
 
-import httpx
 import pytest
-import respx
 
+from telnyx_provider.connection import TelnyxConnectionConfig
 from telnyx_provider.hooks import recording_async
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
-from tests.conftest import SECRET_KEY
-from tests.hooks.test_recording_hook import DOCS_REPLY, GET_URL, RECORDING_SID
+from tests.conftest import ACCOUNT_SID, SECRET_KEY
+from tests.hooks.test_recording_hook import DOCS_REPLY, RECORDING_SID
+from tests.scripted_api import Reply
+
+PATH = f"/texml/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}.json"
 
 
 def _trigger(**kwargs) -> RecordingCompletedTrigger:
@@ -27,8 +29,8 @@ async def _first_event(trigger: RecordingCompletedTrigger) -> dict:
     return events[0].payload
 
 
-def _reply(status: str, duration: str | None = None, code: int = 200) -> httpx.Response:
-    return httpx.Response(code, json={**DOCS_REPLY, "status": status, "duration": duration})
+def _reply(status: str, duration: str | None = None) -> Reply:
+    return Reply(200, {**DOCS_REPLY, "status": status, "duration": duration})
 
 
 def test_serialize_round_trip_is_json_safe_and_keyless():
@@ -41,60 +43,90 @@ def test_serialize_round_trip_is_json_safe_and_keyless():
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
-@respx.mock
-async def test_waits_through_processing_until_completed(telnyx_conn):
-    route = respx.get(GET_URL).mock(
-        side_effect=[
-            _reply("in-progress"),
-            _reply("stopped"),
-            _reply("completed", None),
-            _reply("completed", "9"),
-        ]
+async def test_waits_through_processing_until_completed(scripted_api):
+    scripted_api.script(
+        "GET",
+        PATH,
+        _reply("in-progress"),
+        _reply("stopped"),
+        _reply("completed", None),
+        _reply("completed", "9"),
     )
     event = await _first_event(_trigger())
     assert event["status"] == "success"
     assert event["recording"]["duration"] == 9
-    assert route.call_count == 4
-    assert route.calls.last.request.headers["Authorization"] == f"Bearer {SECRET_KEY}"
+    assert scripted_api.count("GET", PATH) == 4
+    headers = scripted_api.seen[-1].headers
+    assert headers["Authorization"] == f"Bearer {SECRET_KEY}"
+    assert headers["User-Agent"].startswith("airflow-provider-telnyx/")
+    assert headers["Accept"] == "application/json"
 
 
-@respx.mock
+async def test_call_sids_stay_percent_encoded_on_the_wire(scripted_api):
+    config = TelnyxConnectionConfig(
+        conn_id="t", base_url=scripted_api.base_url, api_key=SECRET_KEY, account_sid=ACCOUNT_SID
+    )
+    client = recording_async.AsyncRecordingClient(config)
+    path = f"/texml/Accounts/{ACCOUNT_SID}/Calls/v3%3Aabc/Recordings/{RECORDING_SID}.json"
+    scripted_api.script("POST", path, _reply("stopped"))
+    try:
+        recording = await client.update_call_recording("v3:abc", RECORDING_SID, "stopped")
+    finally:
+        await client.aclose()
+    assert recording["status"] == "stopped"
+    assert scripted_api.seen[-1].body == b"Status=stopped"
+    assert scripted_api.seen[-1].headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
 @pytest.mark.parametrize("status", ["absent", "failed", "deleted"])
-async def test_failure_statuses_fire_a_failed_event(telnyx_conn, status):
-    respx.get(GET_URL).mock(return_value=_reply(status, "0"))
+async def test_failure_statuses_fire_a_failed_event(scripted_api, status):
+    scripted_api.script("GET", PATH, _reply(status, "0"))
     event = await _first_event(_trigger())
     assert event["status"] == "failed"
     assert status in event["message"]
 
 
-@respx.mock
-async def test_404_within_grace_keeps_waiting_then_errors(telnyx_conn):
-    not_found = httpx.Response(404, json={"errors": [{"code": "10005", "detail": "Resource not found"}]})
-    route = respx.get(GET_URL).mock(return_value=not_found)
-    event = await _first_event(_trigger(not_found_deadline=time.time() + 1.0))
+async def test_unknown_status_keeps_waiting(scripted_api):
+    scripted_api.script("GET", PATH, _reply("transcoding"), _reply("completed", "2"))
+    event = await _first_event(_trigger())
+    assert event["status"] == "success"
+    assert scripted_api.count("GET", PATH) == 2
+
+
+async def test_404_within_grace_keeps_waiting_then_errors(scripted_api):
+    event = await _first_event(_trigger(not_found_deadline=time.time() + 1.0))  # PATH is not scripted: 404
     assert event["status"] == "error"
     assert "404" in event["message"]
-    assert route.call_count >= 2  # tolerated at least once before giving up
+    assert scripted_api.count("GET", PATH) >= 2  # tolerated at least once before giving up
 
 
-@respx.mock
-async def test_client_error_is_one_error_event_not_a_loop(telnyx_conn):
-    route = respx.get(GET_URL).mock(
-        return_value=httpx.Response(
-            401, json={"errors": [{"code": "10009", "title": "Authentication failed"}]}
-        )
+async def test_client_error_is_one_error_event_not_a_loop(scripted_api):
+    scripted_api.script(
+        "GET", PATH, Reply(401, {"errors": [{"code": "10009", "title": "Authentication failed"}]})
     )
     event = await _first_event(_trigger())
     assert event["status"] == "error"
     assert "10009" in event["message"]
     assert "401" in event["message"]
     assert SECRET_KEY not in event["message"]
-    assert route.call_count == 1
+    assert scripted_api.count("GET", PATH) == 1
 
 
-@respx.mock
-async def test_deadline_fires_a_timeout_event(telnyx_conn):
-    respx.get(GET_URL).mock(return_value=_reply("in-progress"))
+async def test_retryable_errors_are_retried_by_the_shared_policy(scripted_api):
+    scripted_api.script(
+        "GET",
+        PATH,
+        Reply(503, "<html>busy</html>", {"Content-Type": "text/html", "Retry-After": "0"}),
+        Reply(reset=True),
+        _reply("completed", "5"),
+    )
+    event = await _first_event(_trigger())
+    assert event["status"] == "success"
+    assert scripted_api.count("GET", PATH) == 3
+
+
+async def test_deadline_fires_a_timeout_event(scripted_api):
+    scripted_api.script("GET", PATH, _reply("in-progress"))
     event = await _first_event(_trigger(deadline=time.time() + 0.05))
     assert event["status"] == "timeout"
 
@@ -106,9 +138,8 @@ async def test_missing_connection_is_an_error_event(monkeypatch):
     assert "no_such_connection" in event["message"]
 
 
-@respx.mock
-async def test_triggers_share_one_client_and_close_it_after_the_last(telnyx_conn):
-    respx.get(GET_URL).mock(return_value=_reply("completed", "3"))
+async def test_triggers_share_one_client_and_close_it_after_the_last(scripted_api, monkeypatch):
+    scripted_api.script("GET", PATH, _reply("completed", "3"))
     created: list[recording_async.AsyncRecordingClient] = []
     original = recording_async.AsyncRecordingClient.__init__
 
@@ -116,21 +147,16 @@ async def test_triggers_share_one_client_and_close_it_after_the_last(telnyx_conn
         original(self, *args, **kwargs)
         created.append(self)
 
-    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(recording_async.AsyncRecordingClient, "__init__", counting_init)
-    try:
-        events = await asyncio.gather(*(_first_event(_trigger()) for _ in range(25)))
-    finally:
-        monkeypatch.undo()
+    events = await asyncio.gather(*(_first_event(_trigger()) for _ in range(25)))
     assert [e["status"] for e in events] == ["success"] * 25
     assert len(created) == 1
     assert created[0]._client.is_closed
     assert recording_async._SHARED == {}
 
 
-@respx.mock
-async def test_client_is_released_before_the_event_is_handed_over(telnyx_conn):
-    respx.get(GET_URL).mock(return_value=_reply("completed", "3"))
+async def test_client_is_released_before_the_event_is_handed_over(scripted_api):
+    scripted_api.script("GET", PATH, _reply("completed", "3"))
     run = _trigger().run()
     event = await run.__anext__()  # dag.test() stops here, never closing the generator
     assert event.payload["status"] == "success"
