@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from telnyx_provider.sandbox import Sandbox
@@ -31,13 +34,30 @@ def test_operator_waits_on_the_triggerer(airflow_db, sandbox_for_dags):
     assert stats["gets_per_recording"][sid] >= 1
 
 
+def _hang_up_after_first_look(sandbox: Sandbox, call_sid: str) -> threading.Thread:
+    """Play the caller: hang up once the sensor has looked at the recording (so it must wait for it)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sandbox.stats()["gets_per_recording"]:
+            time.sleep(0.05)
+        sandbox.hangup(call_sid)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.parametrize("dag_id", ["test_telnyx_sensor_deferred", "test_telnyx_sensor_reschedule"])
+@pytest.mark.parametrize("sandbox_for_dags", [None], indirect=True)  # only the hang-up ends the recording
 def test_sensor_waits_deferred_and_rescheduled(airflow_db, sandbox_for_dags, dag_id):
     call_sid = sandbox_for_dags.create_call()
+    watcher = _hang_up_after_first_look(sandbox_for_dags, call_sid)
     run = dag_from_folder(dag_id).test(run_conf={"call_sid": call_sid})
+    watcher.join(timeout=5)
     assert task_states(run) == {"record": "success", "wait": "success"}
     (sid,) = sandbox_for_dags.stats()["completed_at"]
-    assert sandbox_for_dags.stats()["gets_per_recording"][sid] >= 2  # the first check, then more
+    assert sandbox_for_dags.stats()["gets_per_recording"][sid] >= 2  # in-progress first, then completed
 
 
 @pytest.mark.parametrize("sandbox_for_dags", [None], indirect=True)  # recordings never end by themselves
