@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from telnyx_provider import __version__
-from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
 from telnyx_provider.models import normalize_recording
 from telnyx_provider.params import UPDATE_STATUSES, StartRecordingParams, require_choice, require_identifier
 
@@ -123,6 +123,9 @@ def delete_recording(account_sid: str, recording_sid: str) -> ApiRequest:
 
 def list_recordings(account_sid: str, *, page: int | None = None, page_size: int | None = None) -> ApiRequest:
     """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page)."""
+    for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
     query = {
         name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
     }
@@ -133,15 +136,25 @@ def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], bo
     """Return the decoded JSON of a successful reply, or raise :class:`TelnyxApiError`.
 
     Error replies are read for Telnyx's ``{"errors": [{"code", "title", "detail"}]}`` body; a body that is
-    not JSON (an HTML page from a proxy, say) is quoted by its first characters, never turned into a
-    ``KeyError``.
+    not JSON (an HTML page from a proxy, say, or JSON with ``NaN``/``Infinity``) is quoted by its first
+    characters, never turned into a ``KeyError``. Redirects are not followed: a 3xx is an error naming
+    where it points, as the base URL is then wrong.
     """
+    if 300 <= status < 400:
+        location = {name.lower(): value for name, value in headers.items()}.get("location")
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"unexpected redirect to {location!r}" if location else "unexpected redirect",
+            hint="Check the base URL (host) of the Telnyx connection; redirects are not followed.",
+        )
     if status >= 400:
         raise _error_from_reply(request, status, headers, body)
     if status == 204 or not body.strip():
         return None
     try:
-        return json.loads(body)
+        return _loads(body)
     except ValueError:
         raise TelnyxApiError(
             status=status,
@@ -187,7 +200,7 @@ def _error_from_reply(
 ) -> TelnyxApiError:
     code = title = detail = None
     try:
-        errors = json.loads(body).get("errors")
+        errors = _loads(body).get("errors")
         first = errors[0] if isinstance(errors, list) and errors else {}
         if isinstance(first, dict):
             code = None if first.get("code") is None else str(first["code"])
@@ -212,6 +225,18 @@ def _error_from_reply(
         hint=hint,
         headers=kept,
     )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(body: bytes) -> Any:
+    """Strict JSON: Python's ``NaN``/``Infinity`` extensions are refused (they would not survive XCom)."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _preview(body: bytes) -> str:

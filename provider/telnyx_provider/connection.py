@@ -1,7 +1,8 @@
 """Reading a Telnyx Airflow Connection into settings the hook and the async client share.
 
 Pure: it takes the Connection's fields, not the Connection lookup, so the sync hook (``get_connection``)
-and the trigger (``aget_connection``) read it the same way.
+and the trigger (``aget_connection``) read it the same way. The one file it touches, a CA bundle, is read
+only when a client is built (:meth:`TelnyxConnectionConfig.ssl_context`).
 
 Connection fields: password = API key, login = default account SID, host = base URL. Extra (JSON):
 ``timeout`` (read, seconds), ``connect_timeout``, ``max_retries`` (attempts after the first),
@@ -12,6 +13,8 @@ Connection fields: password = API key, login = default account SID, host = base 
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,27 +32,45 @@ DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 _DEFAULT_PATH = "/v2"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, fit for a message."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{tail}"
+
+
 def normalize_base_url(host: str | None) -> str:
     """Turn the connection's host into the API base URL.
 
     Empty: ``https://api.telnyx.com/v2``. A bare host name (``api.telnyx.com``) means ``https://<host>/v2``.
-    A URL with a scheme is used as given, with ``/v2`` added only when it has no path.
+    A URL with a scheme is used as given, with ``/v2`` added only when it has no path. Credentials in the
+    URL (``user:password@``) are refused, and never repeated in the message: the API key belongs in the
+    connection's password.
     """
     if host is None or not host.strip():
         return DEFAULT_BASE_URL
     host = host.strip()
     if "://" not in host:
         host = f"https://{host}"
-    parts = urlsplit(host)
+    expected = "an http:// or https:// base URL such as " + DEFAULT_BASE_URL
     try:
+        parts = urlsplit(host)
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        hostname = None
-    if parts.scheme not in ("http", "https") or not hostname:
+        raise TelnyxValidationError("host", redact_url(host), expected) from None
+    if "@" in parts.netloc:
         raise TelnyxValidationError(
-            "host", host, "an http:// or https:// base URL such as " + DEFAULT_BASE_URL
+            "host",
+            redact_url(host),
+            "a base URL without credentials (user:password@); put the API key in the connection's password",
         )
+    if parts.scheme not in ("http", "https") or not hostname or any(ch.isspace() for ch in host):
+        raise TelnyxValidationError("host", redact_url(host), expected)
     path = parts.path.rstrip("/") or _DEFAULT_PATH
     return f"{parts.scheme}://{parts.netloc}{path}"
 
@@ -87,6 +108,34 @@ class TelnyxConnectionConfig:
                 "<empty>",
                 "the Telnyx API key (it is sent as a bearer token)",
             )
+        api_key = password.strip()
+        if not all(" " < ch < "\x7f" for ch in api_key):
+            # Sent as a header: requests and httpx would refuse it with an error quoting the whole key.
+            raise TelnyxValidationError(
+                f"connection {conn_id!r} password",
+                "<hidden>",
+                "an API key of printable ASCII characters without spaces",
+            )
+        try:
+            return cls._build(conn_id, host=host, login=login, api_key=api_key, extra=extra)
+        except TelnyxValidationError as error:
+            if api_key not in str(error):
+                raise
+            hidden = TelnyxValidationError(
+                error.argument, "<hidden: it contains the API key>", error.expected
+            )
+        raise hidden from None
+
+    @classmethod
+    def _build(
+        cls,
+        conn_id: str,
+        *,
+        host: str | None,
+        login: str | None,
+        api_key: str,
+        extra: str | Mapping[str, Any] | None,
+    ) -> TelnyxConnectionConfig:
         extras = _parse_extra(conn_id, extra)
         options: dict[str, Any] = {}
         for name in ("connect_timeout", "retry_max_wait", "retry_budget"):
@@ -100,11 +149,11 @@ class TelnyxConnectionConfig:
                     f"connection extra {name}", extras[name], minimum=0 if name == "max_retries" else 1
                 )
         if extras.get("ca_bundle"):
-            options["ca_bundle"] = str(extras["ca_bundle"])
+            options["ca_bundle"] = os.path.expanduser(str(extras["ca_bundle"]).strip())
         return cls(
             conn_id=conn_id,
             base_url=normalize_base_url(host),
-            api_key=password.strip(),
+            api_key=api_key,
             account_sid=(login or "").strip() or None,
             **options,
         )
@@ -119,6 +168,26 @@ class TelnyxConnectionConfig:
     def verify(self) -> str | bool:
         """TLS verification: always on; a CA bundle path when the connection names one."""
         return self.ca_bundle or True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying TLS context trusting the connection's CA bundle (or the system's store).
+
+        :raises TelnyxValidationError: the bundle is missing or holds no certificates, with the path and
+            what is expected, rather than an ``OSError`` at the first request.
+        """
+        if not self.ca_bundle:
+            return ssl.create_default_context()
+        argument = f"connection {self.conn_id!r} extra ca_bundle"
+        expected = "the path of a readable CA bundle (a PEM file of certificates)"
+        path = self.ca_bundle
+        if not os.path.isfile(path):
+            raise TelnyxValidationError(argument, self.ca_bundle, expected + "; there is no such file")
+        try:
+            return ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError, ValueError) as error:
+            raise TelnyxValidationError(
+                argument, self.ca_bundle, f"{expected}; it does not load: {error}"
+            ) from None
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path."""
@@ -167,6 +236,8 @@ def config_from_connection(connection: Connection) -> TelnyxConnectionConfig:
     """Read an Airflow Connection (sync or async lookup) and register its API key with the secret masker."""
     if connection.password:
         mask_secret(connection.password)
+        if connection.password.strip() != connection.password:
+            mask_secret(connection.password.strip())  # what is sent, and could show up in a log
     return TelnyxConnectionConfig.from_fields(
         connection.conn_id,
         host=connection.host,

@@ -38,7 +38,12 @@ class TelnyxApiError(AirflowException):
     :param title: Telnyx's error title, if any.
     :param detail: Telnyx's error detail, or the start of an unreadable body.
     :param hint: extra advice for the reader.
-    :param headers: reply headers that matter for retrying (``Retry-After``, ``x-ratelimit-*``).
+    :param headers: reply headers that matter for retrying (``Retry-After``, ``x-ratelimit-*``); their names
+        are kept in lower case, whoever builds the error.
+    :param failure: when no reply came, what went wrong: ``"connect"`` (the request was never sent),
+        ``"timeout"`` (sent, but no reply within the read timeout: the service may still carry it out),
+        ``"connection"`` (dropped or reset: the request may or may not have been carried out) or ``"tls"``
+        (certificate verification failed: not retried). ``None`` when unknown or when a reply came.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class TelnyxApiError(AirflowException):
         detail: str | None = None,
         hint: str | None = None,
         headers: Mapping[str, str] | None = None,
+        failure: str | None = None,
     ) -> None:
         self.status = status
         self.method = method
@@ -60,7 +66,8 @@ class TelnyxApiError(AirflowException):
         self.title = title
         self.detail = detail
         self.hint = hint
-        self.headers = dict(headers or {})
+        self.headers = {str(name).lower(): value for name, value in (headers or {}).items()}
+        self.failure = failure
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -73,6 +80,19 @@ class TelnyxApiError(AirflowException):
             parts.append(self.detail)
         message = ": ".join(parts[:1]) + (" - " + "; ".join(parts[1:]) if parts[1:] else "")
         return f"{message}. {self.hint}" if self.hint else message
+
+    def redacted(self, secret: str) -> TelnyxApiError:
+        """This error with ``secret`` blanked out of the text quoted from the reply.
+
+        A proxy's error page may echo the request's headers back, ``Authorization`` included.
+        """
+        if not secret or secret not in str(self):
+            return self
+        state = {
+            name: value.replace(secret, "***") if isinstance(value, str) else value
+            for name, value in self.__dict__.items()
+        }
+        return _rebuild_api_error(state)
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only __init__: rebuild through a helper so the error survives pickling
@@ -96,6 +116,7 @@ def transport_detail(error: BaseException) -> str:
 
 def _rebuild_api_error(state: dict[str, object]) -> TelnyxApiError:
     error = TelnyxApiError.__new__(TelnyxApiError)
+    error.failure = None  # errors pickled before ``failure`` existed
     error.__dict__.update(state)
     AirflowException.__init__(error, error._message())
     return error

@@ -181,19 +181,30 @@ CLOCK_TOLERANCE_SECONDS = 5
 
 
 def find_adoptable_recording(
-    recordings: list[dict[str, Any]], since: datetime, *, tolerance_seconds: float = CLOCK_TOLERANCE_SECONDS
+    recordings: list[dict[str, Any]],
+    since: datetime,
+    *,
+    tolerance_seconds: float = CLOCK_TOLERANCE_SECONDS,
+    active_only: bool = True,
 ) -> dict[str, Any] | None:
-    """The newest active recording started through the API at or after ``since`` (minus a clock tolerance).
+    """The newest recording started through the API at or after ``since`` (minus a clock tolerance).
 
     A start whose reply was lost may have created a recording: this finds it, so it can be adopted
-    instead of recording the call twice.
+    instead of recording the call twice. With ``active_only`` (for a task retry, where ``since`` may be long
+    ago) only a recording still capturing audio qualifies; without it (right after a lost reply, where
+    ``since`` is the moment the start was sent) a recording that has ended since counts too, as it is
+    the one that request started.
     """
     earliest = pendulum.instance(since).subtract(seconds=tolerance_seconds)
     candidates = []
     for recording in recordings:
         status = status_of(recording)
         started = recording.get("start_time")
-        if recording.get("source") != API_SOURCE or status is None or not status.is_active or not started:
+        if recording.get("source") != API_SOURCE or not isinstance(started, str) or not started:
+            continue
+        if active_only and (status is None or not status.is_active):
+            continue
+        if not active_only and status is RecordingStatus.DELETED:
             continue
         try:
             moment = pendulum.parse(started)

@@ -7,6 +7,7 @@ nothing is sent. Enum values are case-sensitive, as the API is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ RECORDING_CHANNELS = ("single", "dual")
 RECORDING_TRACKS = ("inbound", "outbound", "both")
 UPDATE_STATUSES = ("in-progress", "paused", "stopped")
 
+#: A host name (dot-separated labels of letters, digits, ``-``, ``_``; IPv4 addresses too) or an IPv6 address.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -42,8 +46,17 @@ def require_identifier(argument: str, value: object) -> str:
 def require_choice(argument: str, value: object, allowed: tuple[str, ...]) -> str:
     """Return ``value`` if it is exactly one of ``allowed`` (case-sensitive), else raise."""
     if not isinstance(value, str) or value not in allowed:
-        raise TelnyxValidationError(argument, value, _choices(allowed))
+        raise TelnyxValidationError(argument, value, _choices(allowed) + _case_hint(value, allowed))
     return value
+
+
+def _case_hint(value: object, allowed: Iterable[str]) -> str:
+    """Point out a value that is allowed but for its case (the API is case-sensitive)."""
+    if isinstance(value, str):
+        for choice in allowed:
+            if value.strip().lower() == choice.lower():
+                return f" (values are case-sensitive: did you mean {choice!r}?)"
+    return ""
 
 
 def require_bool(argument: str, value: object) -> bool:
@@ -56,17 +69,22 @@ def require_bool(argument: str, value: object) -> bool:
 
 
 def require_http_url(argument: str, value: object) -> str:
-    """Return ``value`` if it is an absolute http(s) URL with a host, else raise."""
-    if isinstance(value, str):
+    """Return ``value`` if it is an absolute http(s) URL with a valid host (and port), else raise.
+
+    Whitespace and control characters are refused anywhere: Telnyx could not call such a URL.
+    """
+    if isinstance(value, str) and value and not any(ch.isspace() or ord(ch) < 32 for ch in value):
         try:
-            parts = urlsplit(value.strip())
+            parts = urlsplit(value)
             host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
         except ValueError:
             host = None
-        else:
-            if parts.scheme in ("http", "https") and host and value == value.strip():
-                return value
-    raise TelnyxValidationError(argument, value, "an absolute http:// or https:// URL with a host")
+        if parts.scheme in ("http", "https") and host and _HOST_RE.fullmatch(host):
+            return value
+    raise TelnyxValidationError(
+        argument, value, "an absolute http:// or https:// URL with a valid host and port, without spaces"
+    )
 
 
 def require_positive_number(argument: str, value: object) -> float:

@@ -1,16 +1,19 @@
 """The retry policy, written once and used by the sync hook and the async client alike.
 
 Retries 429, 500, 502, 503, 504 and transport failures (connection errors, resets, timeouts); never
-400/401/403/404/422. Waits what the service asks (``Retry-After`` in seconds or as an HTTP date, else
-``x-ratelimit-reset``), otherwise exponential backoff with full jitter, capped; stops when the attempts
-or the time budget run out. Expressed as tenacity arguments, so ``Retrying`` and ``AsyncRetrying`` get
-the very same policy.
+400/401/403/404/422, nor a failed TLS verification. Waits what the service asks (``Retry-After`` in seconds
+or as an HTTP date, else ``x-ratelimit-reset``), otherwise exponential backoff with full jitter, capped;
+stops when the attempts or the time budget run out. Expressed as tenacity arguments, so ``Retrying`` and
+``AsyncRetrying`` get the very same policy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,17 +26,26 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Transport failures that trying again cannot fix.
+PERMANENT_FAILURES = frozenset({"tls"})
+#: The policy's settings in seconds, by the name users give them (hook arguments, connection extras).
+_SECONDS_ARGUMENTS = {"max_wait": "retry_max_wait", "budget": "retry_budget", "initial_wait": "initial_wait"}
 _EPOCH_THRESHOLD = 1_000_000_000  # an x-ratelimit-reset this large is a Unix time, not a number of seconds
+_STATS_LOCK = threading.Lock()
 
 
 def is_retryable(error: BaseException) -> bool:
     """Whether a failed request may be tried again: a retryable status, or no reply at all."""
-    return isinstance(error, TelnyxApiError) and (error.status is None or error.status in RETRYABLE_STATUSES)
+    if not isinstance(error, TelnyxApiError):
+        return False
+    if error.status is None:
+        return error.failure not in PERMANENT_FAILURES
+    return error.status in RETRYABLE_STATUSES
 
 
 def requested_wait(error: BaseException, now: float | None = None) -> float | None:
@@ -60,13 +72,40 @@ def requested_wait(error: BaseException, now: float | None = None) -> float | No
     return None
 
 
+def failure_reason(error: BaseException | None) -> str:
+    """Why a request failed, for logs and counters: ``HTTP 503``, ``no reply (timeout)``..."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"HTTP {status}"
+    failure = getattr(error, "failure", None)
+    return f"no reply ({failure})" if failure else "no reply"
+
+
 @dataclass
 class RetryStats:
-    """Counters a caller can read after requests: retries made and seconds spent waiting."""
+    """Counters a caller can read after requests: retries made and seconds spent waiting.
+
+    Safe to share between threads (the soak's workers all add to one).
+    """
 
     retries: int = 0
     waited_seconds: float = 0.0
     waited_as_asked_seconds: float = 0.0
+    retries_by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def waited_backoff_seconds(self) -> float:
+        """Seconds spent in backoff waits the policy chose (as opposed to waits the service asked for)."""
+        return self.waited_seconds - self.waited_as_asked_seconds
+
+    def add(self, reason: str, seconds: float, asked: bool) -> None:
+        """Count one retry after a failure for ``reason``, preceded by a wait of ``seconds``."""
+        with _STATS_LOCK:  # one lock for all stats keeps them plain data (copyable, picklable)
+            self.retries += 1
+            self.waited_seconds += seconds
+            if asked:
+                self.waited_as_asked_seconds += seconds
+            self.retries_by_reason[reason] += 1
 
 
 @dataclass(frozen=True)
@@ -74,7 +113,8 @@ class RetryPolicy:
     """How failed requests are retried.
 
     :param max_retries: retries after the first attempt (0 disables retrying).
-    :param max_wait: cap of one backoff wait, in seconds (a wait the service asks for is honoured as is).
+    :param max_wait: cap of one backoff wait, in seconds (a wait the service asks for is honoured as is,
+        within the budget).
     :param budget: seconds a request may spend in total, waits included, before the last error is raised.
     :param initial_wait: scale of the first backoff wait.
     """
@@ -84,6 +124,20 @@ class RetryPolicy:
     budget: float = 60.0
     initial_wait: float = 0.5
     stats: RetryStats = field(default_factory=RetryStats, compare=False)
+
+    def __post_init__(self) -> None:
+        retries = self.max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise TelnyxValidationError("max_retries", self.max_retries, "a whole number >= 0")
+        for name, argument in _SECONDS_ARGUMENTS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise TelnyxValidationError(argument, value, "a number of seconds greater than 0")
+
+    def replace(self, **changes: Any) -> RetryPolicy:
+        """A copy with some settings changed (``None`` values are ignored); it keeps adding to these stats."""
+        given = {name: value for name, value in changes.items() if value is not None}
+        return dataclasses.replace(self, **given) if given else self
 
     def tenacity_kwargs(self, description: str) -> dict[str, Any]:
         """Arguments for ``tenacity.Retrying`` / ``tenacity.AsyncRetrying`` applying this policy."""
@@ -97,18 +151,21 @@ class RetryPolicy:
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             seconds = state.upcoming_sleep
-            self.stats.retries += 1
-            self.stats.waited_seconds += seconds
-            if error is not None and requested_wait(error) is not None:
-                self.stats.waited_as_asked_seconds += seconds
-            status = getattr(error, "status", None)
+            asked = error is not None and requested_wait(error) is not None
+            reason = failure_reason(error)
+            self.stats.add(reason, seconds, asked)
+            no_reply = getattr(error, "status", None) is None
+            detail = f": {getattr(error, 'detail', error)}" if no_reply else ""
             log.warning(
-                "Telnyx %s failed (%s); retry %d of %d in %.2f s.",
+                "Telnyx %s failed (%s%s); retry %d of %d in %.2f s%s.",
                 description,
-                f"HTTP {status}" if status is not None else f"no reply: {getattr(error, 'detail', error)}",
+                reason,
+                detail,
                 state.attempt_number,
                 self.max_retries,
                 seconds,
+                " as the service asked" if asked else "",
+                extra={"telnyx_retry": {"reason": reason, "wait": seconds, "asked": asked}},
             )
 
         return {

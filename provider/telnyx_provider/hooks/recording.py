@@ -7,6 +7,7 @@ The hook only moves bytes: :mod:`telnyx_provider.api` builds each request and re
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,17 +15,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import requests
 from airflow.sdk import BaseHook
 from tenacity import Retrying
+from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
 from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.models import find_adoptable_recording
 from telnyx_provider.params import StartRecordingParams
+from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-    from telnyx_provider.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,8 +37,15 @@ class RecordingHook(BaseHook):
     Connection: password = API key (sent as ``Authorization: Bearer``), login = the account SID used
     when a method is not given one, host = base URL (default ``https://api.telnyx.com/v2``).
 
+    Retries follow the connection's extra (``max_retries``, ``retry_max_wait``, ``retry_budget``); the
+    arguments below override it for this hook (an operator passes its own).
+
     :param telnyx_conn_id: the Airflow connection to use.
-    :param retry_policy: overrides the retry settings read from the connection's extra.
+    :param retry_policy: a whole retry policy replacing the connection's settings (its ``stats`` count
+        every retry this hook makes).
+    :param max_retries: retries after the first attempt of a request (0: none).
+    :param retry_max_wait: cap of one backoff wait, in seconds.
+    :param retry_budget: seconds a request may take in total, retries and waits included.
     """
 
     conn_name_attr = "telnyx_conn_id"
@@ -46,11 +54,23 @@ class RecordingHook(BaseHook):
     hook_name = "Telnyx"
 
     def __init__(
-        self, telnyx_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+        self,
+        telnyx_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        max_retries: int | None = None,
+        retry_max_wait: float | None = None,
+        retry_budget: float | None = None,
     ) -> None:
         super().__init__()
         self.telnyx_conn_id = telnyx_conn_id
         self._retry_policy = retry_policy
+        self._retry_overrides = {
+            "max_retries": max_retries,
+            "max_wait": retry_max_wait,
+            "budget": retry_budget,
+        }
+        RetryPolicy().replace(**self._retry_overrides)  # refuse bad values now, before any request
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -84,8 +104,9 @@ class RecordingHook(BaseHook):
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        """The retry policy: the one given to the hook, else the connection's settings."""
-        return self._retry_policy or self.config.retry_policy()
+        """The retry policy: the one given to the hook (else the connection's), with the hook's overrides."""
+        base = self._retry_policy or self.config.retry_policy()
+        return base.replace(**self._retry_overrides)
 
     def get_conn(self) -> requests.Session:
         """The hook's one ``requests.Session`` (connection pooling, TLS verification on)."""
@@ -93,6 +114,7 @@ class RecordingHook(BaseHook):
 
     @cached_property
     def _session(self) -> requests.Session:
+        self.config.ssl_context()  # refuses a missing or unreadable CA bundle before any request
         session = requests.Session()
         session.verify = self.config.verify
         return session
@@ -121,8 +143,10 @@ class RecordingHook(BaseHook):
         """Start recording a live call; returns the new recording.
 
         Parameters left as ``None`` are not sent (the API applies its defaults). The start is not
-        idempotent: if a reply is lost, the call's recordings are listed before trying again and a
-        recording this request started is adopted instead of starting a second one.
+        idempotent, so it is never repeated blindly: after a failure that may hide a started recording
+        (a lost reply, a 5xx), the call's recordings are listed first and one this request started is
+        adopted (and logged as such). After a timeout the service may still be working on the start, so it
+        is not sent again: the call is watched for the recording until the retry budget is spent.
         """
         params = StartRecordingParams.from_arguments(
             play_beep=play_beep,
@@ -136,24 +160,97 @@ class RecordingHook(BaseHook):
         account = self.config.resolve_account_sid(account_sid)
         request = api.start_call_recording(account, call_sid, params)
         requested_at = datetime.now(timezone.utc)
+        deadline = time.monotonic() + self.retry_policy.budget
+        failure: TelnyxApiError | None = None
         for attempt in self._attempts(request):
             with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    adopted = self.find_recording_started_since(call_sid, requested_at, account_sid=account)
+                if failure is not None:
+                    adopted = self._find_lost_start(call_sid, account, requested_at, failure, deadline)
                     if adopted is not None:
                         return adopted
-                return self._send(request, api.parse_recording)
+                try:
+                    return self._send(request, api.parse_recording)
+                except TelnyxApiError as error:
+                    failure = error
+                    raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def find_recording_started_since(
-        self, call_sid: str, since: datetime, *, account_sid: str | None = None
+    def _find_lost_start(
+        self,
+        call_sid: str,
+        account_sid: str,
+        requested_at: datetime,
+        failure: TelnyxApiError,
+        deadline: float,
     ) -> dict[str, Any] | None:
-        """An active API-started recording on the call that began at or after ``since``, if any.
+        """The recording a failed start created, or ``None`` when it is safe to send the start again.
+
+        A 429 or a connection that never opened started nothing. A lost reply (reset) or a 5xx may have:
+        the call's recordings are looked at once. A timeout (ours, or a gateway's 504) may still be running
+        on the service: the start is never sent again, the call is watched until the retry budget is spent.
+
+        :raises TelnyxApiError: a timed-out start whose recording did not show up within the budget.
+        """
+        if failure.status == 429 or failure.failure == "connect":
+            return None
+        still_running = failure.failure == "timeout" or failure.status == 504
+        pause = self.retry_policy.initial_wait
+        while True:
+            # The look-ups share the start's budget rather than each getting a whole one.
+            policy = self.retry_policy.replace(budget=max(deadline - time.monotonic(), 0.001))
+            try:
+                adopted = self.find_recording_started_since(
+                    call_sid, requested_at, account_sid=account_sid, active_only=False, retry_policy=policy
+                )
+            except TelnyxApiError:
+                if not still_running:
+                    raise  # the start's retry loop looks again before anything is sent
+                adopted = None  # keep watching: sending the start again is not an option
+            if adopted is not None:
+                return adopted
+            if not still_running:
+                log.info("No recording from the failed start on call %s; sending the start again.", call_sid)
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TelnyxApiError(
+                    status=failure.status,
+                    method=failure.method,
+                    path=failure.path,
+                    code=failure.code,
+                    title=failure.title,
+                    detail=failure.detail,
+                    failure=failure.failure,
+                    hint=(
+                        f"The start timed out and no recording showed up on call {call_sid} within the retry "
+                        "budget. It was not sent again, as the service may still carry it out: check the "
+                        "call's recordings before starting another."
+                    ),
+                )
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, self.retry_policy.max_wait)
+
+    def find_recording_started_since(
+        self,
+        call_sid: str,
+        since: datetime,
+        *,
+        account_sid: str | None = None,
+        active_only: bool = True,
+        retry_policy: RetryPolicy | None = None,
+    ) -> dict[str, Any] | None:
+        """An API-started recording on the call that began at or after ``since``, if any.
 
         Used to adopt a recording whose start reply was lost rather than recording the call twice.
+
+        :param active_only: only a recording still in progress (or paused) qualifies; the default, for a
+            task retry. The hook itself passes ``False`` right after a lost reply.
+        :param retry_policy: retries of the listing (default: the hook's).
         """
-        recordings = self.list_call_recordings(call_sid, account_sid=account_sid)
-        adopted = find_adoptable_recording(recordings, since)
+        request = api.list_call_recordings(self.config.resolve_account_sid(account_sid), call_sid)
+        page: dict[str, Any] = self._call(request, api.parse_recording_page, retry_policy)
+        recordings = list(page["recordings"])
+        adopted = find_adoptable_recording(recordings, since, active_only=active_only)
         if adopted is not None:
             log.warning(
                 "Adopting recording %s on call %s (status %s, started %s): it was started by an earlier "
@@ -222,11 +319,12 @@ class RecordingHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------------
 
-    def _attempts(self, request: api.ApiRequest) -> Retrying:
-        return Retrying(**self.retry_policy.tenacity_kwargs(f"{request.method} {request.path}"))
+    def _attempts(self, request: api.ApiRequest, policy: RetryPolicy | None = None) -> Retrying:
+        policy = policy or self.retry_policy
+        return Retrying(**policy.tenacity_kwargs(f"{request.method} {request.path}"))
 
-    def _call(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
-        for attempt in self._attempts(request):
+    def _call(self, request: api.ApiRequest, parse: Callable[..., T], policy: RetryPolicy | None = None) -> T:
+        for attempt in self._attempts(request, policy):
             with attempt:
                 return self._send(request, parse)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
@@ -241,14 +339,55 @@ class RecordingHook(BaseHook):
                 data=request.body(),
                 headers=request.headers(config.api_key),
                 timeout=(config.connect_timeout, config.read_timeout),
+                # Given per request: a session-level verify loses to REQUESTS_CA_BUNDLE in the environment.
+                verify=config.verify,
+                allow_redirects=False,
             )
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-        ) as error:
-            # Chained requests errors carry the prepared request (and its Authorization header): drop them.
-            raise TelnyxApiError(
-                status=None, method=request.method, path=request.path, detail=transport_detail(error)
-            ) from None
-        return parse(request, response.status_code, response.headers, response.content)
+        except requests.exceptions.SSLError as error:
+            failure, detail = "tls", _describe(error)
+        except requests.ConnectTimeout as error:
+            failure, detail = "connect", _describe(error)
+        except requests.ReadTimeout as error:
+            failure, detail = "timeout", _describe(error)
+        except requests.ConnectionError as error:
+            failure, detail = ("connect" if _never_sent(error) else "connection"), _describe(error)
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as error:
+            failure, detail = "connection", _describe(error)
+        else:
+            try:
+                return parse(request, response.status_code, response.headers, response.content)
+            except TelnyxApiError as error:
+                redacted = error.redacted(config.api_key)
+                if redacted is error:
+                    raise
+            raise redacted from None  # out here, the unredacted error is not even its __context__
+        # Raised outside the except blocks: the requests error (which holds the prepared request and its
+        # Authorization header) is then neither the cause nor the context of ours.
+        raise TelnyxApiError(
+            status=None,
+            method=request.method,
+            path=request.path,
+            detail=detail,
+            failure=failure,
+            hint=_TLS_HINT if failure == "tls" else None,
+        ) from None
+
+
+_TLS_HINT = (
+    "TLS verification failed (it is always on): check the certificate of the connection's host, or point "
+    "the connection extra ca_bundle at a CA bundle that signs it."
+)
+
+
+def _describe(error: requests.RequestException) -> str:
+    """The failure in a few words: urllib3's underlying reason rather than its long retry wrapper."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    if isinstance(reason, BaseException):
+        return f"{type(error).__name__}: {transport_detail(reason)}"
+    return transport_detail(error)
+
+
+def _never_sent(error: requests.ConnectionError) -> bool:
+    """Whether the connection could not even be opened (refused, unresolvable): the request was not sent."""
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, NewConnectionError)
