@@ -100,6 +100,13 @@ class TelnyxApiError(AirflowException):
         return _rebuild_api_error, (self.__dict__.copy(),)
 
 
+#: The hint of a failed TLS verification, from the sync hook and the async client alike.
+TLS_HINT = (
+    "TLS verification failed (it is always on): check the certificate of the connection's host, or point "
+    "the connection extra ca_bundle at a CA bundle that signs it."
+)
+
+
 class RecordingFailedError(AirflowFailException):
     """The recording ended without audio (``absent``), failed or was deleted: waiting cannot succeed.
 

@@ -34,6 +34,16 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
+def retry_overrides(
+    max_retries: int | None, retry_max_wait: float | None, retry_budget: float | None
+) -> dict[str, Any]:
+    """The hook's retry keyword arguments, checked at DAG-parse time rather than at the first request."""
+    from telnyx_provider.retry import RetryPolicy
+
+    RetryPolicy().replace(max_retries=max_retries, max_wait=retry_max_wait, budget=retry_budget)
+    return {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
+
+
 def has_template(value: object) -> bool:
     """Whether an argument still holds a Jinja template (validated only once rendered)."""
     if isinstance(value, str):

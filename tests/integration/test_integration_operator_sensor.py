@@ -97,3 +97,47 @@ def test_operator_on_kill_stops_the_recording_it_waits_for(sandbox):
     op.on_kill()
     (recording,) = RecordingHook().list_call_recordings(call_sid)
     assert recording["status"] in ("stopped", "completed")
+
+
+def test_task_retry_adopts_the_recording_an_earlier_try_started(sandbox, caplog):
+    from types import SimpleNamespace
+
+    import pendulum
+
+    call_sid = sandbox.create_call()
+    run_started = pendulum.now("UTC").subtract(seconds=1)
+    first = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
+    retry_context = {
+        "ti": SimpleNamespace(try_number=2, start_date=pendulum.now("UTC")),
+        "dag_run": SimpleNamespace(start_date=run_started),
+    }
+    again = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context=retry_context)
+    assert again["sid"] == first["sid"]
+    assert sandbox.stats()["starts_per_call"] == {call_sid: 1}
+    assert any("Adopting recording" in record.getMessage() for record in caplog.records)
+
+
+def test_retry_settings_reach_the_hook_and_bad_ones_are_refused_at_parse_time():
+    from telnyx_provider.errors import TelnyxValidationError
+
+    op = StartCallRecordingOperator(
+        task_id="s", call_sid="v3:x", max_retries=2, retry_budget=5, retry_max_wait=1
+    )
+    sensor = RecordingCompletedSensor(task_id="w", recording_sid="r", max_retries=0, deferrable=False)
+    assert op.retry_overrides == {"max_retries": 2, "retry_max_wait": 1, "retry_budget": 5}
+    assert sensor.retry_overrides["max_retries"] == 0
+    with pytest.raises((TelnyxValidationError, ValueError)):
+        StartCallRecordingOperator(task_id="s", call_sid="v3:x", max_retries=-1)
+    with pytest.raises((TelnyxValidationError, ValueError)):
+        RecordingCompletedSensor(task_id="w", recording_sid="r", retry_budget=0)
+
+
+def test_operator_retry_settings_govern_its_requests(sandbox):
+    sandbox.set_faults(1.0, ["429"])  # a 429 started nothing: the start is simply sent again
+    op = StartCallRecordingOperator(
+        task_id="s", call_sid=sandbox.create_call(), max_retries=2, retry_max_wait=0.01
+    )
+    with pytest.raises(TelnyxApiError) as raised:
+        op.execute(context={})
+    assert raised.value.status == 429
+    assert sandbox.stats()["requests_by_route"]["POST /Calls/{call_sid}/Recordings"] == 3  # 1 + 2 retries

@@ -114,11 +114,6 @@ async def test_async_client_logs_each_retry_once_with_status_and_wait(faulty_san
     assert requests == 30 + len(records)  # every request beyond the first of each GET is a logged retry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp re-sends a GET once, silently, after a reset (ClientSession._retry_connection): "
-    "that extra attempt is neither logged nor counted by the retry policy",
-)
 async def test_async_client_logs_each_retry_after_a_reset(faulty_sandbox, caplog):
     sandbox = faulty_sandbox(seed=9, retry_after=0)
     policy, requests = await _async_gets_under_faults(sandbox, ("reset",), caplog)

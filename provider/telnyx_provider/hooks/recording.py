@@ -19,7 +19,7 @@ from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TelnyxApiError, transport_detail
+from telnyx_provider.errors import TLS_HINT, TelnyxApiError, transport_detail
 from telnyx_provider.models import find_adoptable_recording
 from telnyx_provider.params import StartRecordingParams
 from telnyx_provider.retry import RetryPolicy
@@ -369,14 +369,8 @@ class RecordingHook(BaseHook):
             path=request.path,
             detail=detail,
             failure=failure,
-            hint=_TLS_HINT if failure == "tls" else None,
+            hint=TLS_HINT if failure == "tls" else None,
         ) from None
-
-
-_TLS_HINT = (
-    "TLS verification failed (it is always on): check the certificate of the connection's host, or point "
-    "the connection extra ca_bundle at a CA bundle that signs it."
-)
 
 
 def _describe(error: requests.RequestException) -> str:

@@ -9,7 +9,6 @@ a thousand waiting recordings do not open a thousand TCP connections.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,10 +19,11 @@ from tenacity import AsyncRetrying
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TelnyxApiError, transport_detail
+from telnyx_provider.errors import TLS_HINT, TelnyxApiError, transport_detail
 from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
@@ -56,6 +56,9 @@ class ConnectionSlots:
             trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the sync hook's requests honours them
             skip_auto_headers=("User-Agent",),  # ours comes with every request
         )
+        # aiohttp re-sends an idempotent request once, silently, when a reused connection was reset: every
+        # retry must go through the shared policy (counted, logged once, budgeted), so that is turned off.
+        self._session._retry_connection = False
 
     @property
     def is_closed(self) -> bool:
@@ -81,10 +84,22 @@ class ConnectionSlots:
                     allow_redirects=False,
                 ) as response:
                     return response.status, response.headers, await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                raise TelnyxApiError(
-                    status=None, method=request.method, path=request.path, detail=transport_detail(error)
-                ) from None
+            except aiohttp.ClientConnectorCertificateError as error:
+                failure, detail = "tls", transport_detail(error)
+            except aiohttp.ClientConnectorError as error:  # refused, unresolvable: nothing was sent
+                failure, detail = "connect", transport_detail(error)
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+                failure, detail = "timeout", transport_detail(error)
+            except aiohttp.ClientError as error:  # reset, disconnected, broken payload
+                failure, detail = "connection", transport_detail(error)
+        raise TelnyxApiError(
+            status=None,
+            method=request.method,
+            path=request.path,
+            detail=detail,
+            failure=failure,
+            hint=TLS_HINT if failure == "tls" else None,
+        ) from None
 
     async def aclose(self) -> None:
         """Close every connection."""
@@ -108,7 +123,7 @@ class AsyncRecordingClient:
             config.pool_size,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
-            ssl_context=ssl.create_default_context(cafile=config.ca_bundle),
+            ssl_context=config.ssl_context(),
         )
 
     async def get_recording(self, recording_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
@@ -134,7 +149,7 @@ class AsyncRecordingClient:
         # costs ~20 us a call) is entered only after a failure the shared policy retries.
         started = time.monotonic()
         try:
-            return parse(request, *await self._client.exchange(request, self.config))
+            return await self._send(request, parse)
         except TelnyxApiError as error:
             if not is_retryable(error):
                 raise
@@ -149,8 +164,18 @@ class AsyncRecordingClient:
                     attempt.retry_state.start_time = started
                     failure, first_failure = first_failure, None
                     raise failure
-                return parse(request, *await self._client.exchange(request, self.config))
+                return await self._send(request, parse)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _send(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
+        reply = await self._client.exchange(request, self.config)
+        try:
+            return parse(request, *reply)
+        except TelnyxApiError as error:
+            redacted = error.redacted(self.config.api_key)  # a proxy's page may echo our headers back
+            if redacted is error:
+                raise
+        raise redacted from None
 
 
 class _Entry:

@@ -18,6 +18,7 @@ from telnyx_provider.waiting import (
     default_deferrable,
     has_template,
     recording_from_event,
+    retry_overrides,
     seconds,
 )
 
@@ -70,6 +71,9 @@ class StartCallRecordingOperator(BaseOperator):
     :param poll_interval: seconds between two looks at the recording while waiting.
     :param timeout: longest wait, in seconds or as a timedelta (``None``: no limit).
     :param not_found_grace_period: how long a 404 means "not visible yet" while waiting.
+    :param max_retries: retries of each request (default: the connection's ``max_retries``, else 8).
+    :param retry_max_wait: cap of one backoff wait, in seconds (default: the connection's, else 30).
+    :param retry_budget: seconds one request may take with its retries (default: the connection's, else 60).
     """
 
     template_fields: Sequence[str] = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
@@ -93,6 +97,9 @@ class StartCallRecordingOperator(BaseOperator):
         poll_interval: float | timedelta = 10.0,
         timeout: float | timedelta | None = None,
         not_found_grace_period: float | timedelta = 60.0,
+        max_retries: int | None = None,
+        retry_max_wait: float | None = None,
+        retry_budget: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -106,6 +113,7 @@ class StartCallRecordingOperator(BaseOperator):
         self.recording_track = recording_track
         self.send_recording_url = send_recording_url
         self.telnyx_conn_id = telnyx_conn_id
+        self.retry_overrides = retry_overrides(max_retries, retry_max_wait, retry_budget)
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = require_positive_number("poll_interval", seconds(poll_interval))
@@ -119,7 +127,7 @@ class StartCallRecordingOperator(BaseOperator):
         """The hook, built on first use (never at DAG-parse time)."""
         from telnyx_provider.hooks.recording import RecordingHook
 
-        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id)
+        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id, **self.retry_overrides)
 
     def _validate(self, *, rendered: bool) -> StartRecordingParams | None:
         """Validate the arguments; before rendering, values holding a template are left for later."""
@@ -158,7 +166,11 @@ class StartCallRecordingOperator(BaseOperator):
         since: datetime | None = getattr(dag_run, "start_date", None) or getattr(ti, "start_date", None)
         if since is None:
             return None
-        return self.hook.find_recording_started_since(self.call_sid, since, account_sid=self.account_sid)
+        # Any status: a recording an earlier try started may have ended since (the call hung up); it is
+        # still this task's recording, and starting another would record the call twice.
+        return self.hook.find_recording_started_since(
+            self.call_sid, since, account_sid=self.account_sid, active_only=False
+        )
 
     def _wait(self, recording: dict[str, Any]) -> dict[str, Any]:
         recording_sid = recording["sid"]

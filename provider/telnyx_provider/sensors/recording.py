@@ -19,6 +19,7 @@ from telnyx_provider.waiting import (
     default_deferrable,
     has_template,
     recording_from_event,
+    retry_overrides,
     seconds,
 )
 
@@ -49,6 +50,9 @@ class RecordingCompletedSensor(BaseSensorOperator):
     :param telnyx_conn_id: the Telnyx connection.
     :param not_found_grace_period: how long a 404 means "not visible yet" (seconds or timedelta).
     :param deferrable: wait on the triggerer; defaults to ``[operators] default_deferrable``.
+    :param max_retries: retries of each request (default: the connection's ``max_retries``, else 8).
+    :param retry_max_wait: cap of one backoff wait, in seconds (default: the connection's, else 30).
+    :param retry_budget: seconds one request may take with its retries (default: the connection's, else 60).
     """
 
     template_fields: Sequence[str] = ("recording_sid", "recording_uri", "account_sid")
@@ -63,6 +67,9 @@ class RecordingCompletedSensor(BaseSensorOperator):
         telnyx_conn_id: str = "telnyx_default",
         not_found_grace_period: float | timedelta = 60.0,
         deferrable: bool | None = None,
+        max_retries: int | None = None,
+        retry_max_wait: float | None = None,
+        retry_budget: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +77,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
         self.recording_uri = recording_uri
         self.account_sid = account_sid
         self.telnyx_conn_id = telnyx_conn_id
+        self.retry_overrides = retry_overrides(max_retries, retry_max_wait, retry_budget)
         self.not_found_grace_period = seconds(not_found_grace_period)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         if self.not_found_grace_period < 0:
@@ -83,7 +91,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
         """The hook, built on first use (never at DAG-parse time)."""
         from telnyx_provider.hooks.recording import RecordingHook
 
-        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id)
+        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id, **self.retry_overrides)
 
     def execute(self, context: Context) -> Any:
         """Wait for the recording: poke or reschedule through Airflow, or check once and defer."""

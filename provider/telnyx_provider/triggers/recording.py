@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
+from telnyx_provider.params import require_positive_number
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -49,7 +50,7 @@ class RecordingCompletedTrigger(BaseTrigger):
         self.recording_sid = recording_sid
         self.account_sid = account_sid
         self.telnyx_conn_id = telnyx_conn_id
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = require_positive_number("poll_interval", poll_interval)
         self.deadline = deadline
         self.not_found_deadline = not_found_deadline
 
