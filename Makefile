@@ -7,7 +7,7 @@ VENV ?= .venv
 FLOOR_VENV ?= .venv-floor
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: help install test lint unit test-floor demo benchmark clean
+.PHONY: help install test lint unit test-floor demo benchmark soak clean
 
 help:
 	@echo "make demo   - run example_telnyx_call_recording against the local TeXML sandbox"
@@ -48,6 +48,9 @@ demo: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[benchmark]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(VENV)/bin/python benchmarks/waiting_at_scale.py
+
+soak: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/soak_faults.py
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) build *.egg-info provider/*.egg-info

@@ -1,6 +1,6 @@
 """The one place that knows the TeXML recording endpoints: how requests are built and replies read.
 
-Pure: no I/O. The sync hook (requests) and the async client (httpx) only move the bytes that
+Pure: no I/O. The sync hook (requests) and the async client (aiohttp) only move the bytes that
 :class:`ApiRequest` describes and hand the reply back to :func:`parse_reply`, so both paths share the
 same paths, headers, error parsing and recording model.
 """

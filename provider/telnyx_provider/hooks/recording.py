@@ -342,6 +342,7 @@ class RecordingHook(BaseHook):
                 # Given per request: a session-level verify loses to REQUESTS_CA_BUNDLE in the environment.
                 verify=config.verify,
                 allow_redirects=False,
+                auth=_KEEP_BEARER,
             )
         except requests.exceptions.SSLError as error:
             failure, detail = "tls", _describe(error)
@@ -371,6 +372,19 @@ class RecordingHook(BaseHook):
             failure=failure,
             hint=TLS_HINT if failure == "tls" else None,
         ) from None
+
+
+class _BearerAlreadySet(requests.auth.AuthBase):
+    """The request already carries its bearer header (built by the core).
+
+    Given as ``auth``, it keeps ``requests`` from swapping that header for credentials from ``~/.netrc``.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_KEEP_BEARER = _BearerAlreadySet()
 
 
 def _describe(error: requests.RequestException) -> str:

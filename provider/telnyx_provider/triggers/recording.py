@@ -75,7 +75,7 @@ class RecordingCompletedTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def _wait(self) -> dict[str, Any]:
-        # httpx and the client stay out of DAG-parse time: the triggerer alone imports them.
+        # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
         from telnyx_provider.hooks.recording_async import shared_client
 
         try:
