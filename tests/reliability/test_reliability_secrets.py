@@ -209,7 +209,10 @@ def test_success_paths_keep_the_key_out_of_xcom_and_logs(leak, requests_mock):
 
 
 def test_deferral_and_trigger_serialisation_hold_no_key(leak, requests_mock):
-    from airflow.sdk.exceptions import TaskDeferred
+    try:  # Airflow 3.2+
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import TaskDeferred
 
     requests_mock.get(ANY_URL, json={**COMPLETED, "status": "in-progress", "duration": None})
     sensor = RecordingCompletedSensor(task_id="wait", recording_sid=REC, deferrable=True, poke_interval=1)
