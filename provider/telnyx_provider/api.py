@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from telnyx_provider import __version__
-from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
+from telnyx_provider.errors import TLS_HINT, TelnyxApiError, TelnyxValidationError
 from telnyx_provider.models import normalize_recording
 from telnyx_provider.params import UPDATE_STATUSES, StartRecordingParams, require_choice, require_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-telnyx/{__version__}"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -193,6 +195,37 @@ def parse_recording_page(
             detail=f"the reply is not a list of recordings: {_preview(body)}",
         )
     return {**payload, "recordings": [normalize_recording(item) for item in recordings]}
+
+
+def read_reply(
+    parse: Callable[[ApiRequest, int, Mapping[str, str], bytes], T],
+    request: ApiRequest,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    api_key: str,
+) -> T:
+    """``parse`` the reply; an error quoting the key (a proxy's page may echo our headers) is redacted."""
+    try:
+        return parse(request, status, headers, body)
+    except TelnyxApiError as error:
+        redacted = error.redacted(api_key)
+        if redacted is error:
+            raise
+    raise redacted from None  # out here, the unredacted error is not even its __context__
+
+
+def no_reply(request: ApiRequest, failure: str, detail: str) -> TelnyxApiError:
+    """The error of a request that got no usable reply (``failure``: connect, timeout, connection, tls)."""
+    return TelnyxApiError(
+        status=None,
+        method=request.method,
+        path=request.path,
+        detail=detail,
+        failure=failure,
+        hint=TLS_HINT if failure == "tls" else None,
+    )
 
 
 def _error_from_reply(

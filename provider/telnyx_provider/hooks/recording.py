@@ -19,7 +19,7 @@ from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TLS_HINT, TelnyxApiError, transport_detail
+from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.models import find_adoptable_recording
 from telnyx_provider.params import StartRecordingParams
 from telnyx_provider.retry import RetryPolicy
@@ -355,23 +355,17 @@ class RecordingHook(BaseHook):
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as error:
             failure, detail = "connection", _describe(error)
         else:
-            try:
-                return parse(request, response.status_code, response.headers, response.content)
-            except TelnyxApiError as error:
-                redacted = error.redacted(config.api_key)
-                if redacted is error:
-                    raise
-            raise redacted from None  # out here, the unredacted error is not even its __context__
+            return api.read_reply(
+                parse,
+                request,
+                response.status_code,
+                response.headers,
+                response.content,
+                api_key=config.api_key,
+            )
         # Raised outside the except blocks: the requests error (which holds the prepared request and its
         # Authorization header) is then neither the cause nor the context of ours.
-        raise TelnyxApiError(
-            status=None,
-            method=request.method,
-            path=request.path,
-            detail=detail,
-            failure=failure,
-            hint=TLS_HINT if failure == "tls" else None,
-        ) from None
+        raise api.no_reply(request, failure, detail) from None
 
 
 class _BearerAlreadySet(requests.auth.AuthBase):

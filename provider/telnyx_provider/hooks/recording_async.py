@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TLS_HINT, TelnyxApiError, transport_detail
+from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
@@ -106,14 +106,7 @@ class ConnectionSlots:
                 failure, detail = "timeout", transport_detail(error)
             except aiohttp.ClientError as error:  # reset, disconnected, broken payload
                 failure, detail = "connection", transport_detail(error)
-        raise TelnyxApiError(
-            status=None,
-            method=request.method,
-            path=request.path,
-            detail=detail,
-            failure=failure,
-            hint=TLS_HINT if failure == "tls" else None,
-        ) from None
+        raise api.no_reply(request, failure, detail) from None
 
     async def aclose(self) -> None:
         """Close every connection."""
@@ -196,14 +189,9 @@ class AsyncRecordingClient:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _send(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
-        reply = await self._client.exchange(request, self.config)
-        try:
-            return parse(request, *reply)
-        except TelnyxApiError as error:
-            redacted = error.redacted(self.config.api_key)  # a proxy's page may echo our headers back
-            if redacted is error:
-                raise
-        raise redacted from None
+        return api.read_reply(
+            parse, request, *await self._client.exchange(request, self.config), api_key=self.config.api_key
+        )
 
 
 class _Entry:
