@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
-from telnyx_provider.sandbox import Sandbox
 from tests.dags.test_example_dags import dag_from_folder, task_states
 
-
-@pytest.fixture
-def sandbox_for_dags(monkeypatch, request):
-    """A sandbox whose recordings end by themselves 1 s after they start, as if the caller hung up.
-
-    (``dag.test()`` takes a few seconds to start its first task, so a call set to hang up a fixed time
-    after it was created could end before the DAG records it.)
-    """
-    seconds = getattr(request, "param", 1.0)
-    with Sandbox(port=0, recording_seconds=seconds, processing_delay=0.2) as sb:
-        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
-        yield sb
+if TYPE_CHECKING:
+    from telnyx_provider.sandbox import Sandbox
 
 
 def test_operator_waits_on_the_triggerer(airflow_db, sandbox_for_dags):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from airflow.sdk import BaseHook
-
-from telnyx_provider.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dags_examples"
@@ -48,32 +45,24 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
     assert looked_up == []
 
 
-@pytest.fixture
-def recording_sandbox(monkeypatch):
-    """A sandbox whose recordings end by themselves 1.5 s after they start (the caller hangs up)."""
-    with Sandbox(port=0, recording_seconds=1.5, processing_delay=0.2) as sb:
-        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
-        yield sb
-
-
-def test_example_call_recording_runs_to_success(airflow_db, recording_sandbox):
-    call_sid = recording_sandbox.create_call()
+def test_example_call_recording_runs_to_success(airflow_db, sandbox_for_dags):
+    call_sid = sandbox_for_dags.create_call()
     run = dag_from_folder("example_telnyx_call_recording").test(run_conf={"call_sid": call_sid})
     assert str(run.state) == "success", task_states(run)
     assert set(task_states(run).values()) == {"success"}
-    stats = recording_sandbox.stats()
+    stats = sandbox_for_dags.stats()
     assert stats["starts_per_call"] == {call_sid: 1}
     (sid,) = stats["completed_at"]
     assert stats["gets_per_recording"][sid] >= 1
 
 
-def test_example_record_many_calls_runs_to_success(airflow_db, recording_sandbox):
-    calls = [recording_sandbox.create_call() for _ in range(3)]
+def test_example_record_many_calls_runs_to_success(airflow_db, sandbox_for_dags):
+    calls = [sandbox_for_dags.create_call() for _ in range(3)]
     run = dag_from_folder("example_telnyx_record_many_calls").test(run_conf={"call_sids": calls})
     assert str(run.state) == "success", task_states(run)
-    stats = recording_sandbox.stats()
+    stats = sandbox_for_dags.stats()
     assert stats["starts_per_call"] == dict.fromkeys(calls, 1)
     assert len(stats["completed_at"]) == 3
     mapped = [ti for ti in run.get_task_instances() if ti.task_id == "wait_for_recording"]
     assert len(mapped) == 3
-    assert os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"] == recording_sandbox.airflow_conn_json()
+    assert os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"] == sandbox_for_dags.airflow_conn_json()
