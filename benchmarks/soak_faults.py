@@ -37,18 +37,18 @@ import platform
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from sandbox_process import SandboxProcess  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 CONN_ID = "telnyx_soak"
@@ -60,76 +60,24 @@ TASK_TRIES = 3  # a task's tries (the first and two retries), as a DAG would set
 # -- the sandbox process ------------------------------------------------------------------------------
 
 
-class SandboxProcess:
-    """The sandbox CLI in its own process, with ``calls`` live calls and fault injection."""
-
-    def __init__(self, args: argparse.Namespace, calls: int) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "telnyx_provider.sandbox",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--recording-seconds",
-            str(args.recording_seconds),
-            "--processing-delay",
-            str(PROCESSING_DELAY),
-            "--fault-rate",
-            str(args.fault_rate),
-            "--faults",
-            ",".join(FAULT_KINDS),
-            "--retry-after",
-            str(args.retry_after),
-            "--slow-seconds",
-            str(args.slow_seconds),
-            "--seed",
-            str(args.seed),
-            "--calls",
-            str(calls),
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.call_sids: list[str] = []
-        info: dict[str, str] = {}
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            name, _, value = line.strip().partition(": ")
-            if name == "call_sid":
-                self.call_sids.append(value)
-            elif line.startswith("export "):
-                break
-            elif name:
-                info[name] = value
-        else:
-            raise RuntimeError(f"the sandbox exited early (status {self.process.wait(5)})")
-        self.base_url, self.api_key, self.account_sid = info["base_url"], info["api_key"], info["account_sid"]
-        self.origin = self.base_url.removesuffix("/v2")
-
-    def conn_json(self) -> str:
-        """The connection: no extra, so the default retry policy and timeouts apply."""
-        return json.dumps(
-            {
-                "conn_type": "telnyx",
-                "host": self.base_url,
-                "login": self.account_sid,
-                "password": self.api_key,
-            }
-        )
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.origin}/_sandbox/stats", timeout=60) as reply:
-            result: dict[str, Any] = json.load(reply)
-            return result
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+def sandbox_options(args: argparse.Namespace) -> list[str]:
+    """CLI flags: recording length, processing delay and the faults to inject."""
+    return [
+        "--recording-seconds",
+        str(args.recording_seconds),
+        "--processing-delay",
+        str(PROCESSING_DELAY),
+        "--fault-rate",
+        str(args.fault_rate),
+        "--faults",
+        ",".join(FAULT_KINDS),
+        "--retry-after",
+        str(args.retry_after),
+        "--slow-seconds",
+        str(args.slow_seconds),
+        "--seed",
+        str(args.seed),
+    ]
 
 
 # -- counting what the provider logs ------------------------------------------------------------------
@@ -508,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # stop the sandbox on the way out
     print(f"Starting the sandbox with {2 * args.recordings} calls...", file=sys.stderr, flush=True)
-    sandbox = SandboxProcess(args, calls=2 * args.recordings)
+    sandbox = SandboxProcess(2 * args.recordings, sandbox_options(args))
     tally = Tally()
     results = []
     began = time.monotonic()

@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,11 +34,12 @@ import tempfile
 import textwrap
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from sandbox_process import SandboxProcess  # benchmarks/ is on sys.path when a script runs
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "trigger_runner.py"
@@ -88,70 +88,6 @@ def verdict(ok: bool) -> str:
 
 
 # -- processes ----------------------------------------------------------------------------------------
-
-
-class SandboxProcess:
-    """The sandbox CLI in its own process, with ``calls`` live calls created at start; stopped by SIGINT."""
-
-    def __init__(self, calls: int, length: float, env: dict[str, str]) -> None:
-        command = [sys.executable, "-m", "telnyx_provider.sandbox", "--host", "127.0.0.1", "--port", "0"]
-        command += ["--recording-seconds", str(length), "--processing-delay", str(PROCESSING_DELAY)]
-        command += ["--calls", str(calls)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-        watchdog = threading.Timer(60, self.stop)  # a sandbox that never announces itself is stopped
-        watchdog.start()
-        self.call_sids: list[str] = []
-        info: dict[str, str] = {}
-        try:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                if line.startswith("export "):
-                    break
-                name, _, value = line.strip().partition(": ")
-                if name == "call_sid":
-                    self.call_sids.append(value)
-                elif name:
-                    info[name] = value
-        finally:
-            watchdog.cancel()
-        if "base_url" not in info or len(self.call_sids) != calls:
-            self.stop()
-            raise RuntimeError("the sandbox did not start")
-        self.base_url, self.api_key, self.account_sid = info["base_url"], info["api_key"], info["account_sid"]
-        self.origin = self.base_url.removesuffix("/v2")
-
-    def conn_json(self) -> str:
-        """The ``telnyx`` connection (what ``Sandbox.airflow_conn_json()`` prints)."""
-        fields = {"host": self.base_url, "login": self.account_sid, "password": self.api_key}
-        return json.dumps({"conn_type": "telnyx", **fields})
-
-    def http_conn_json(self) -> str:
-        """An ``http`` connection to the sandbox for ``HttpSensorTrigger``, the bearer header in extra."""
-        host, _, port = self.origin.removeprefix("http://").rpartition(":")
-        extra = {"Authorization": f"Bearer {self.api_key}"}
-        return json.dumps(
-            {"conn_type": "http", "host": host, "port": int(port), "schema": "http", "extra": extra}
-        )
-
-    def stats(self) -> dict[str, Any]:
-        """``stats()`` over the control surface (one new connection, which the caller discounts)."""
-        with urllib.request.urlopen(f"{self.origin}/_sandbox/stats", timeout=30) as reply:
-            result: dict[str, Any] = json.load(reply)
-        return result
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 class RunnerProcess:
@@ -208,6 +144,11 @@ class RunnerProcess:
 # -- the waits ----------------------------------------------------------------------------------------
 
 
+def sandbox_options(length: float) -> list[str]:
+    """CLI flags for recordings of ``length`` seconds."""
+    return ["--recording-seconds", str(length), "--processing-delay", str(PROCESSING_DELAY)]
+
+
 def start_recordings(sandbox: SandboxProcess, call_sids: list[str]) -> list[str]:
     """Start one recording per call through the real hook (a few threads, one hook each)."""
     from telnyx_provider.hooks.recording import RecordingHook
@@ -245,7 +186,7 @@ def run_waits(kind: str, waits: int, interval: float, length: float, workdir: Pa
     """Start ``waits`` recordings and wait for all of them with triggers of ``kind`` in one process."""
     home = workdir / f"home-{kind}-{waits}"
     home.mkdir()
-    sandbox = SandboxProcess(waits, length, airflow_env(home))
+    sandbox = SandboxProcess(waits, sandbox_options(length), airflow_env(home))
     runner = None
     try:
         connections = {"telnyx_default": sandbox.conn_json(), "http_sandbox": sandbox.http_conn_json()}
@@ -334,7 +275,7 @@ def run_pool_burst(burst: int, workdir: Path) -> dict[str, Any]:
     """One GET per recording at once, through the shipped client, aiohttp without its bound, and httpx."""
     home = workdir / "home-pool"
     home.mkdir()
-    sandbox = SandboxProcess(burst, 3600.0, airflow_env(home))
+    sandbox = SandboxProcess(burst, sandbox_options(3600.0), airflow_env(home))
     runner = None
     try:
         env = airflow_env(home, {"telnyx_default": sandbox.conn_json()})
