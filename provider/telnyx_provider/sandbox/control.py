@@ -33,6 +33,9 @@ class Controls(Protocol):
     def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
         """Change fault injection."""
 
+    def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
+        """Give the next ``count`` requests of a route a fault."""
+
     def media(self, recording_sid: str) -> tuple[int, int] | None:
         """Return (seconds, channels) of a recording's audio, or None."""
 
@@ -81,6 +84,20 @@ def _fault_options(options: dict[str, Any]) -> tuple[float, list[str] | None]:
         raise _bad_request("fault_rate must be a number") from None
 
 
+def _inject_options(options: dict[str, Any]) -> tuple[str, str, int, str | None]:
+    route, kind, call_sid = options.get("route"), options.get("kind"), options.get("call_sid")
+    if not isinstance(route, str) or not isinstance(kind, str):
+        raise _bad_request("route and kind are required strings")
+    if call_sid is not None and not isinstance(call_sid, str):
+        raise _bad_request("call_sid must be a string")
+    raw = options.get("count", 1)
+    try:
+        count = int(raw)
+    except (TypeError, ValueError):
+        raise _bad_request(f"count must be an integer, got {raw!r}") from None
+    return route, kind, count, call_sid or None
+
+
 def handle_control(
     controls: Controls, method: str, path: str, body: bytes, content_type: str | None
 ) -> Reply:
@@ -88,7 +105,8 @@ def handle_control(
 
     Routes: ``POST /_sandbox/calls`` (JSON or form ``hangup_after``, ``silent``) → 201 ``{"call_sid"}``;
     ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
-    (``{"fault_rate", "faults"}``); ``GET /_sandbox/health``; ``GET /media/{recording_sid}.wav``.
+    (``{"fault_rate", "faults"}``); ``POST /_sandbox/inject`` (``{"route", "kind", "count", "call_sid"}``) →
+    ``{"injections_pending"}``; ``GET /_sandbox/health``; ``GET /media/{recording_sid}.wav``.
 
     :param controls: the sandbox to act on.
     :param method: HTTP method.
@@ -126,4 +144,7 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
         controls.set_faults(rate, faults)
         current = controls.stats()
         return json_reply({"fault_rate": current["fault_rate"], "faults": current["faults"]})
+    if path == "/_sandbox/inject" and method == "POST":
+        controls.inject(*_inject_options(_options(body, content_type)))
+        return json_reply({"injections_pending": controls.stats()["injections_pending"]})
     raise not_found(f"No route for {method} {path}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider.sandbox.api import RecordingApi
 from telnyx_provider.sandbox.callbacks import CallbackSender, StatusNotifier
 from telnyx_provider.sandbox.faults import FaultInjector
+from telnyx_provider.sandbox.listing import ListPolicy
 from telnyx_provider.sandbox.server import SandboxHTTPServer
 from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
 from telnyx_provider.sandbox.store import RecordingStore
@@ -39,13 +40,18 @@ class Sandbox:
         hang-up or stop.
     :param processing_delay: seconds between a recording's end and its ``completed``/``absent`` state.
     :param fault_rate: fraction of ``/v2`` requests that get a fault.
-    :param faults: fault kinds to choose from: ``429``, ``500``, ``503``, ``reset``, ``slow``.
+    :param faults: fault kinds to choose from: ``429``, ``500``, ``503``, ``reset``, ``slow`` (the default
+        set), ``504``, ``reset_before``, ``reset_after``.
     :param retry_after: seconds an injected 429 asks the client to wait.
     :param slow_seconds: delay of a ``slow`` reply.
     :param seed: seed of the fault generator, for reproducible runs.
     :param api_key: the bearer token to accept; generated if None.
     :param account_sid: the account sid to serve; a uuid4 if None.
     :param host: interface to bind.
+    :param clock_skew: seconds the service's clock is off from ours: every date it reports is shifted by this
+        much, and the ``DateCreated`` list filters are read in its clock.
+    :param list_lag: seconds a new recording stays out of both list endpoints (eventual consistency).
+    :param max_page_size: list pages hold at most this many recordings, whatever ``PageSize`` asks.
     """
 
     def __init__(
@@ -61,18 +67,25 @@ class Sandbox:
         api_key: str | None = None,
         account_sid: str | None = None,
         host: str = "127.0.0.1",
+        clock_skew: float = 0.0,
+        list_lag: float = 0.0,
+        max_page_size: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
         self.account_sid = account_sid or str(uuid.uuid4())
         self._store = RecordingStore(
-            self.account_sid, recording_seconds=recording_seconds, processing_delay=processing_delay
+            self.account_sid,
+            recording_seconds=recording_seconds,
+            processing_delay=processing_delay,
+            policy=ListPolicy(list_lag=list_lag, clock_skew=clock_skew, max_page_size=max_page_size),
         )
         self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
         self._stats = Stats()
         self._sender = CallbackSender(self._stats.callback)
         self._notifier = StatusNotifier(self._store, self._sender)
+        self._api = RecordingApi(self._store, self._notifier, self.api_key)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -92,8 +105,7 @@ class Sandbox:
         """
         if self._server is not None:
             raise RuntimeError("Sandbox already started")
-        api = RecordingApi(self._store, self._notifier, self.api_key)
-        server = SandboxHTTPServer((self.host, self.port), api, self, self._injector, self._stats)
+        server = SandboxHTTPServer((self.host, self.port), self._api, self, self._injector, self._stats)
         self.port = server.server_port
         self._store.media_prefix = f"{self.origin}/media/"
         self._sender.start()
@@ -168,6 +180,27 @@ class Sandbox:
         """
         self._injector.configure(fault_rate, faults)
 
+    def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
+        """Give the next ``count`` requests of one API route a fault, before (and whatever) the random draw.
+
+        Injections queue up: a second one on the same route starts once the first is used up.
+
+        :param route: a route key as in ``stats()["requests_by_route"]``, e.g.
+            ``"POST /Calls/{call_sid}/Recordings"``, ``"GET /Calls/{call_sid}/Recordings"``,
+            ``"GET /Recordings/{sid}"``.
+        :param kind: a fault kind: ``429``, ``500``, ``503``, ``504``, ``reset``, ``reset_before``,
+            ``reset_after`` or ``slow``.
+        :param count: how many requests it hits (>= 1).
+        :param call_sid: only requests on this call's path (routes with ``{call_sid}`` only).
+        :raises ValueError: for an unknown route or kind, a count below 1, or a ``call_sid`` on a route
+            without one.
+        """
+        if route not in self._api.route_keys:
+            raise ValueError(f"Unknown route {route!r}; choose among {', '.join(self._api.route_keys)}")
+        if call_sid is not None and "{call_sid}" not in route:
+            raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
+        self._injector.inject(route, kind, count, call_sid)
+
     def media(self, recording_sid: str) -> tuple[int, int] | None:
         """Return ``(seconds, channels)`` of a completed recording's audio, or None if there is none.
 
@@ -178,8 +211,8 @@ class Sandbox:
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
         ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
-        ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``
-        and ``faults``.
+        ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
+        ``faults`` and ``injections_pending``.
         """
         result = self._stats.snapshot()
         result["starts_per_call"] = self._store.starts_per_call()
@@ -187,6 +220,7 @@ class Sandbox:
         result.update(self._store.counts())
         result["fault_rate"] = self._injector.fault_rate
         result["faults"] = list(self._injector.faults)
+        result["injections_pending"] = self._injector.pending()
         return result
 
     def airflow_conn_json(self) -> str:

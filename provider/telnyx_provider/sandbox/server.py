@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from telnyx_provider.sandbox.api import RecordingApi, Reply, error_reply
 from telnyx_provider.sandbox.control import Controls, handle_control
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, CODE_UNEXPECTED, ApiError
+from telnyx_provider.sandbox.faults import ERRORS_AFTER_HANDLING, RESET_KINDS
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.faults import FaultInjector
@@ -153,29 +154,31 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._send(error_reply(error))
             return
         srv.stats.request(resolved.route_key, resolved.args[1] if resolved.route_key == _GET_ONE else None)
-        kind, reset_after = srv.injector.draw()
-        if kind == "reset" and not reset_after:
+        call_sid = resolved.args[1] if "{call_sid}" in resolved.route_key else None
+        kind, reset_after = srv.injector.decide(resolved.route_key, call_sid)
+        if kind in RESET_KINDS and not reset_after:
             srv.stats.fault(kind)
             self._reset()
             return
         body = self._read_body()
         if body is None:
             return
-        if kind is not None and kind != "reset":
+        fault = srv.injector.error_for(kind) if kind is not None else None
+        if kind is not None and kind not in RESET_KINDS:
             srv.stats.fault(kind)
-            fault = srv.injector.error_for(kind)
-            if fault is not None:
+            if fault is not None and kind not in ERRORS_AFTER_HANDLING:
                 self._send(error_reply(fault))
                 return
-            time.sleep(srv.injector.slow_seconds)  # "slow": then answer normally
+            if kind == "slow":  # then answer normally
+                time.sleep(srv.injector.slow_seconds)
         reply = srv.api.handle(
             resolved, self.headers.get("Authorization"), query, body, self.headers.get("Content-Type")
         )
-        if kind == "reset":  # the request was carried out; its reply is lost
+        if kind in RESET_KINDS:  # the request was carried out; its reply is lost
             srv.stats.fault(kind, after_handling=True)
             self._reset()
             return
-        self._send(reply)
+        self._send(error_reply(fault) if fault is not None else reply)
 
     def _read_body(self) -> bytes | None:
         """Read the request body; on a framing error reply 400/413, close, and return None."""
@@ -229,7 +232,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         """Write the status line, headers and body in one write (one segment for small replies)."""
         phrase = self.responses.get(reply.status, ("",))[0]
-        head = [f"HTTP/1.1 {reply.status} {phrase}", f"Date: {_http_date(int(time.time()))}"]
+        head = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Date: {_http_date(int(self._srv.api.store.service_now()))}",
+        ]
         if reply.status != 204:  # a 204 carries no body and, per RFC 9110, no Content-Length
             head.append(f"Content-Type: {reply.content_type}")
             head.append(f"Content-Length: {len(reply.body)}")

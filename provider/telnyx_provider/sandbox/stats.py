@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "reset", "slow")
+FAULT_KINDS = ("429", "500", "503", "reset", "slow")  # the default random set
+EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after")  # deterministic kinds, for inject() or faults=
+ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 
 
 class Stats:
@@ -16,7 +18,7 @@ class Stats:
         self._lock = threading.Lock()
         self._routes: Counter[str] = Counter()
         self._gets: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self._faults: Counter[str] = Counter({kind: 0 for kind in ALL_FAULT_KINDS})
         self._resets_after = 0
         self._connections = 0
         self._callbacks_sent = 0
@@ -36,7 +38,7 @@ class Stats:
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
 
-        :param kind: one of ``429``, ``500``, ``503``, ``reset``, ``slow``.
+        :param kind: one of :data:`ALL_FAULT_KINDS`.
         :param after_handling: a reset sent after the request was carried out (reply lost).
         """
         with self._lock:

@@ -8,10 +8,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, ApiError, not_found
+from telnyx_provider.sandbox.listing import ListPolicy
 from telnyx_provider.sandbox.state import Call, Clock, Recording, new_call_sid
 from telnyx_provider.sandbox.views import ACCOUNTS_PREFIX, Snapshot, page_json, recording_json
 
@@ -41,6 +41,7 @@ class RecordingStore:
     :param recording_seconds: length after which a recording ends by itself, None for unlimited.
     :param processing_delay: seconds between a recording's end and its final state.
     :param media_prefix: base of media links (set once the server's port is known).
+    :param policy: list lag, clock skew and page cap (see :class:`ListPolicy`); all off by default.
     """
 
     def __init__(
@@ -51,12 +52,14 @@ class RecordingStore:
         recording_seconds: float | None = None,
         processing_delay: float = 0.5,
         media_prefix: str = "",
+        policy: ListPolicy | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.clock = clock
         self.recording_seconds = recording_seconds
         self.processing_delay = processing_delay
         self.media_prefix = media_prefix
+        self.policy = policy or ListPolicy()
         self._lock = threading.Lock()
         self._calls: dict[str, Call] = {}
         self._recordings: dict[str, Recording] = {}
@@ -79,7 +82,13 @@ class RecordingStore:
         return rec
 
     def _json(self, rec: Recording, snap: Snapshot, call_scoped: bool) -> dict[str, Any]:
-        return recording_json(rec, snap, self.account_sid, self.media_prefix, call_scoped)
+        return recording_json(
+            rec, snap, self.account_sid, self.media_prefix, call_scoped, self.policy.clock_skew
+        )
+
+    def service_now(self) -> float:
+        """Return the current epoch time in the service's clock (ours plus the clock skew)."""
+        return self.clock() + self.policy.clock_skew
 
     def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
         """Create a live call and return its sid.
@@ -116,9 +125,9 @@ class RecordingStore:
         :param params: validated start parameters.
         :raises ApiError: 404 for an unknown account or call, or a call that is no longer live.
         """
-        now = self.clock()
-        length_end = now + self.recording_seconds if self.recording_seconds is not None else math.inf
-        with self._lock:
+        with self._lock:  # the clock is read under the lock so a call's recordings are in start order
+            now = self.clock()
+            length_end = now + self.recording_seconds if self.recording_seconds is not None else math.inf
             self._check_account(account_sid)
             call = self._call(call_sid)
             if call.hangup_at <= now:
@@ -202,39 +211,32 @@ class RecordingStore:
         :param extra_query: encoded filter parameters to repeat in the page links.
         :raises ApiError: 404 for an unknown account.
         """
-        now, start = self.clock(), paging.page * paging.page_size
+        now, paging = self.clock(), self.policy.cap(paging)
         with self._lock:
             self._check_account(account_sid)
-            if paging.created_from == -math.inf and paging.created_before == math.inf:
-                total = len(self._recordings)
-                chosen = list(islice(self._recordings.values(), start, start + paging.page_size))
-            else:
-                matching = [
-                    r
-                    for r in self._recordings.values()
-                    if paging.created_from <= r.started_at < paging.created_before
-                ]
-                total, chosen = len(matching), matching[start : start + paging.page_size]
+            chosen, total = self.policy.select(self._recordings.values(), paging, now)
             snaps = [(rec, rec.snapshot(now, self.processing_delay)) for rec in chosen]
         items = [self._json(rec, snap, False) for rec, snap in snaps]
         base = f"{ACCOUNTS_PREFIX}{account_sid}/Recordings.json"
         return page_json(items, total, paging.page, paging.page_size, base, extra_query)
 
-    def list_call_recordings(self, account_sid: str, call_sid: str, paging: Paging) -> dict[str, Any]:
-        """Return one page of a call's recordings (call-scoped ``uri``) in the list envelope.
+    def list_call_recordings(
+        self, account_sid: str, call_sid: str, paging: Paging, extra_query: str = ""
+    ) -> dict[str, Any]:
+        """Return one page of a call's recordings (call-scoped ``uri``), oldest first, in the list envelope.
 
         :raises ApiError: 404 for an unknown account or call.
         """
-        now, start = self.clock(), paging.page * paging.page_size
+        now, paging = self.clock(), self.policy.cap(paging)
         with self._lock:
             self._check_account(account_sid)
             call = self._call(call_sid)
-            total = len(call.recording_sids)
-            chosen = [self._recordings[sid] for sid in call.recording_sids[start : start + paging.page_size]]
+            recordings = [self._recordings[sid] for sid in call.recording_sids]
+            chosen, total = self.policy.select(recordings, paging, now)
             snaps = [(rec, rec.snapshot(now, self.processing_delay)) for rec in chosen]
         items = [self._json(rec, snap, True) for rec, snap in snaps]
         base = f"{ACCOUNTS_PREFIX}{account_sid}/Calls/{call_sid}/Recordings.json"
-        return page_json(items, total, paging.page, paging.page_size, base)
+        return page_json(items, total, paging.page, paging.page_size, base, extra_query)
 
     def final_due(self, recording_sid: str) -> float | None:
         """Return when a recording that has a status callback URL reaches its final state.
