@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from telnyx_provider.sandbox import cli
+from tests.sandbox.conftest import wait_for
 
 PROVIDER_DIR = Path(__file__).resolve().parents[2] / "provider"
 
@@ -108,6 +109,7 @@ def test_cli_reports_a_busy_port(capsys):
 def test_cli_world_flags_reach_the_sandbox():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROVIDER_DIR), os.environ.get("PYTHONPATH", "")]))
     args = ["--port", "0", "--calls", "1", "--clock-skew", "3600", "--list-lag", "30", "--max-page-size", "1"]
+    args += ["--media-url-ttl", "30", "--processing-delay", "0.05"]
     process = subprocess.Popen(
         [sys.executable, "-m", "telnyx_provider.sandbox", *args], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -125,6 +127,17 @@ def test_cli_world_flags_reach_the_sandbox():
         assert abs(skewed - time.time() - 3600) < 5
         listed = session.get(f"{account}/Recordings.json", params={"PageSize": 5}, timeout=5).json()
         assert (listed["recordings"], listed["page_size"]) == ([], 1)  # hidden by the lag; page capped
+        recording = started.json()
+        session.post(
+            f"{fields['base_url'].removesuffix('/v2')}{recording['uri']}", data={"Status": "stopped"}
+        )
+        link = wait_for(
+            lambda: session.get(f"{account}/Recordings/{recording['sid']}.json", timeout=5).json()[
+                "media_url"
+            ]
+        )
+        expires = int(link.split("Expires=")[1].split("&")[0])
+        assert abs(expires - time.time() - 3600 - 30) < 5  # the service's clock, plus the ttl
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
     finally:

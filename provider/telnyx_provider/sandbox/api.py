@@ -151,6 +151,19 @@ class RecordingApi:
                     "GET": ("GET /Recordings", self._list),
                 },
             ),
+            (
+                re.compile(rf"{_ACCOUNT}/Transcriptions/{_SEGMENT}\.json"),
+                {
+                    "GET": ("GET /Transcriptions/{sid}", self._get_transcription),
+                    "DELETE": ("DELETE /Transcriptions/{sid}", self._delete_transcription),
+                },
+            ),
+            (
+                re.compile(rf"{_ACCOUNT}/Transcriptions\.json"),
+                {
+                    "GET": ("GET /Transcriptions", self._list_transcriptions),
+                },
+            ),
         ]
 
     @property
@@ -250,3 +263,20 @@ class RecordingApi:
 
     def _list(self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None) -> Reply:
         return json_reply(self.store.list_recordings(args[0], parse_paging(query), _date_filters(query)))
+
+    def _list_transcriptions(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        paging = parse_paging({name: query[name] for name in ("Page", "PageSize") if name in query})
+        return json_reply(self.store.list_transcriptions(args[0], paging, query.get("PageToken") or None))
+
+    def _get_transcription(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        return json_reply(self.store.get_transcription(args[0], args[1]))
+
+    def _delete_transcription(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        self.store.delete_transcription(args[0], args[1])
+        return Reply(204)

@@ -10,6 +10,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from telnyx_provider.sandbox.faults import validate_faults
+from telnyx_provider.sandbox.links import DEFAULT_TTL
+from telnyx_provider.sandbox.media import MAX_SECONDS
 from telnyx_provider.sandbox.sandbox import Sandbox
 from telnyx_provider.sandbox.stats import ALL_FAULT_KINDS, FAULT_KINDS
 
@@ -82,6 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest list page served, whatever PageSize asks (default: no cap below the spec's 1000)",
     )
     parser.add_argument(
+        "--media-url-ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        help="seconds a media_url stays valid after it was served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-seconds-cap",
+        type=int,
+        default=MAX_SECONDS,
+        help="longest media served, seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-cut-rate",
+        type=float,
+        default=0.0,
+        help="fraction of media transfers cut midway (default: %(default)s)",
+    )
+    parser.add_argument(
         "--calls", type=int, default=0, help="create N live calls at start and print their sids"
     )
     return parser
@@ -125,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             clock_skew=args.clock_skew,
             list_lag=args.list_lag,
             max_page_size=args.max_page_size,
+            media_url_ttl=args.media_url_ttl,
+            media_seconds_cap=args.media_seconds_cap,
+            media_cut_rate=args.media_cut_rate,
         )
     except ValueError as error:  # an option out of range
         parser.error(str(error))

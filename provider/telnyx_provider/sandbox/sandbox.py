@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider.sandbox.api import RecordingApi
 from telnyx_provider.sandbox.callbacks import CallbackSender, StatusNotifier
 from telnyx_provider.sandbox.faults import FaultInjector
+from telnyx_provider.sandbox.links import DEFAULT_TTL, MediaLinks
 from telnyx_provider.sandbox.listing import ListPolicy
+from telnyx_provider.sandbox.media import MAX_SECONDS
+from telnyx_provider.sandbox.media_route import MediaFaults, MediaRoute
 from telnyx_provider.sandbox.server import SandboxHTTPServer
 from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
 from telnyx_provider.sandbox.store import RecordingStore
@@ -52,6 +55,9 @@ class Sandbox:
         much, and the ``DateCreated`` list filters are read in its clock.
     :param list_lag: seconds a new recording stays out of both list endpoints (eventual consistency).
     :param max_page_size: list pages hold at most this many recordings, whatever ``PageSize`` asks.
+    :param media_url_ttl: seconds a ``media_url`` stays valid after the JSON carrying it was served.
+    :param media_seconds_cap: the longest media served, in seconds (16 kB per second and channel).
+    :param media_cut_rate: fraction of media transfers cut midway (full ``Content-Length``, half the bytes).
     """
 
     def __init__(
@@ -70,6 +76,9 @@ class Sandbox:
         clock_skew: float = 0.0,
         list_lag: float = 0.0,
         max_page_size: int | None = None,
+        media_url_ttl: float = DEFAULT_TTL,
+        media_seconds_cap: int = MAX_SECONDS,
+        media_cut_rate: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -80,12 +89,15 @@ class Sandbox:
             recording_seconds=recording_seconds,
             processing_delay=processing_delay,
             policy=ListPolicy(list_lag=list_lag, clock_skew=clock_skew, max_page_size=max_page_size),
+            media_links=MediaLinks(media_url_ttl),
         )
         self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
         self._stats = Stats()
         self._sender = CallbackSender(self._stats.callback)
         self._notifier = StatusNotifier(self._store, self._sender)
         self._api = RecordingApi(self._store, self._notifier, self.api_key)
+        self._media_faults = MediaFaults(media_cut_rate, seed)
+        self._media = MediaRoute(self._store, self._media_faults, self._stats, media_seconds_cap)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -105,7 +117,9 @@ class Sandbox:
         """
         if self._server is not None:
             raise RuntimeError("Sandbox already started")
-        server = SandboxHTTPServer((self.host, self.port), self._api, self, self._injector, self._stats)
+        server = SandboxHTTPServer(
+            (self.host, self.port), self._api, self, self._injector, self._stats, self._media
+        )
         self.port = server.server_port
         self._store.media_prefix = f"{self.origin}/media/"
         self._sender.start()
@@ -153,14 +167,24 @@ class Sandbox:
             raise RuntimeError("Sandbox not started")
         return f"{self.origin}/v2"
 
-    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
+    def create_call(
+        self,
+        hangup_after: float | None = None,
+        silent: bool = False,
+        transcribe: bool = False,
+        audio_seconds: int | None = None,
+    ) -> str:
         """Create a live call recordings can be started on.
 
         :param hangup_after: hang the call up by itself this many seconds from now.
         :param silent: recordings on this call finish ``absent`` (no audio) instead of ``completed``.
+        :param transcribe: completed recordings on this call get a transcription (``/Transcriptions``).
+        :param audio_seconds: every recording on this call reports this duration once final and serves that
+            much audio (up to ``media_seconds_cap``), whatever the time it ran: long media without waiting.
         :return: the call sid, ``v3:`` followed by 54 URL-safe characters.
+        :raises ValueError: for ``audio_seconds`` below 1.
         """
-        return self._store.create_call(hangup_after, silent)
+        return self._store.create_call(hangup_after, silent, transcribe, audio_seconds)
 
     def hangup(self, call_sid: str) -> None:
         """Hang a call up now: its running recordings end and then complete after the processing delay.
@@ -201,6 +225,17 @@ class Sandbox:
             raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
         self._injector.inject(route, kind, count, call_sid)
 
+    def inject_media(self, kind: str, count: int = 1) -> None:
+        """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: full
+        ``Content-Length``, half the bytes, connection closed; HEADs and refused links do not use it up),
+        ``403`` or ``404`` (the link is refused once, S3-style).
+
+        :param kind: ``cut``, ``403`` or ``404``.
+        :param count: how many requests (>= 1).
+        :raises ValueError: for an unknown kind or a count below 1.
+        """
+        self._media_faults.inject(kind, count)
+
     def media(self, recording_sid: str) -> tuple[int, int] | None:
         """Return ``(seconds, channels)`` of a completed recording's audio, or None if there is none.
 
@@ -212,7 +247,8 @@ class Sandbox:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
         ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
-        ``faults`` and ``injections_pending``.
+        ``faults``, ``injections_pending``, ``media_requests``, ``media_requests_with_auth``,
+        ``media_faults_injected`` and ``media_injections_pending``.
         """
         result = self._stats.snapshot()
         result["starts_per_call"] = self._store.starts_per_call()
@@ -221,6 +257,7 @@ class Sandbox:
         result["fault_rate"] = self._injector.fault_rate
         result["faults"] = list(self._injector.faults)
         result["injections_pending"] = self._injector.pending()
+        result["media_injections_pending"] = self._media_faults.pending()
         return result
 
     def airflow_conn_json(self) -> str:

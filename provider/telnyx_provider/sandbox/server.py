@@ -22,11 +22,13 @@ from telnyx_provider.sandbox.faults import ERRORS_AFTER_HANDLING, RESET_KINDS
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.faults import FaultInjector
+    from telnyx_provider.sandbox.media_route import MediaRoute
     from telnyx_provider.sandbox.stats import Stats
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
+CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 
@@ -41,9 +43,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     :param address: ``(host, port)`` to bind; port 0 picks a free port.
     :param api: answers the ``/v2`` routes.
-    :param controls: answers the ``/_sandbox`` and media routes.
+    :param controls: answers the ``/_sandbox`` routes.
     :param injector: decides faults on ``/v2`` routes.
     :param stats: counters to update.
+    :param media: answers the ``/media/`` routes.
     """
 
     daemon_threads = True
@@ -58,8 +61,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         controls: Controls,
         injector: FaultInjector,
         stats: Stats,
+        media: MediaRoute,
     ) -> None:
         self.api = api
+        self.media = media
         self.controls = controls
         self.injector = injector
         self.stats = stats
@@ -129,6 +134,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._serve_api(path, query)
                 return
             body = self._read_body()
+            if body is not None and path.startswith("/media/"):
+                authorization = self.headers.get("Authorization")
+                self._send(*self._srv.media.serve(self.command, path, query, authorization))
+                return
             if body is not None:
                 self._send(
                     handle_control(
@@ -229,8 +238,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self.connection.close()  # the fd really closes (RST) when finish() closes rfile, before any FIN
 
-    def _send(self, reply: Reply) -> None:
-        """Write the status line, headers and body in one write (one segment for small replies)."""
+    def _send(self, reply: Reply, cut: bool = False) -> None:
+        """Write the status line, headers and body: one write for small replies, chunks for large ones.
+
+        :param reply: the reply.
+        :param cut: send the full ``Content-Length`` but only half the body, then close (a cut transfer).
+        """
         phrase = self.responses.get(reply.status, ("",))[0]
         head = [
             f"HTTP/1.1 {reply.status} {phrase}",
@@ -243,6 +256,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             head.append("Connection: close")
         payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if self.command != "HEAD":
-            payload += reply.body
+        body = b"" if self.command == "HEAD" else reply.body
+        if cut:
+            self.close_connection = True
+            body = body[: len(body) // 2]
+        if len(body) <= CHUNK:
+            self.wfile.write(payload + body)
+            return
         self.wfile.write(payload)
+        view = memoryview(body)
+        for offset in range(0, len(body), CHUNK):
+            self.wfile.write(view[offset : offset + CHUNK])
