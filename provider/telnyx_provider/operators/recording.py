@@ -333,4 +333,3 @@ def validate_start_arguments(values: Mapping[str, Any], *, rendered: bool = Fals
     return StartRecordingParams.from_arguments(
         **{name: value for name, value in known.items() if name in RECORDING_PARAMETERS}
     )
-
