@@ -94,10 +94,12 @@ def start_call_recording(account_sid: str, call_sid: str, params: StartRecording
     return ApiRequest("POST", path, "start_call_recording", form=params.to_form(), idempotent=False)
 
 
-def list_call_recordings(account_sid: str, call_sid: str) -> ApiRequest:
-    """``GET /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json``."""
+def list_call_recordings(
+    account_sid: str, call_sid: str, *, page: int | None = None, page_size: int | None = None
+) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json`` (one page)."""
     path = f"{_account(account_sid)}/Calls/{_segment('call_sid', call_sid)}/Recordings.json"
-    return ApiRequest("GET", path, "list_call_recordings")
+    return ApiRequest("GET", path, "list_call_recordings", query=_paging(page, page_size))
 
 
 def update_call_recording(account_sid: str, call_sid: str, recording_sid: str, status: str) -> ApiRequest:
@@ -125,13 +127,18 @@ def delete_recording(account_sid: str, recording_sid: str) -> ApiRequest:
 
 def list_recordings(account_sid: str, *, page: int | None = None, page_size: int | None = None) -> ApiRequest:
     """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page)."""
+    query = _paging(page, page_size)
+    return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
+
+
+def _paging(page: int | None, page_size: int | None) -> dict[str, str]:
+    """The ``Page``/``PageSize`` query of a list request (zero-indexed page), validated."""
     for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
-    query = {
+    return {
         name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
     }
-    return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
 
 
 def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:
