@@ -313,3 +313,27 @@ def test_a_conflict_message_never_shows_credentials():
     with pytest.raises(TelnyxValidationError) as caught:
         normalize_base_url("http://localhost:8765/v2", "https", None)
     assert "localhost:8765" in str(caught.value)  # says which host disagrees
+
+
+def test_the_hook_sends_to_host_schema_and_port(requests_mock, monkeypatch):
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    conn = {"conn_type": "telnyx", "host": "127.0.0.1", "schema": "http", "port": 8765, "password": KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps({**conn, "login": "acct-1"}))
+    requests_mock.get(
+        "http://127.0.0.1:8765/v2/texml/Accounts/acct-1/Recordings/r1.json",
+        json={"sid": "r1", "status": "in-progress"},
+    )
+    assert RecordingHook().get_recording("r1")["sid"] == "r1"
+    assert requests_mock.call_count == 1
+
+
+def test_the_connection_form_shows_schema_and_port():
+    from telnyx_provider.get_provider_info import UI_FIELD_BEHAVIOUR, get_provider_info
+
+    [connection_type] = get_provider_info()["connection-types"]
+    for behaviour in (UI_FIELD_BEHAVIOUR, connection_type["ui-field-behaviour"]):
+        hidden = behaviour.get("hidden_fields", behaviour.get("hidden-fields"))
+        assert "schema" not in hidden
+        assert "port" not in hidden
+        assert {"schema", "port"} <= set(behaviour["relabeling"]) & set(behaviour["placeholders"])
