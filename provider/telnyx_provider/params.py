@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from telnyx_provider.errors import TelnyxValidationError
 
@@ -26,6 +26,8 @@ UPDATE_STATUSES = ("in-progress", "paused", "stopped")
 #: A host name (dot-separated labels of letters, digits, ``-``, ``_``; IPv4 addresses too) or an IPv6 address.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?")
+#: Characters that end or split a URL path segment, or cannot be sent in one.
+_NOT_IN_IDENTIFIER = frozenset("/\\?#\x7f")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -35,11 +37,27 @@ def _choices(allowed: Iterable[str]) -> str:
 
 
 def require_identifier(argument: str, value: object) -> str:
-    """Return ``value`` as a non-blank identifier (a SID), or raise naming ``argument``."""
+    """Return ``value`` as an identifier (a SID) that is one URL path segment, or raise naming ``argument``.
+
+    Refused: blanks, ``.`` and ``..`` (HTTP clients collapse them: ``list_call_recordings("..")`` would
+    list the whole account), and any character that ends or splits a path segment (``/``, ``\\``, ``?``,
+    ``#``, spaces, control characters), also once percent-decoded (``%2e%2e``, ``%2F``, ``%252F``), since a
+    proxy or server may decode the segment again.
+    """
     if not isinstance(value, str) or not value.strip():
         raise TelnyxValidationError(argument, value, "a non-empty string identifier")
-    if value != value.strip() or any(ch in value for ch in "/?#\r\n\t "):
-        raise TelnyxValidationError(argument, value, "an identifier without spaces, '/', '?' or '#'")
+    decoded, previous = value, None
+    while decoded != previous:  # a round that changes the text shortens it: this ends
+        previous, decoded = decoded, unquote(decoded)
+        if decoded in (".", "..") or any(
+            ch in _NOT_IN_IDENTIFIER or ch.isspace() or ord(ch) < 32 for ch in decoded
+        ):
+            raise TelnyxValidationError(
+                argument,
+                value,
+                "an identifier that is one URL path segment: not '.' or '..', without spaces, control "
+                "characters, '/', '\\', '?' or '#' (percent-encoded ones included)",
+            )
     return value
 
 
