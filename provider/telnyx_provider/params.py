@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import pendulum
 
 from telnyx_provider.errors import TelnyxValidationError
 
@@ -92,6 +95,30 @@ def require_positive_number(argument: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise TelnyxValidationError(argument, value, "a number greater than 0")
     return float(value)
+
+
+def format_date_filter(argument: str, value: object) -> str:
+    """A ``DateCreated`` filter value: ``YYYY-MM-DD`` for a date, ``YYYY-MM-DDThh:mm:ssZ`` (UTC) otherwise.
+
+    Accepts a timezone-aware ``datetime``, a ``date`` or an ISO 8601 string; a naive datetime is refused
+    (its time zone would be a guess).
+    """
+    expected = "a timezone-aware datetime, a date or an ISO 8601 date(-time) string"
+    if isinstance(value, str):
+        try:
+            parsed = pendulum.parse(value.strip(), exact=True)
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            raise TelnyxValidationError(argument, value, expected) from None
+        if isinstance(parsed, pendulum.Date) and not isinstance(parsed, pendulum.DateTime):
+            return parsed.isoformat()
+        value = parsed
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TelnyxValidationError(argument, value, expected)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TelnyxValidationError(argument, value, expected)
 
 
 def normalize_callback_events(value: object) -> str:
