@@ -70,6 +70,14 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Telnyx", "python-modules": ["telnyx_provider.triggers.recording"]}
         ],
+        "transfers": [
+            {
+                "source-integration-name": "Telnyx",
+                "target-integration-name": "Common IO",
+                "python-module": "telnyx_provider.transfers.recording",
+            }
+        ],
+        "extra-links": ["telnyx_provider.links.TelnyxRecordingLink"],
         "connection-types": [
             {
                 "hook-class-name": "telnyx_provider.hooks.recording.RecordingHook",

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+import pendulum
+
 from telnyx_provider.errors import TelnyxValidationError
+from telnyx_provider.models import parse_recording_uri
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -112,6 +116,30 @@ def require_positive_number(argument: str, value: object) -> float:
     return float(value)
 
 
+def format_date_filter(argument: str, value: object) -> str:
+    """A ``DateCreated`` filter value: ``YYYY-MM-DD`` for a date, ``YYYY-MM-DDThh:mm:ssZ`` (UTC) otherwise.
+
+    Accepts a timezone-aware ``datetime``, a ``date`` or an ISO 8601 string; a naive datetime is refused
+    (its time zone would be a guess).
+    """
+    expected = "a timezone-aware datetime, a date or an ISO 8601 date(-time) string"
+    if isinstance(value, str):
+        try:
+            parsed = pendulum.parse(value.strip(), exact=True)
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            raise TelnyxValidationError(argument, value, expected) from None
+        if isinstance(parsed, pendulum.Date) and not isinstance(parsed, pendulum.DateTime):
+            return parsed.isoformat()
+        value = parsed
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TelnyxValidationError(argument, value, expected)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TelnyxValidationError(argument, value, expected)
+
+
 def normalize_callback_events(value: object) -> str:
     """Turn a string (space- or comma-separated) or a list of events into the API's space-separated form."""
     argument = "recording_status_callback_event"
@@ -192,3 +220,52 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "recording_track": _choice_of(RECORDING_TRACKS),
     "send_recording_url": require_bool,
 }
+
+
+def has_template(value: object) -> bool:
+    """Whether an argument still holds a Jinja template (validated only once rendered)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(has_template(item) for item in value)
+    return False
+
+
+def is_unresolved(value: object) -> bool:
+    """Whether an argument is not known until the task runs: a Jinja template, an XComArg (``task()``,
+    ``op.output[...]``) or another value Airflow resolves at run time. Such values are validated in
+    ``execute``; literal ones when the DAG is parsed."""
+    if has_template(value):
+        return True
+    if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
+        return True  # airflow.sdk XComArg and its kin (ResolveMixin)
+    return type(value).__name__ == "ArgNotSet"
+
+
+def resolve_recording(
+    recording_sid: object, recording_uri: object, account_sid: object, *, rendered: bool
+) -> tuple[str, str | None]:
+    """The ``(recording_sid, account_sid)`` named by a SID or a recording URI (exactly one of the two).
+
+    Before rendering (``rendered=False``), values known only at run time are left for later and
+    ``("", None)`` is returned.
+    """
+    if (recording_sid is None) == (recording_uri is None):
+        raise TelnyxValidationError(
+            "recording_sid/recording_uri",
+            {"recording_sid": recording_sid, "recording_uri": recording_uri},
+            "exactly one of the two",
+        )
+    if not rendered and any(is_unresolved(value) for value in (recording_sid, recording_uri, account_sid)):
+        return "", None
+    account = None if account_sid is None else require_identifier("account_sid", account_sid)
+    if recording_sid is not None:
+        return require_identifier("recording_sid", recording_sid), account
+    ref = parse_recording_uri(recording_uri) if isinstance(recording_uri, str) else None
+    if ref is None:
+        raise TelnyxValidationError(
+            "recording_uri",
+            recording_uri,
+            "a recording URI such as /v2/texml/Accounts/{account_sid}/Recordings/{recording_sid}.json",
+        )
+    return ref.recording_sid, account if account is not None else ref.account_sid
