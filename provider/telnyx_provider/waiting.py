@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider._compat import AirflowException, AirflowSensorTimeout
 from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
+from telnyx_provider.params import has_template as has_template  # re-exported for the operators
+from telnyx_provider.params import is_unresolved as is_unresolved
 from telnyx_provider.retry import failure_reason, is_retryable, requested_wait
 
 if TYPE_CHECKING:
@@ -45,34 +47,6 @@ def retry_overrides(
 
     RetryPolicy().replace(max_retries=max_retries, max_wait=retry_max_wait, budget=retry_budget)
     return {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
-
-
-def has_template(value: object) -> bool:
-    """Whether an argument still holds a Jinja template (validated only once rendered)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, list | tuple):
-        return any(has_template(item) for item in value)
-    return False
-
-
-def is_unresolved(value: object) -> bool:
-    """Whether a value is known only at run time, so it is validated in ``execute``, not when parsed.
-
-    True for a Jinja template, an ``XComArg`` (``task.output``, ``task.output["key"]``, a TaskFlow call's
-    result), a mapped argument, Airflow's ``NOTSET`` (an argument a ``.partial()`` leaves to ``.expand()``),
-    and a list, tuple or dict holding one of these.
-    """
-    if has_template(value):
-        return True
-    if isinstance(value, list | tuple):
-        return any(is_unresolved(item) for item in value)
-    if isinstance(value, dict):
-        return any(is_unresolved(item) for item in value.values())
-    # Airflow's ResolveMixin (XComArg, MappedArgument...) without importing its private module.
-    if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
-        return True
-    return type(value).__name__ in ("ArgNotSet", "SetDuringExecution")
 
 
 def task_timeout_error() -> type[BaseException]:
