@@ -190,7 +190,7 @@ async def test_trigger_polls_with_the_tasks_retry_overrides(sandbox, outage, cap
     retries = [
         re.search(r"retry \d+ of (\d+)", r.getMessage())
         for r in caplog.records
-        if r.name == "telnyx_provider.retry"
+        if r.name == "telnyx_provider.retry" and sid in r.getMessage()
     ]
     looks = len([r for r in caplog.records if STILL_WAITING in r.getMessage()])
     assert looks >= 2
