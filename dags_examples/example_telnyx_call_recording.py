@@ -14,6 +14,8 @@ local sandbox to try this without a Telnyx account.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Asset, Param, dag
 
@@ -38,6 +40,9 @@ CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-record
             description="Folder (an ObjectStoragePath URL ending in /) the audio is stored under.",
         ),
     },
+    # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
+    # (apache/airflow #71172; see the README's Troubleshooting section).
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["telnyx", "example"],
 )
 def example_telnyx_call_recording() -> None:

@@ -45,6 +45,7 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
         "example_telnyx_call_recording",
         "example_telnyx_record_many_calls",
         "example_telnyx_recording_arrived",
+        "example_telnyx_taskflow",
     }
     assert looked_up == []
 

@@ -32,10 +32,6 @@ from telnyx_provider.sandbox import Sandbox
 from telnyx_provider.transfers.recording import RecordingToStorageOperator
 from tests.sandbox.conftest import wait_for
 
-#: Until main has the sandbox of issue 10 (media links that expire, media faults, media counters).
-needs_media_sandbox = pytest.mark.skipif(
-    not hasattr(Sandbox, "inject_media"), reason="needs the issue 10 sandbox: merge main"
-)
 NO_RETRY = RetryPolicy(max_retries=0, max_wait=0.01, budget=10, initial_wait=0.01)
 ONE_RETRY = RetryPolicy(max_retries=1, max_wait=0.01, budget=10, initial_wait=0.01)
 
@@ -90,7 +86,6 @@ def test_pause_resume_stop_and_delete_operators_against_the_sandbox(sandbox):
 # -- storing the audio -------------------------------------------------------------------------------
 
 
-@needs_media_sandbox
 def test_download_to_a_local_folder_is_a_valid_wav_with_its_checksum(fast_sandbox, hook, tmp_path):
     recording = completed_recording(fast_sandbox, hook)
 
@@ -128,7 +123,6 @@ def test_download_to_memory_s3_through_dest_conn_id(fast_sandbox, hook):
     assert data[:4] == b"RIFF"
 
 
-@needs_media_sandbox
 def test_a_transfer_cut_midway_leaves_nothing(fast_sandbox, hook, tmp_path):
     recording = completed_recording(fast_sandbox, hook)
     fast_sandbox.inject_media("cut", count=1)
@@ -141,7 +135,6 @@ def test_a_transfer_cut_midway_leaves_nothing(fast_sandbox, hook, tmp_path):
     assert fast_sandbox.stats()["media_requests"] == 1
 
 
-@needs_media_sandbox
 def test_a_cut_transfer_is_retried_and_then_stored_whole(fast_sandbox, tmp_path):
     hook = RecordingHook(retry_policy=ONE_RETRY)
     recording = completed_recording(fast_sandbox, hook)
@@ -156,7 +149,6 @@ def test_a_cut_transfer_is_retried_and_then_stored_whole(fast_sandbox, tmp_path)
     assert fast_sandbox.stats()["media_requests"] == 2
 
 
-@needs_media_sandbox
 @pytest.mark.parametrize("refusal", ["403", "404"])
 def test_a_refused_link_is_refreshed_once(fast_sandbox, hook, tmp_path, refusal):
     recording = completed_recording(fast_sandbox, hook)
@@ -171,7 +163,6 @@ def test_a_refused_link_is_refreshed_once(fast_sandbox, hook, tmp_path, refusal)
     assert leftovers(tmp_path) == [f"{recording['sid']}.wav"]
 
 
-@needs_media_sandbox
 def test_a_link_refused_twice_fails_without_writing(fast_sandbox, hook, tmp_path):
     recording = completed_recording(fast_sandbox, hook)
     fast_sandbox.inject_media("403", count=2)
@@ -184,7 +175,6 @@ def test_a_link_refused_twice_fails_without_writing(fast_sandbox, hook, tmp_path
     assert leftovers(tmp_path) == []
 
 
-@needs_media_sandbox
 def test_an_expired_link_is_never_used_a_fresh_one_is_fetched(monkeypatch, tmp_path):
     with Sandbox(port=0, recording_seconds=0.3, processing_delay=0.1, media_url_ttl=1) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
@@ -201,7 +191,6 @@ def test_an_expired_link_is_never_used_a_fresh_one_is_fetched(monkeypatch, tmp_p
         assert sb.stats()["media_requests"] == 2  # ours fetched a fresh link and needed no refresh
 
 
-@needs_media_sandbox
 def test_the_api_key_goes_to_the_apis_own_origin_only(fast_sandbox, monkeypatch, tmp_path):
     hook = RecordingHook(retry_policy=NO_RETRY)
     own = completed_recording(fast_sandbox, hook)
@@ -221,7 +210,6 @@ def test_the_api_key_goes_to_the_apis_own_origin_only(fast_sandbox, monkeypatch,
     assert stats["media_requests_with_auth"] == 1
 
 
-@needs_media_sandbox
 def test_a_recording_still_in_progress_is_refused_before_any_media_request(sandbox, tmp_path):
     hook = RecordingHook()
     call_sid = sandbox.create_call()
@@ -234,7 +222,6 @@ def test_a_recording_still_in_progress_is_refused_before_any_media_request(sandb
     assert leftovers(tmp_path) == []
 
 
-@needs_media_sandbox
 def test_no_log_line_shows_a_media_link(fast_sandbox, hook, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="telnyx_provider")
     recording = completed_recording(fast_sandbox, hook)
@@ -270,7 +257,6 @@ def test_storage_operator_deletes_the_recording_only_after_a_verified_upload(fas
 # -- transcriptions and listing ----------------------------------------------------------------------
 
 
-@needs_media_sandbox
 def test_transcriptions_list_get_delete(fast_sandbox, hook):
     recording = completed_recording(fast_sandbox, hook, transcribe=True)
     untranscribed = completed_recording(fast_sandbox, hook)
