@@ -49,7 +49,9 @@ def _create_asset_triggered_run(dag_id: str, *, required: bool = True) -> str | 
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
+    from airflow.utils import timezone
     from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunType
 
     with create_session() as session:
@@ -70,6 +72,8 @@ def _create_asset_triggered_run(dag_id: str, *, required: bool = True) -> str | 
             .order_by(DagRun.id.desc())
         ).first()
         assert run is not None
+        # The scheduler's next step (_start_queued_dagruns): the queued run starts.
+        run.state, run.start_date = DagRunState.RUNNING, timezone.utcnow()
         return str(run.run_id)
 
 
