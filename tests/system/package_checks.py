@@ -115,8 +115,11 @@ def verify_registration(checks: Checks, api: AirflowApi, version: str) -> None:
     )
 
 
-def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -> None:
-    """The stored connection, and the test button with the right and with a wrong key."""
+def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -> str:
+    """The stored connection, and the test button with the right and with a wrong key.
+
+    :return: the wrong key tried (no log may show it either).
+    """
     stored = api.request("GET", "/api/v2/connections/telnyx_default")
     body = stored.json() if stored.ok else {}
     checks.equal(
@@ -147,6 +150,7 @@ def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -
         wrong_key not in reply.text and sandbox.api_key not in reply.text,
         "connection test: no key in the reply",
     )
+    return wrong_key
 
 
 def verify_no_key_in_logs(checks: Checks, home: Path, keys: list[str]) -> None:

@@ -164,6 +164,10 @@ class Scenario:
             now = self.sandbox.stats()["gets_per_recording"]
             return all(now.get(sid, 0) > before.get(sid, 0) for sid in sids)
 
+        print(
+            f"  GETs per deferred recording before the kill: {[before.get(sid, 0) for sid in sids]}",
+            flush=True,
+        )
         wait_for(all_polled_again, "the new triggerer to poll every deferred recording", timeout=90)
         self.triggerer_restart = {"sids": sids, "resumed_after": time.monotonic() - killed_at}
         print(
