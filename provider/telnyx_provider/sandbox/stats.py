@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "reset", "slow")
+FAULT_KINDS = ("429", "500", "503", "reset", "slow")  # the default random set
+EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after")  # deterministic kinds, for inject() or faults=
+ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 
 
 class Stats:
@@ -16,11 +18,16 @@ class Stats:
         self._lock = threading.Lock()
         self._routes: Counter[str] = Counter()
         self._gets: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self._faults: Counter[str] = Counter({kind: 0 for kind in ALL_FAULT_KINDS})
         self._resets_after = 0
         self._connections = 0
         self._callbacks_sent = 0
         self._callbacks_failed = 0
+        self._callbacks_by_recording: Counter[str] = Counter()
+        self._callbacks_replayed = 0
+        self._media_requests = 0
+        self._media_with_auth = 0
+        self._media_faults: Counter[str] = Counter({kind: 0 for kind in ("cut", "403", "404")})
 
     def request(self, route_key: str, recording_sid: str | None = None) -> None:
         """Count one request to an API route (faulted and refused ones included).
@@ -36,7 +43,7 @@ class Stats:
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
 
-        :param kind: one of ``429``, ``500``, ``503``, ``reset``, ``slow``.
+        :param kind: one of :data:`ALL_FAULT_KINDS`.
         :param after_handling: a reset sent after the request was carried out (reply lost).
         """
         with self._lock:
@@ -48,16 +55,35 @@ class Stats:
         with self._lock:
             self._connections += 1
 
-    def callback(self, ok: bool) -> None:
+    def callback(self, ok: bool, recording_sid: str | None = None, replay: bool = False) -> None:
         """Count one status callback delivery attempt.
 
         :param ok: whether the receiver answered with a non-error status.
+        :param recording_sid: the recording it was about, counted in ``callbacks_by_recording``.
+        :param replay: whether it was a replay of an earlier callback.
         """
         with self._lock:
+            if recording_sid is not None:
+                self._callbacks_by_recording[recording_sid] += 1
+            self._callbacks_replayed += replay
             if ok:
                 self._callbacks_sent += 1
             else:
                 self._callbacks_failed += 1
+
+    def media_request(self, with_auth: bool) -> None:
+        """Count one media request.
+
+        :param with_auth: whether it carried an ``Authorization`` header (a client leaking its API key).
+        """
+        with self._lock:
+            self._media_requests += 1
+            self._media_with_auth += with_auth
+
+    def media_fault(self, kind: str) -> None:
+        """Count one media fault: ``cut``, ``403`` or ``404``."""
+        with self._lock:
+            self._media_faults[kind] += 1
 
     def snapshot(self) -> dict[str, Any]:
         """Return a copy of all counters as plain JSON-serialisable values."""
@@ -71,4 +97,9 @@ class Stats:
                 "resets_after_handling": self._resets_after,
                 "callbacks_sent": self._callbacks_sent,
                 "callbacks_failed": self._callbacks_failed,
+                "callbacks_by_recording": dict(self._callbacks_by_recording),
+                "callbacks_replayed": self._callbacks_replayed,
+                "media_requests": self._media_requests,
+                "media_requests_with_auth": self._media_with_auth,
+                "media_faults_injected": dict(self._media_faults),
             }
