@@ -159,6 +159,16 @@ def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -
     return wrong_key
 
 
+def verify_connection_fetched(checks: Checks, api_server_log: Path) -> None:
+    """Tasks read ``telnyx_default`` from the database through the execution API (no AIRFLOW_CONN_*)."""
+    fetched = sum(
+        1
+        for line in api_server_log.read_text(errors="replace").splitlines()
+        if "path=/execution/connections/telnyx_default" in line and "status_code=200" in line
+    )
+    checks.check(fetched > 0, f"tasks fetched telnyx_default through the execution API ({fetched} times)")
+
+
 def verify_no_key_in_logs(checks: Checks, home: Path, keys: list[str]) -> None:
     """No key appears in any file of the throwaway home: component output, task and trigger logs."""
     scanned, leaks = 0, []

@@ -25,6 +25,7 @@ from tests.system.package_checks import (
     installed_source,
     verify_artifact,
     verify_connection,
+    verify_connection_fetched,
     verify_no_key_in_logs,
     verify_registration,
 )
@@ -145,11 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         crashed = True
         checks.check(False, "the system test ran to the end", traceback.format_exc())
+    except BaseException:  # SIGINT/SIGTERM (SystemExit from the handler) or Ctrl-C
+        print(f"system test: interrupted; logs kept in {home}", flush=True)
+        raise
     finally:
         deployment.stop_all()
         clock.phase("every process stopped")
     if keys:
-        print("secrets:", flush=True)
+        print("the connection and its key, in the logs of the whole run:", flush=True)
+        verify_connection_fetched(checks, deployment.component_logs / "api-server.log")
         verify_no_key_in_logs(checks, home, keys)
     if checks.failures or crashed:
         print(deployment.tails(), flush=True)
