@@ -26,13 +26,6 @@ EXTRA_FIELDS = {
 }
 
 
-def installed_source(module_file: str) -> str:
-    """The source of one module of the installed provider, e.g. ``operators/recording.py``."""
-    import telnyx_provider
-
-    return (Path(telnyx_provider.__file__).parent / module_file).read_text()
-
-
 def verify_artifact(checks: Checks) -> str:
     """The provider here is the built wheel: not editable, with ``py.typed``, the sandbox and its entry point.
 

@@ -22,7 +22,6 @@ from tests.system.checks import Checks
 from tests.system.clients import AirflowApi, SandboxClient, wait_for
 from tests.system.deployment import Deployment
 from tests.system.package_checks import (
-    installed_source,
     verify_artifact,
     verify_connection,
     verify_connection_fetched,
@@ -116,9 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"system test: AIRFLOW_HOME={home}", flush=True)
     print("installed provider:", flush=True)
     version = verify_artifact(checks)
-    stop_on_kill = "stop_on_kill" in installed_source(
-        "triggers/recording.py"
-    ) and "stop_on_kill" in installed_source("operators/recording.py")
     deployment = Deployment(home)
     runs = 0
     keys: list[str] = []
@@ -142,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         clock.phase("runs watched")
         checks.check(not pending, "every run ended in time", pending)
         races = Races(sorted(deployment.component_logs.glob("scheduler*.log")))
-        verify_runs(checks, scenario, races, stop_on_kill=stop_on_kill)
+        verify_runs(checks, scenario, races)
         verify_retries(checks, scenario, races)
     except Exception:
         crashed = True

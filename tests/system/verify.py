@@ -20,14 +20,11 @@ if TYPE_CHECKING:
     from tests.system.scenarios import Scenario
 
 
-def verify_runs(checks: Checks, scenario: Scenario, races: Races, *, stop_on_kill: bool) -> None:
+def verify_runs(checks: Checks, scenario: Scenario, races: Races) -> None:
     """Every check on the finished runs, one section per run or fault.
 
     A run whose DAG could not be triggered fails its section; a section that breaks fails with its
     traceback, and the other sections still run.
-
-    :param stop_on_kill: whether the installed provider stops a recording when a deferred wait is marked
-        failed (the trigger's ``on_kill``); that check is reported as pending otherwise.
     """
     stats = scenario.sandbox.stats()
     sections: list[tuple[str, str, Callable[[], None]]] = [
@@ -43,9 +40,9 @@ def verify_runs(checks: Checks, scenario: Scenario, races: Races, *, stop_on_kil
         ("mapped", "the triggerer killed with SIGKILL while waits were deferred, then restarted",
          lambda: verify_triggerer_restart(checks, scenario, stats)),
         ("marked_failed", "a deferred wait_for_completion task marked failed through the REST API",
-         lambda: verify_marked_failed(checks, scenario, stop_on_kill=stop_on_kill)),
+         lambda: verify_marked_failed(checks, scenario)),
         ("timeout", "system_telnyx_operator_timeout (waits that time out, deferred and in the worker)",
-         lambda: verify_timeout(checks, scenario, races, stop_on_kill=stop_on_kill)),
+         lambda: verify_timeout(checks, scenario, races)),
         ("poke", "every call", lambda: _every_call(checks, scenario, stats)),
     ]  # fmt: skip
     for name, title, verify in sections:

@@ -76,17 +76,11 @@ def verify_triggerer_restart(checks: Checks, scenario: Scenario, stats: dict[str
     )
 
 
-def verify_marked_failed(checks: Checks, scenario: Scenario, *, stop_on_kill: bool) -> None:
+def verify_marked_failed(checks: Checks, scenario: Scenario) -> None:
     """The deferred task marked failed through the REST API stays failed, and its recording is stopped."""
     run = scenario.runs["marked_failed"]
     checks.equal(states(run, "record_call"), ["failed"], "record_call is failed")
     checks.equal(run.state, "failed", "run failed")
-    if not stop_on_kill:
-        print(
-            "  PENDING  its recording is stopped (needs the trigger's on_kill with stop_on_kill=True)",
-            flush=True,
-        )
-        return
     sid = scenario.recordings_of(run.calls[0])[0]["sid"]
 
     def stopped() -> dict[str, Any] | None:
@@ -102,7 +96,7 @@ def verify_marked_failed(checks: Checks, scenario: Scenario, *, stop_on_kill: bo
     )
 
 
-def verify_timeout(checks: Checks, scenario: Scenario, races: Races, *, stop_on_kill: bool) -> None:
+def verify_timeout(checks: Checks, scenario: Scenario, races: Races) -> None:
     """Waits that time out fail with the timeout, are not retried, and stop their recordings."""
     run = scenario.runs["timeout"]
     api = scenario.api
@@ -132,8 +126,7 @@ def verify_timeout(checks: Checks, scenario: Scenario, races: Races, *, stop_on_
         )
     # Two timeouts, and the task marked failed: one stop request each, none repeated, none elsewhere.
     stops = scenario.sandbox.stats()["requests_by_route"].get("POST /Calls/{call_sid}/Recordings/{sid}", 0)
-    expected = 3 if stop_on_kill else 2
-    checks.equal(stops, expected, f"{expected} stop requests in all (one per stopped recording)")
+    checks.equal(stops, 3, "3 stop requests in all (one per stopped recording)")
 
 
 def verify_retries(checks: Checks, scenario: Scenario, races: Races) -> None:
