@@ -2,7 +2,7 @@
 
 All runs are triggered at once. While they go, the test watches their task instances through the REST API
 and plays the callers: a call hangs up once its wait has been seen where it must be seen (``running`` for a
-poke sensor, ``up_for_reschedule`` for a reschedule sensor, ``deferred`` for a trigger). The deferred waits
+reschedule sensor, ``deferred`` for a trigger). The deferred waits
 also live through a triggerer killed with SIGKILL, and one deferred task is marked failed by hand.
 """
 
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from tests.system.clients import wait_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.system.clients import AirflowApi, SandboxClient
     from tests.system.deployment import Deployment
 
@@ -65,7 +67,8 @@ class Run:
 
 #: The runs: (name, DAG id, live calls it records). Every example DAG must be here (the test checks it).
 RUNS = (
-    ("poke", "example_telnyx_call_recording", 1),
+    ("recording", "example_telnyx_call_recording", 1),
+    ("arrived", "example_telnyx_recording_arrived", 0),
     ("mapped", "example_telnyx_record_many_calls", 3),
     ("taskflow", "example_telnyx_taskflow", 1),
     ("reschedule", "system_telnyx_reschedule_sensor", 1),
@@ -74,15 +77,19 @@ RUNS = (
     ("timeout", "system_telnyx_operator_timeout", 2),
 )
 DAG_IDS = sorted({dag_id for _, dag_id, _ in RUNS})
+#: DAGs scheduled on an asset: the scheduler starts their runs, the test only finds and watches them.
+ASSET_SCHEDULED = {"example_telnyx_recording_arrived": "recording"}
 
 
-def _conf(dag_id: str, calls: list[str]) -> dict[str, Any]:
-    """The run's ``conf``: its calls under the DAG's param names."""
+def _conf(dag_id: str, calls: list[str], storage: Path) -> dict[str, Any]:
+    """The run's ``conf``: its calls under the DAG's param names (and where to store audio)."""
+    if dag_id == "example_telnyx_call_recording":
+        return {"call_sid": calls[0], "destination": f"{storage.as_uri()}/"}
     if dag_id == "example_telnyx_record_many_calls":
         return {"call_sids": calls}
     if dag_id == "system_telnyx_operator_timeout":
         return {"deferred_call_sid": calls[0], "worker_call_sid": calls[1]}
-    return {"call_sid": calls[0]}
+    return {"call_sid": calls[0]} if calls else {}
 
 
 class Scenario:
@@ -95,10 +102,12 @@ class Scenario:
 
     def __init__(self, api: AirflowApi, sandbox: SandboxClient, deployment: Deployment) -> None:
         self.api, self.sandbox, self.deployment = api, sandbox, deployment
+        #: Where example_telnyx_call_recording stores the audio (its ``destination`` param).
+        self.storage = deployment.home / "recordings"
         self.runs: dict[str, Run] = {}
         for name, dag_id, calls in RUNS:
             call_sids = [sandbox.create_call() for _ in range(calls)]
-            self.runs[name] = Run(name, dag_id, _conf(dag_id, call_sids), call_sids)
+            self.runs[name] = Run(name, dag_id, _conf(dag_id, call_sids, self.storage), call_sids)
         self.hung_up: set[str] = set()
         #: What happened to the triggerer: GET counts and timings, for the checks.
         self.triggerer_restart: dict[str, Any] = {}
@@ -106,6 +115,8 @@ class Scenario:
     def trigger_all(self) -> None:
         """Trigger every run at once (a DAG that did not import is left out: its checks fail)."""
         for run in self.runs.values():
+            if run.dag_id in ASSET_SCHEDULED:
+                continue
             if not self.api.request("GET", f"/api/v2/dags/{run.dag_id}").ok:
                 run.state = "missing"
                 print(f"  cannot trigger {run.dag_id} ({run.name}): the DAG is not there", flush=True)
@@ -119,11 +130,27 @@ class Scenario:
                 self.sandbox.hangup(call_sid)
                 self.hung_up.add(call_sid)
 
+    def _find_asset_runs(self) -> None:
+        """Pick up the run the scheduler started for an asset-scheduled DAG once its producer succeeded."""
+        for dag_id, producer_name in ASSET_SCHEDULED.items():
+            run = self.runs[next(name for name, d, _ in RUNS if d == dag_id)]
+            producer = self.runs[producer_name]
+            if run.run_id or run.state == "missing":
+                continue
+            if producer.done and producer.state != "success":
+                run.state = "missing"  # no asset event will come
+                continue
+            found = self.api.json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 10})["dag_runs"]
+            if found:
+                run.run_id = str(found[0]["dag_run_id"])
+                print(f"  the scheduler started {dag_id} on the asset event: {run.run_id}", flush=True)
+
     def _deferred_waits(self) -> list[tuple[Run, str, int, str]]:
         """The waits the triggerer must carry through its restart: (run, task, map index, call)."""
         mapped = self.runs["mapped"]
         waits = [(mapped, "wait_for_recording", index, call) for index, call in enumerate(mapped.calls)]
-        waits.append((self.runs["taskflow"], "wait_for_recording", -1, self.runs["taskflow"].calls[0]))
+        for name in ("recording", "taskflow"):
+            waits.append((self.runs[name], "wait_for_recording", -1, self.runs[name].calls[0]))
         for name in ("deferred", "marked_failed"):
             waits.append((self.runs[name], "record_call", -1, self.runs[name].calls[0]))
         return waits
@@ -147,11 +174,10 @@ class Scenario:
         restarted = False
         while True:
             for run in self.runs.values():
-                if not run.done:
+                if run.run_id and not run.done:
                     run.observe(self.api)
-            poke, reschedule = self.runs["poke"], self.runs["reschedule"]
-            if poke.now_in("wait_for_recording", "running"):
-                self._hang_up(*poke.calls)
+            self._find_asset_runs()
+            reschedule = self.runs["reschedule"]
             if reschedule.was_seen("wait_for_recording", "up_for_reschedule"):
                 self._hang_up(*reschedule.calls)
             if not restarted and self._deferral_settled():
@@ -161,9 +187,7 @@ class Scenario:
                 marked = self.runs["marked_failed"]
                 if marked.now_in("record_call", "deferred"):
                     self._mark_failed()
-                self._hang_up(
-                    *(call for name in ("mapped", "taskflow", "deferred") for call in self.runs[name].calls)
-                )
+                self._hang_up(*(call for _, _, _, call in self._deferred_waits()))
                 restarted = True
             pending = {run.name: run.state for run in self.runs.values() if not run.done}
             if not pending or time.monotonic() > deadline:

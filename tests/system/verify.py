@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.system.verify_faults import (
@@ -28,7 +30,10 @@ def verify_runs(checks: Checks, scenario: Scenario, races: Races) -> None:
     """
     stats = scenario.sandbox.stats()
     sections: list[tuple[str, str, Callable[[], None]]] = [
-        ("poke", "example_telnyx_call_recording (poke-mode sensor)", lambda: _poke(checks, scenario)),
+        ("recording", "example_telnyx_call_recording (deferrable sensor, audio stored, asset event)",
+         lambda: _recording(checks, scenario)),
+        ("arrived", "example_telnyx_recording_arrived (scheduled on the stored recordings' asset)",
+         lambda: _arrived(checks, scenario)),
         ("mapped", "example_telnyx_record_many_calls (mapped, deferrable sensors)",
          lambda: _mapped(checks, scenario)),
         ("taskflow", "example_telnyx_taskflow (XCom keys feed a deferrable sensor)",
@@ -43,7 +48,7 @@ def verify_runs(checks: Checks, scenario: Scenario, races: Races) -> None:
          lambda: verify_marked_failed(checks, scenario)),
         ("timeout", "system_telnyx_operator_timeout (waits that time out, deferred and in the worker)",
          lambda: verify_timeout(checks, scenario, races)),
-        ("poke", "every call", lambda: _every_call(checks, scenario, stats)),
+        ("recording", "every call", lambda: _every_call(checks, scenario, stats)),
     ]  # fmt: skip
     for name, title, verify in sections:
         print(f"{title}:", flush=True)
@@ -64,28 +69,54 @@ def _all_succeeded(checks: Checks, scenario: Scenario, name: str, tasks: dict[st
         checks.equal(states(run, task_id), ["success"] * count, f"{task_id}: {count} x success")
 
 
-def _poke(checks: Checks, scenario: Scenario) -> None:
-    run, api = scenario.runs["poke"], scenario.api
-    _all_succeeded(checks, scenario, "poke", {"start_recording": 1, "wait_for_recording": 1, "report": 1})
-    checks.check(run.was_seen("wait_for_recording", "running"), "the sensor was seen running (poking)")
+def _recording(checks: Checks, scenario: Scenario) -> None:
+    run, api = scenario.runs["recording"], scenario.api
+    tasks = {"start_recording": 1, "wait_for_recording": 1, "store_recording": 1}
+    _all_succeeded(checks, scenario, "recording", tasks)
+    checks.check(run.was_seen("wait_for_recording", "deferred"), "the sensor was seen deferred", run.seen)
     started = api.xcom(run.dag_id, run.run_id, "start_recording")
     checks.check(
         isinstance(started, dict) and started.get("status") == "in-progress",
         "start_recording: the started recording in XCom",
         started,
     )
-    _recording_keys(checks, scenario, "poke", started)
+    _recording_keys(checks, scenario, "recording", started)
     final = api.xcom(run.dag_id, run.run_id, "wait_for_recording")
     checks.final_recording(final, "wait_for_recording")
-    report = api.xcom(run.dag_id, run.run_id, "report")
+    stored = api.xcom(run.dag_id, run.run_id, "store_recording")
+    sid = final.get("sid") if isinstance(final, dict) else None
+    if not checks.check(
+        isinstance(stored, dict) and stored.get("recording_sid") == sid and sid is not None,
+        "store_recording: what was stored, in XCom",
+        stored,
+    ):
+        return
+    path = Path(str(stored.get("path")).removeprefix("file://"))
+    data = path.read_bytes() if path.is_file() and path.is_relative_to(scenario.storage) else b""
     checks.check(
-        isinstance(report, dict)
-        and isinstance(final, dict)
-        and report.get("sid") == final.get("sid")
-        and report.get("duration") == final.get("duration")
-        and bool(report.get("media_url")),
-        "report: sid, duration and media URL of the final recording",
-        report,
+        data[:4] == b"RIFF" and data[8:12] == b"WAVE",
+        f"the audio is stored as a WAV under {scenario.storage}",
+    )
+    checks.equal(
+        (len(data), hashlib.sha256(data).hexdigest()),
+        (stored.get("size"), stored.get("sha256")),
+        "the stored file has the size and SHA-256 the task reported",
+    )
+
+
+def _arrived(checks: Checks, scenario: Scenario) -> None:
+    run, producer = scenario.runs["arrived"], scenario.runs["recording"]
+    _all_succeeded(checks, scenario, "arrived", {"report_arrivals": 1})
+    stored = scenario.api.xcom(producer.dag_id, producer.run_id, "store_recording")
+    arrived = scenario.api.xcom(run.dag_id, run.run_id, "report_arrivals")
+    keys = ("recording_sid", "path", "size", "sha256")
+    checks.check(
+        isinstance(arrived, list)
+        and len(arrived) == 1
+        and isinstance(stored, dict)
+        and all(arrived[0].get(key) == stored.get(key) for key in keys),
+        "report_arrivals: the asset event's extra is what store_recording stored",
+        arrived,
     )
 
 

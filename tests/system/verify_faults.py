@@ -62,7 +62,9 @@ def verify_triggerer_restart(checks: Checks, scenario: Scenario, stats: dict[str
         f"({restart['resumed_after'] or 0:.1f} s after the kill)",
         restart,
     )
-    calls = [call for name in ("mapped", "taskflow", "deferred") for call in scenario.runs[name].calls]
+    calls = [
+        call for name in ("recording", "mapped", "taskflow", "deferred") for call in scenario.runs[name].calls
+    ]
     recordings = {call: scenario.recordings_of(call) for call in calls}
     checks.check(
         all(len(found) == 1 and found[0]["status"] == "completed" for found in recordings.values()),
