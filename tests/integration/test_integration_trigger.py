@@ -40,7 +40,7 @@ async def test_trigger_fires_failed_on_an_absent_recording(sandbox):
 async def test_trigger_tolerates_404_then_fires_an_error(sandbox):
     missing = "00000000-0000-4000-8000-000000000001"
     event = await _run(
-        RecordingCompletedTrigger(missing, poll_interval=0.05, not_found_deadline=time.time() + 0.3)
+        RecordingCompletedTrigger(missing, poll_interval=0.05, not_found_deadline=time.time() + 1.5)
     )
     assert event["status"] == "error"
     assert "404" in event["message"]
