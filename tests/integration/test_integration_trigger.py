@@ -29,8 +29,9 @@ async def test_trigger_fires_success_when_the_recording_completes(sandbox):
 
 
 async def test_trigger_fires_failed_on_an_absent_recording(sandbox):
-    call_sid = sandbox.create_call(silent=True, hangup_after=0.2)
+    call_sid = sandbox.create_call(silent=True)
     sid = RecordingHook().start_call_recording(call_sid)["sid"]
+    sandbox.hangup(call_sid)  # after the start, however long it took: a silent call records nothing
     event = await _run(RecordingCompletedTrigger(sid, poll_interval=0.1))
     assert event["status"] == "failed"
     assert "absent" in event["message"]

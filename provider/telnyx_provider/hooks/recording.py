@@ -191,10 +191,15 @@ class RecordingHook(BaseHook):
             if "sid" in recording
         ]
 
-    def get_recording(self, recording_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
-        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``)."""
+    def get_recording(
+        self, recording_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``).
+
+        :param retry_policy: retries of this request (default: the hook's).
+        """
         request = api.get_recording(self.config.resolve_account_sid(account_sid), recording_sid)
-        return self._call(request, api.parse_recording)
+        return self._call(request, api.parse_recording, retry_policy)
 
     def list_call_recordings(
         self, call_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
