@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import wave
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
@@ -49,7 +50,6 @@ def _create_asset_triggered_run(dag_id: str, *, required: bool = True) -> str | 
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dag import DagModel
     from airflow.models.dagrun import DagRun
-    from airflow.utils import timezone
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunType
@@ -73,7 +73,7 @@ def _create_asset_triggered_run(dag_id: str, *, required: bool = True) -> str | 
         ).first()
         assert run is not None
         # The scheduler's next step (_start_queued_dagruns): the queued run starts.
-        run.state, run.start_date = DagRunState.RUNNING, timezone.utcnow()
+        run.state, run.start_date = DagRunState.RUNNING, datetime.now(timezone.utc)
         return str(run.run_id)
 
 
