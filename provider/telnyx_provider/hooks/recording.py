@@ -17,7 +17,7 @@ from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import transport_detail
+from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, RecordingStart
 from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
@@ -235,10 +235,28 @@ class RecordingHook(BaseHook):
         return self.update_call_recording(call_sid, recording_sid, "stopped", account_sid=account_sid)
 
     def delete_recording(self, recording_sid: str, *, account_sid: str | None = None) -> None:
-        """Delete a recording."""
-        self._call(
-            api.delete_recording(self.config.resolve_account_sid(account_sid), recording_sid), api.parse_reply
-        )
+        """Delete a recording.
+
+        A 404 that answers a retry, after an attempt that got no usable reply (reset, 5xx, timeout), means the
+        earlier attempt deleted it: that is success, logged as such. A 404 to the first attempt is an error.
+        """
+        request = api.delete_recording(self.config.resolve_account_sid(account_sid), recording_sid)
+        retried = False
+        for attempt in self._attempts(request):
+            with attempt:
+                try:
+                    self._send(request, api.parse_reply)
+                    return
+                except TelnyxApiError as error:
+                    if error.status == 404 and retried:
+                        log.warning(
+                            "Recording %s is gone (HTTP 404 on a retry): the earlier attempt, whose reply "
+                            "was lost, deleted it.",
+                            recording_sid,
+                        )
+                        return
+                    retried = True
+                    raise
 
     def iter_recordings(
         self,
