@@ -157,7 +157,7 @@ def test_poke_deadline_inside_an_outage_ends_on_time(sandbox, outage):
     began = outage()
     with pytest.raises(AirflowSensorTimeout):
         sensor.execute(context={})
-    assert time.monotonic() - began < 1.5 + 1.0  # the deadline plus at most one (quick) request
+    assert time.monotonic() - began < 1.5 + 2.0  # the deadline plus at most one (quick) request
 
 
 async def test_deferred_deadline_inside_an_outage_ends_on_time(sandbox, outage):
@@ -168,7 +168,7 @@ async def test_deferred_deadline_inside_an_outage_ends_on_time(sandbox, outage):
     )
     event = await first_event(rebuilt(trigger), limit=10)
     assert event["status"] == "timeout"
-    assert time.monotonic() - began < 1.5 + 1.0
+    assert time.monotonic() - began < 1.5 + 2.0
 
 
 # -- the task's retry overrides reach the triggerer -------------------------------------------------------
@@ -267,7 +267,7 @@ async def test_the_first_look_never_waits_past_the_deadline(sandbox):
     began = time.monotonic()
     trigger = RecordingCompletedTrigger(sid, poll_interval=60, deadline=time.time() + 0.3)
     assert (await first_event(rebuilt(trigger), limit=5))["status"] == "timeout"
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 3.0  # not the 60 s poll interval
 
 
 # -- soft_fail on a deferrable sensor's first check -----------------------------------------------------
