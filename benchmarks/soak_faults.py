@@ -255,10 +255,11 @@ class Task:
         return {"ti": ti, "task_state_store": self.store}, ti
 
     def first_try_begins(self, outage: Outage) -> None:
-        self.began = time.time()
+        """Wait for the call's other task, so both first tries start at the same moment."""
         outage.task_begun()
         with contextlib.suppress(threading.BrokenBarrierError):  # a partner that never came: go alone
             self.together.wait(10)
+        self.began = time.time()
 
     def failed(self, error: BaseException, ti: TaskInstance) -> None:
         """Count a failed try, as a wait that gave up if the task's recording existed by then."""
@@ -291,12 +292,14 @@ def poke_task(task: Task, args: argparse.Namespace, outage: Outage) -> Task:
     return task
 
 
-def _execute_to_deferral(task: Task, args: argparse.Namespace) -> tuple[str, Any, Any, Any]:
+def _execute_to_deferral(task: Task, args: argparse.Namespace, outage: Outage) -> tuple[str, Any, Any, Any]:
     """One try up to its deferral: ``("deferred", operator, TaskDeferred, ti)``, ``("done", ...)`` or
     ``("failed", ...)``."""
     from airflow.sdk.exceptions import TaskDeferred
 
     context, ti = task.context()
+    if task.tries == 1:
+        task.first_try_begins(outage)
     operator = task.operator(True, args)
     try:
         return "done", operator, operator.execute(context), ti
@@ -318,9 +321,10 @@ async def deferred_task(
     from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(pool, task.first_try_begins, outage)
     while task.tries < args.task_tries:
-        kind, operator, result, ti = await loop.run_in_executor(pool, _execute_to_deferral, task, args)
+        kind, operator, result, ti = await loop.run_in_executor(
+            pool, _execute_to_deferral, task, args, outage
+        )
         if kind == "done":
             task.done(result)
             return task
