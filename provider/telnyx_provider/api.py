@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -123,14 +124,29 @@ def delete_recording(account_sid: str, recording_sid: str) -> ApiRequest:
     return ApiRequest("DELETE", path, "delete_recording")
 
 
-def list_recordings(account_sid: str, *, page: int | None = None, page_size: int | None = None) -> ApiRequest:
-    """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page)."""
+def list_recordings(
+    account_sid: str,
+    *,
+    page: int | None = None,
+    page_size: int | None = None,
+    date_created_after: datetime | None = None,
+) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page).
+
+    :param date_created_after: only recordings created at or after this (timezone-aware) moment, sent as the
+        spec's ``DateCreated`` filter with its ``>=`` operator (``DateCreated>=2023-05-22T00:00:00Z``).
+    """
     for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
     query = {
         name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
     }
+    if date_created_after is not None:
+        if date_created_after.utcoffset() is None:
+            raise TelnyxValidationError("date_created_after", date_created_after, "a timezone-aware datetime")
+        # The query key is ``DateCreated>`` and ``=`` separates its value: ``DateCreated>=...``.
+        query["DateCreated>"] = date_created_after.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
 
 
