@@ -95,10 +95,12 @@ def start_call_recording(account_sid: str, call_sid: str, params: StartRecording
     return ApiRequest("POST", path, "start_call_recording", form=params.to_form(), idempotent=False)
 
 
-def list_call_recordings(account_sid: str, call_sid: str) -> ApiRequest:
-    """``GET /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json``."""
+def list_call_recordings(
+    account_sid: str, call_sid: str, *, page: int | None = None, page_size: int | None = None
+) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Calls/{call_sid}/Recordings.json`` (one page)."""
     path = f"{_account(account_sid)}/Calls/{_segment('call_sid', call_sid)}/Recordings.json"
-    return ApiRequest("GET", path, "list_call_recordings")
+    return ApiRequest("GET", path, "list_call_recordings", query=_paging(page, page_size))
 
 
 def update_call_recording(account_sid: str, call_sid: str, recording_sid: str, status: str) -> ApiRequest:
@@ -136,18 +138,23 @@ def list_recordings(
     :param date_created_after: only recordings created at or after this (timezone-aware) moment, sent as the
         spec's ``DateCreated`` filter with its ``>=`` operator (``DateCreated>=2023-05-22T00:00:00Z``).
     """
-    for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-            raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
-    query = {
-        name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
-    }
+    query = _paging(page, page_size)
     if date_created_after is not None:
         if date_created_after.utcoffset() is None:
             raise TelnyxValidationError("date_created_after", date_created_after, "a timezone-aware datetime")
         # The query key is ``DateCreated>`` and ``=`` separates its value: ``DateCreated>=...``.
         query["DateCreated>"] = date_created_after.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
+
+
+def _paging(page: int | None, page_size: int | None) -> dict[str, str]:
+    """The ``Page``/``PageSize`` query of a list request (zero-indexed page), validated."""
+    for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
+    return {
+        name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
+    }
 
 
 def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:

@@ -92,12 +92,12 @@ class TelnyxApiError(AirflowException):
             name: value.replace(secret, "***") if isinstance(value, str) else value
             for name, value in self.__dict__.items()
         }
-        return _rebuild_api_error(state)
+        return _rebuild_api_error(state, type(self))
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only __init__: rebuild through a helper so the error survives pickling
         # (Airflow ships exceptions between processes).
-        return _rebuild_api_error, (self.__dict__.copy(),)
+        return _rebuild_api_error, (self.__dict__.copy(), type(self))
 
 
 #: The hint of a failed TLS verification, from the sync hook and the async client alike.
@@ -105,6 +105,14 @@ TLS_HINT = (
     "TLS verification failed (it is always on): check the certificate of the connection's host, or point "
     "the connection extra ca_bundle at a CA bundle that signs it."
 )
+
+
+class AmbiguousStartError(TelnyxApiError):
+    """A start's reply was lost and several new recordings on the call match it: none was picked.
+
+    Two starts with the same parameters ran on one call at the same moment; which recording is whose cannot
+    be told, so the provider neither adopts one nor sends the start again.
+    """
 
 
 class RecordingFailedError(AirflowFailException):
@@ -121,8 +129,10 @@ def transport_detail(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
-def _rebuild_api_error(state: dict[str, object]) -> TelnyxApiError:
-    error = TelnyxApiError.__new__(TelnyxApiError)
+def _rebuild_api_error(
+    state: dict[str, object], cls: type[TelnyxApiError] = TelnyxApiError
+) -> TelnyxApiError:
+    error = cls.__new__(cls)
     error.failure = None  # errors pickled before ``failure`` existed
     error.__dict__.update(state)
     AirflowException.__init__(error, error._message())

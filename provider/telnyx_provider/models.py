@@ -18,7 +18,6 @@ import pendulum
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from datetime import datetime
 
 #: Fields holding timestamps; Telnyx sends RFC 2822 (docs) or ISO 8601 (newest spec).
 DATE_FIELDS = ("date_created", "date_updated", "start_time")
@@ -171,45 +170,3 @@ def parse_recording_uri(uri: str) -> RecordingRef | None:
         recording_sid=unquote(match.group("recording_sid")),
         call_sid=unquote(call_sid) if call_sid else None,
     )
-
-
-#: How a recording started by the *Request recording for a call* endpoint reports its source.
-API_SOURCE = "StartCallRecordingAPI"
-#: Allowed gap between our clock and Telnyx's when matching a recording to a start request; ``start_time``
-#: has a resolution of one second.
-CLOCK_TOLERANCE_SECONDS = 5
-
-
-def find_adoptable_recording(
-    recordings: list[dict[str, Any]],
-    since: datetime,
-    *,
-    tolerance_seconds: float = CLOCK_TOLERANCE_SECONDS,
-    active_only: bool = True,
-) -> dict[str, Any] | None:
-    """The newest recording started through the API at or after ``since`` (minus a clock tolerance).
-
-    A start whose reply was lost may have created a recording: this finds it, so it can be adopted
-    instead of recording the call twice. With ``active_only`` (for a task retry, where ``since`` may be long
-    ago) only a recording still capturing audio qualifies; without it (right after a lost reply, where
-    ``since`` is the moment the start was sent) a recording that has ended since counts too, as it is
-    the one that request started.
-    """
-    earliest = pendulum.instance(since).subtract(seconds=tolerance_seconds)
-    candidates = []
-    for recording in recordings:
-        status = status_of(recording)
-        started = recording.get("start_time")
-        if recording.get("source") != API_SOURCE or not isinstance(started, str) or not started:
-            continue
-        if active_only and (status is None or not status.is_active):
-            continue
-        if not active_only and status is RecordingStatus.DELETED:
-            continue
-        try:
-            moment = pendulum.parse(started)
-        except (ValueError, pendulum.parsing.exceptions.ParserError):
-            continue
-        if isinstance(moment, pendulum.DateTime) and moment >= earliest:
-            candidates.append((moment, recording))
-    return max(candidates, key=lambda item: item[0])[1] if candidates else None

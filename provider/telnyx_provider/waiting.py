@@ -53,6 +53,17 @@ def has_template(value: object) -> bool:
     return False
 
 
+def is_unresolved(value: object) -> bool:
+    """Whether an argument is not known until the task runs: a Jinja template, an XComArg (``task()``,
+    ``op.output[...]``) or another value Airflow resolves at run time. Such values are validated in
+    ``execute``; literal ones when the DAG is parsed."""
+    if has_template(value):
+        return True
+    if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
+        return True  # airflow.sdk XComArg and its kin (ResolveMixin)
+    return type(value).__name__ == "ArgNotSet"
+
+
 def seconds(value: float | timedelta) -> float:
     """A duration given as seconds or as a ``timedelta``, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -1,4 +1,4 @@
-"""Unit tests for telnyx_provider.models: timestamps, durations, recording verdicts, uris and adoption."""
+"""Unit tests for telnyx_provider.models: timestamps, durations, recording verdicts and uris."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from telnyx_provider.models import (
-    API_SOURCE,
-    CLOCK_TOLERANCE_SECONDS,
     RecordingRef,
     Verdict,
     assess_recording,
-    find_adoptable_recording,
     normalize_recording,
     parse_duration,
     parse_recording_uri,
@@ -202,60 +199,3 @@ def test_parse_recording_uri(uri, call_sid):
 )
 def test_parse_recording_uri_of_other_uris_is_none(uri):
     assert parse_recording_uri(uri) is None
-
-
-SINCE = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-def _rec(sid, offset_seconds, status="in-progress", source=API_SOURCE):
-    start = (SINCE + timedelta(seconds=offset_seconds)).isoformat()
-    return {"sid": sid, "status": status, "source": source, "start_time": start}
-
-
-def test_find_adoptable_recording_picks_the_newest_eligible():
-    recordings = [_rec("old", 1), _rec("newest", 30, status="paused"), _rec("middle", 10)]
-    assert find_adoptable_recording(recordings, SINCE)["sid"] == "newest"
-    assert find_adoptable_recording([], SINCE) is None
-
-
-@pytest.mark.parametrize(
-    "recording",
-    [
-        _rec("dial", 1, source="DialVerb"),
-        _rec("conference", 1, source="StartConferenceRecordingAPI"),
-        {k: v for k, v in _rec("no-source", 1).items() if k != "source"},
-        _rec("completed", 1, status="completed"),
-        _rec("stopped", 1, status="stopped"),
-        _rec("absent", 1, status="absent"),
-        _rec("weird", 1, status="weird"),
-        {k: v for k, v in _rec("no-status", 1).items() if k != "status"},
-        {**_rec("no-start", 1), "start_time": None},
-        {**_rec("bad-start", 1), "start_time": "yesterday"},
-        _rec("too-early", -CLOCK_TOLERANCE_SECONDS - 1),
-    ],
-)
-def test_find_adoptable_recording_ignores_ineligible(recording):
-    assert find_adoptable_recording([recording], SINCE) is None
-    # Next to an eligible one, the ineligible one is never chosen, even if it were newer.
-    assert find_adoptable_recording([recording, _rec("ok", -1)], SINCE)["sid"] == "ok"
-
-
-@pytest.mark.parametrize(
-    ("offset", "tolerance", "adopted"),
-    [
-        (-CLOCK_TOLERANCE_SECONDS, CLOCK_TOLERANCE_SECONDS, True),  # exactly at the edge
-        (-CLOCK_TOLERANCE_SECONDS - 1, CLOCK_TOLERANCE_SECONDS, False),
-        (0, 0, True),
-        (-1, 0, False),
-        (-60, 120, True),
-    ],
-)
-def test_find_adoptable_recording_clock_tolerance(offset, tolerance, adopted):
-    found = find_adoptable_recording([_rec("r", offset)], SINCE, tolerance_seconds=tolerance)
-    assert (found is not None) is adopted
-
-
-def test_find_adoptable_recording_on_a_normalized_reference_reply():
-    recording = normalize_recording({**SAMPLE, "status": "in-progress", "duration": None})
-    assert find_adoptable_recording([recording], MOMENT - timedelta(seconds=2)) == recording
-    assert find_adoptable_recording([recording], MOMENT + timedelta(seconds=60)) is None

@@ -43,9 +43,18 @@ DOCS_REPLY = {
 FAST = RetryPolicy(max_retries=3, max_wait=0.01, budget=5, initial_wait=0.001)
 
 
+EMPTY_PAGE = {"recordings": [], "page": 0, "page_size": 100, "next_page_uri": None}
+
+
 @pytest.fixture
 def hook(telnyx_conn):
-    return RecordingHook(retry_policy=FAST)
+    return RecordingHook(retry_policy=FAST, adoption_wait=0.2)
+
+
+@pytest.fixture
+def call_without_recordings(requests_mock):
+    """The call's recording list (read before every start, the snapshot) is empty."""
+    requests_mock.get(START_URL, json=EMPTY_PAGE)
 
 
 def _form(request) -> dict[str, list[str]]:
@@ -58,7 +67,7 @@ def test_hook_contract_names():
     assert RecordingHook.default_conn_name == "telnyx_default"
 
 
-def test_start_sends_form_bearer_and_encoded_path(hook, requests_mock):
+def test_start_sends_form_bearer_and_encoded_path(hook, requests_mock, call_without_recordings):
     requests_mock.post(START_URL, json=DOCS_REPLY)
     recording = hook.start_call_recording(
         CALL_SID,
@@ -93,13 +102,13 @@ def test_start_sends_form_bearer_and_encoded_path(hook, requests_mock):
     json.dumps(recording)  # goes to XCom
 
 
-def test_start_leaves_unset_parameters_out(hook, requests_mock):
+def test_start_leaves_unset_parameters_out(hook, requests_mock, call_without_recordings):
     requests_mock.post(START_URL, json=DOCS_REPLY)
     hook.start_call_recording(CALL_SID, play_beep=True)
     assert _form(requests_mock.last_request) == {"PlayBeep": ["true"]}
 
 
-def test_start_without_parameters_sends_an_empty_form(hook, requests_mock):
+def test_start_without_parameters_sends_an_empty_form(hook, requests_mock, call_without_recordings):
     requests_mock.post(START_URL, json=DOCS_REPLY)
     hook.start_call_recording(CALL_SID)
     sent = requests_mock.last_request
@@ -133,7 +142,7 @@ def test_bad_parameters_are_refused_before_any_request(hook, requests_mock, bad)
     assert requests_mock.call_count == 0
 
 
-def test_start_404_explains_call_and_account(hook, requests_mock):
+def test_start_404_explains_call_and_account(hook, requests_mock, call_without_recordings):
     requests_mock.post(
         START_URL,
         status_code=404,
@@ -151,7 +160,7 @@ def test_start_404_explains_call_and_account(hook, requests_mock):
     assert error.method == "POST"
     assert "not live" in str(error)
     assert "organization id" in str(error)
-    assert requests_mock.call_count == 1  # 404 is not retried
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST"]  # 404 is not retried
     assert SECRET_KEY not in str(error)
 
 
@@ -197,17 +206,66 @@ def test_connection_errors_are_retried_then_reported_without_the_key(hook, reque
 
 
 def test_lost_start_reply_adopts_the_recording_instead_of_starting_twice(hook, requests_mock):
-    list_url = START_URL
-    active = {**DOCS_REPLY, "status": "in-progress", "duration": None}
-    import pendulum
-
-    active["start_time"] = pendulum.now("UTC").format("ddd, DD MMM YYYY HH:mm:ss ZZ")
+    active = {**DOCS_REPLY, "status": "in-progress", "duration": None}  # single channel, inbound track
     requests_mock.post(START_URL, exc=requests.ConnectionError("reset"))
-    requests_mock.get(list_url, json={"recordings": [active], "page": 0, "page_size": 20})
-    recording = hook.start_call_recording(CALL_SID)
+    requests_mock.get(START_URL, [{"json": EMPTY_PAGE}, {"json": {**EMPTY_PAGE, "recordings": [active]}}])
+    recording = hook.start_call_recording(CALL_SID, recording_channels="single", recording_track="inbound")
     assert recording["sid"] == RECORDING_SID
     methods = [request.method for request in requests_mock.request_history]
-    assert methods == ["POST", "GET"]
+    assert methods == ["GET", "POST", "GET"]  # snapshot, start (reply lost), look: adopted
+
+
+def test_lost_start_reply_never_adopts_a_recording_of_another_track(hook, requests_mock):
+    # The call gets an inbound recording from another start; ours asked for the outbound track and its
+    # request never reached the service: it is sent again rather than handed the other one.
+    other = {**DOCS_REPLY, "status": "in-progress", "duration": None}  # inbound
+    ours = {**other, "sid": "ours", "track": "outbound"}
+    requests_mock.post(START_URL, [{"exc": requests.ConnectionError("reset")}, {"json": ours}])
+    requests_mock.get(START_URL, [{"json": EMPTY_PAGE}, {"json": {**EMPTY_PAGE, "recordings": [other]}}])
+    recording = hook.start_call_recording(CALL_SID, recording_channels="single", recording_track="outbound")
+    assert recording["sid"] == "ours"
+    assert [r.method for r in requests_mock.request_history][-1] == "POST"
+
+
+def test_lost_start_reply_never_adopts_a_recording_older_than_the_start(hook, requests_mock):
+    # Same parameters, started a second before this start (it is in the snapshot): never adopted.
+    older = {**DOCS_REPLY, "status": "in-progress", "duration": None}
+    ours = {**older, "sid": "ours"}
+    listing = {**EMPTY_PAGE, "recordings": [older]}
+    requests_mock.post(START_URL, [{"exc": requests.ConnectionError("reset")}, {"json": ours}])
+    requests_mock.get(START_URL, json=listing)
+    recording = hook.start_call_recording(CALL_SID, recording_channels="single", recording_track="inbound")
+    assert recording["sid"] == "ours"
+
+
+def test_lost_start_reply_with_two_matching_new_recordings_names_both(hook, requests_mock):
+    from telnyx_provider.errors import AmbiguousStartError
+
+    first = {**DOCS_REPLY, "status": "in-progress", "duration": None}
+    second = {**first, "sid": "second"}
+    requests_mock.post(START_URL, exc=requests.ConnectionError("reset"))
+    requests_mock.get(
+        START_URL, [{"json": EMPTY_PAGE}, {"json": {**EMPTY_PAGE, "recordings": [first, second]}}]
+    )
+    with pytest.raises(AmbiguousStartError) as raised:
+        hook.start_call_recording(CALL_SID, recording_channels="single", recording_track="inbound")
+    assert RECORDING_SID in str(raised.value)
+    assert "second" in str(raised.value)
+    assert [r.method for r in requests_mock.request_history].count("POST") == 1  # never sent again
+
+
+def test_the_snapshot_reads_every_page_of_the_call(hook, requests_mock):
+    # The call already has a matching recording, on the list's second page: it is not this start's.
+    older = {**DOCS_REPLY, "status": "in-progress", "duration": None}
+    page0 = {**EMPTY_PAGE, "recordings": [{**older, "sid": "x"}], "next_page_uri": "/next"}
+    page1 = {**EMPTY_PAGE, "page": 1, "recordings": [older]}
+    ours = {**older, "sid": "ours"}
+    requests_mock.post(START_URL, [{"exc": requests.ConnectionError("reset")}, {"json": ours}])
+    requests_mock.get(START_URL, [{"json": page0}, {"json": page1}])
+    recording = hook.start_call_recording(CALL_SID, recording_channels="single", recording_track="inbound")
+    assert recording["sid"] == "ours"
+    pages = [r.qs.get("page") for r in requests_mock.request_history if r.method == "GET"]
+    assert pages[:2] == [["0"], ["1"]]
 
 
 def test_test_connection_reports_success_and_failure(hook, requests_mock):

@@ -10,7 +10,7 @@ import pytest
 from telnyx_provider.errors import TelnyxValidationError
 from telnyx_provider.operators.recording import RECORDING_PARAMETERS, StartCallRecordingOperator
 from tests.conftest import ACCOUNT_SID, MOCK_BASE_URL
-from tests.hooks.test_recording_hook import CALL_SID, DOCS_REPLY, START_URL
+from tests.hooks.test_recording_hook import CALL_SID, DOCS_REPLY, EMPTY_PAGE, START_URL
 
 
 def test_template_fields_cover_the_call_and_every_parameter():
@@ -64,6 +64,7 @@ def test_templated_values_are_checked_after_rendering(telnyx_conn, requests_mock
 
 def test_execute_sends_the_defaults_and_returns_the_recording(telnyx_conn, requests_mock):
     requests_mock.post(START_URL, json=DOCS_REPLY)
+    requests_mock.get(START_URL, json=EMPTY_PAGE)
     op = StartCallRecordingOperator(task_id="start", call_sid="{{ params.call_sid }}")
     op.render_template_fields({"params": {"call_sid": CALL_SID}})
     recording = op.execute(context={})
@@ -81,6 +82,7 @@ def test_execute_sends_the_defaults_and_returns_the_recording(telnyx_conn, reque
 
 def test_rendered_string_booleans_and_event_lists_are_sent_in_api_form(telnyx_conn, requests_mock):
     requests_mock.post(START_URL, json=DOCS_REPLY)
+    requests_mock.get(START_URL, json=EMPTY_PAGE)
     op = StartCallRecordingOperator(
         task_id="start",
         call_sid=CALL_SID,
@@ -100,5 +102,6 @@ def test_account_sid_argument_is_used_in_the_path(telnyx_conn, requests_mock):
     other = "11111111-2222-3333-4444-555555555555"
     url = START_URL.replace(ACCOUNT_SID, other)
     requests_mock.post(url, json=DOCS_REPLY)
+    requests_mock.get(url, json=EMPTY_PAGE)
     StartCallRecordingOperator(task_id="start", call_sid=CALL_SID, account_sid=other).execute(context={})
     assert requests_mock.last_request.url.startswith(f"{MOCK_BASE_URL}/texml/Accounts/{other}/")

@@ -20,7 +20,7 @@ from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
 from telnyx_provider.sandbox.faults import FaultInjector
 
-HOOK_LOGGER = "telnyx_provider.hooks.recording"
+HOOK_LOGGER = "telnyx_provider.hooks.recording_start"
 
 
 def seeds_whose_first_reset_is(after_handling, count):
@@ -52,7 +52,7 @@ def test_reset_after_the_start_was_carried_out_is_adopted_not_repeated(faulty_sa
     when(lambda: sandbox.stats()["starts_per_call"].get(call, 0) >= 1, lambda: sandbox.set_faults(0.0))
     caplog.set_level(logging.INFO, logger="telnyx_provider")
 
-    recording = RecordingHook(retry_policy=quick_policy()).start_call_recording(call)
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(call)
 
     stats = sandbox.stats()
     assert stats["starts_per_call"] == {call: 1}  # one recording, however many starts were sent
@@ -73,7 +73,7 @@ def test_reset_before_the_start_was_carried_out_sends_it_again(faulty_sandbox, w
     when(lambda: sandbox.stats()["faults_injected"]["reset"] >= 1, lambda: sandbox.set_faults(0.0))
     caplog.set_level(logging.INFO, logger="telnyx_provider")
 
-    recording = RecordingHook(retry_policy=quick_policy()).start_call_recording(call)
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(call)
 
     stats = sandbox.stats()
     assert stats["starts_per_call"] == {call: 1}
@@ -89,7 +89,7 @@ def test_server_errors_on_start_lead_to_exactly_one_recording(faulty_sandbox, wh
     sandbox = faulty_sandbox(fault_rate=1.0, faults=(kind,))
     call = sandbox.create_call()
     when(lambda: sandbox.stats()["faults_injected"][kind] >= 3, lambda: sandbox.set_faults(0.0))
-    recording = RecordingHook(retry_policy=quick_policy()).start_call_recording(call)
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(call)
     assert sandbox.stats()["starts_per_call"] == {call: 1}
     assert recording["call_sid"] == call
 
@@ -98,10 +98,12 @@ def test_429_on_start_is_retried_without_listing_first(faulty_sandbox, when):
     sandbox = faulty_sandbox(fault_rate=1.0, faults=("429",), retry_after=0)
     call = sandbox.create_call()
     when(lambda: sandbox.stats()["faults_injected"]["429"] >= 2, lambda: sandbox.set_faults(0.0))
-    RecordingHook(retry_policy=quick_policy()).start_call_recording(call)
+    RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(call)
     routes = sandbox.stats()["requests_by_route"]
     assert sandbox.stats()["starts_per_call"] == {call: 1}
-    assert "GET /Calls/{call_sid}/Recordings" not in routes  # a rate-limited start started nothing
+    # The call is read once, before the first start (the snapshot), and not again: a rate-limited start
+    # started nothing, so there is nothing to look for.
+    assert routes["GET /Calls/{call_sid}/Recordings"] == 1
 
 
 def test_start_slower_than_the_read_timeout_is_adopted_when_it_lands(faulty_sandbox, when, caplog):
@@ -113,7 +115,9 @@ def test_start_slower_than_the_read_timeout_is_adopted_when_it_lands(faulty_sand
     caplog.set_level(logging.INFO, logger="telnyx_provider")
 
     began = time.monotonic()
-    recording = RecordingHook(retry_policy=quick_policy(max_wait=0.2)).start_call_recording(call)
+    recording = RecordingHook(
+        adoption_wait=0.3, retry_policy=quick_policy(max_wait=0.2)
+    ).start_call_recording(call)
     took = time.monotonic() - began
 
     assert sandbox.stats()["starts_per_call"] == {call: 1}
@@ -130,7 +134,7 @@ def test_timed_out_start_is_not_repeated_even_when_the_budget_runs_out(faulty_sa
     sandbox = faulty_sandbox(extra={"timeout": 0.4}, fault_rate=1.0, faults=("slow",), slow_seconds=1.5)
     call = sandbox.create_call()
     when(lambda: sandbox.stats()["faults_injected"]["slow"] >= 1, lambda: sandbox.set_faults(0.0))
-    hook = RecordingHook(retry_policy=quick_policy(budget=1.0, max_wait=0.1))
+    hook = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy(budget=1.0, max_wait=0.1))
     with pytest.raises(TelnyxApiError) as raised:
         hook.start_call_recording(call)
     error = raised.value
@@ -158,7 +162,7 @@ def test_a_lost_start_whose_recording_already_ended_is_still_adopted(faulty_sand
 
     when(lambda: sandbox.stats()["starts_per_call"].get(call, 0) >= 1, stop_faults_after_the_recording_ended)
     caplog.set_level(logging.WARNING, logger="telnyx_provider")
-    recording = RecordingHook(retry_policy=quick_policy()).start_call_recording(call)
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(call)
     assert sandbox.stats()["starts_per_call"] == {call: 1}
     assert recording["status"] in ("stopped", "completed")
     assert adoption_records(caplog)
@@ -170,7 +174,7 @@ START_URL = re.compile(r".*/Calls/[^/]+/Recordings\.json$")
 
 
 def _listing(*recordings):
-    return {"json": {"recordings": list(recordings), "page": 0, "page_size": 50}}
+    return {"json": {"recordings": list(recordings), "page": 0, "page_size": 100}}
 
 
 def _fresh(status="in-progress"):
@@ -182,21 +186,25 @@ def test_a_gateway_timeout_is_watched_not_repeated(telnyx_conn, requests_mock):
     # 504: the gateway gave up, the service may still be starting the recording. It shows up on the
     # third look; the start is never sent twice.
     requests_mock.post(START_URL, status_code=504, text="<html>Gateway Time-out</html>")
-    requests_mock.get(START_URL, [_listing(), _listing(), _listing(_fresh())])
-    recording = RecordingHook(retry_policy=quick_policy(budget=5)).start_call_recording("v3:call")
+    requests_mock.get(START_URL, [_listing(), _listing(), _listing(), _listing(_fresh())])
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy(budget=5)).start_call_recording(
+        "v3:call"
+    )
     assert recording["sid"] == "rec-1"
-    assert [r.method for r in requests_mock.request_history] == ["POST", "GET", "GET", "GET"]
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "GET", "GET", "GET"]
 
 
 def test_a_start_that_never_left_is_sent_again_without_listing(telnyx_conn, requests_mock):
     requests_mock.post(START_URL, [{"exc": requests.ConnectTimeout("connect timed out")}, {"json": _fresh()}])
-    recording = RecordingHook(retry_policy=quick_policy()).start_call_recording("v3:call")
+    requests_mock.get(START_URL, [_listing()])
+    recording = RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording("v3:call")
     assert recording["sid"] == "rec-1"
-    assert [r.method for r in requests_mock.request_history] == ["POST", "POST"]
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "POST"]
 
 
 def test_a_failing_look_up_is_retried_before_anything_is_sent_again(telnyx_conn, requests_mock):
     requests_mock.post(START_URL, [{"status_code": 500, "text": "oops"}, {"json": _fresh()}])
-    requests_mock.get(START_URL, [{"status_code": 503, "text": "busy"}, _listing()])
-    RecordingHook(retry_policy=quick_policy()).start_call_recording("v3:call")
-    assert [r.method for r in requests_mock.request_history] == ["POST", "GET", "GET", "POST"]
+    requests_mock.get(START_URL, [_listing(), {"status_code": 503, "text": "busy"}, _listing()])
+    RecordingHook(adoption_wait=0.01, retry_policy=quick_policy()).start_call_recording("v3:call")
+    # snapshot, start (500), a look that fails and is retried, nothing new: sent again
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "GET", "GET", "POST"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import requests
+
 
 def test_post_callbacks_for_requested_events(sandbox_client, sandbox_receiver, sandbox_wait):
     sandbox = sandbox_client.sandbox
@@ -18,13 +22,17 @@ def test_post_callbacks_for_requested_events(sandbox_client, sandbox_receiver, s
     assert "RecordingUrl" not in first.form
     sandbox.hangup(call)
     final = sandbox_wait(lambda: len(sandbox_receiver.items()) == 2 and sandbox_receiver.items()[1])
+    link = final.form.pop("RecordingUrl")
+    assert re.fullmatch(
+        rf"{re.escape(sandbox.origin)}/media/{sid}\.wav\?Expires=\d+&Signature=[0-9a-f]{{64}}", link
+    )
+    assert requests.get(link, timeout=5).headers["Content-Type"] == "audio/wav"
     assert final.form == {
         "AccountSid": sandbox.account_sid,
         "CallSid": call,
         "RecordingSid": sid,
         "RecordingStatus": "completed",
         "RecordingDuration": sandbox_client.get(sid).json()["duration"],
-        "RecordingUrl": f"{sandbox.origin}/media/{sid}.wav",
         "RecordingChannels": "2",
         "RecordingSource": "StartCallRecordingAPI",
         "RecordingStartTime": sandbox_client.get(sid).json()["start_time"],

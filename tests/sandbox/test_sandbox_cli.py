@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +20,7 @@ import pytest
 import requests
 
 from telnyx_provider.sandbox import cli
+from tests.sandbox.conftest import wait_for
 
 PROVIDER_DIR = Path(__file__).resolve().parents[2] / "provider"
 
@@ -101,3 +104,50 @@ def test_cli_reports_a_busy_port(capsys):
         taken.listen()
         assert cli.main(["--port", str(taken.getsockname()[1])]) == 1
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_cli_world_flags_reach_the_sandbox():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROVIDER_DIR), os.environ.get("PYTHONPATH", "")]))
+    args = ["--port", "0", "--calls", "1", "--clock-skew", "3600", "--list-lag", "30", "--max-page-size", "1"]
+    args += ["--media-url-ttl", "30", "--processing-delay", "0.05"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telnyx_provider.sandbox", *args], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        lines = read_lines_until(process, "export AIRFLOW_CONN_TELNYX_DEFAULT=")
+        fields = dict(line.split(": ", 1) for line in lines[:-1])
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {fields['api_key']}"
+        account = f"{fields['base_url']}/texml/Accounts/{fields['account_sid']}"
+        started = session.post(
+            f"{account}/Calls/{quote(fields['call_sid'], safe='')}/Recordings.json", timeout=5
+        )
+        assert started.status_code == 200
+        skewed = parsedate_to_datetime(started.json()["date_created"]).timestamp()
+        assert abs(skewed - time.time() - 3600) < 5
+        listed = session.get(f"{account}/Recordings.json", params={"PageSize": 5}, timeout=5).json()
+        assert (listed["recordings"], listed["page_size"]) == ([], 1)  # hidden by the lag; page capped
+        recording = started.json()
+        session.post(
+            f"{fields['base_url'].removesuffix('/v2')}{recording['uri']}", data={"Status": "stopped"}
+        )
+        link = wait_for(
+            lambda: session.get(f"{account}/Recordings/{recording['sid']}.json", timeout=5).json()[
+                "media_url"
+            ]
+        )
+        expires = int(link.split("Expires=")[1].split("&")[0])
+        assert abs(expires - time.time() - 3600 - 30) < 5  # the service's clock, plus the ttl
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_rejects_out_of_range_world_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--port", "0", "--list-lag", "-1"])
+    assert exited.value.code == 2
+    assert "list_lag" in capsys.readouterr().err

@@ -87,7 +87,11 @@ def test_hangup_ends_then_completes_after_processing(clock):
     assert done["duration"] == "12"
     assert done["price"] == "0.01"
     assert done["price_unit"] == "USD"
-    assert done["media_url"] == f"http://sandbox/media/{sid}.wav"
+    # a link signed when served, valid for 600 s by default (rounded up to the second)
+    expires = int(T0 + 14.2 + 600) + 1
+    assert re.fullmatch(
+        rf"http://sandbox/media/{sid}\.wav\?Expires={expires}&Signature=[0-9a-f]{{64}}", done["media_url"]
+    )
     assert done["date_updated"] != done["date_created"]
     assert store.completed_at() == {sid: pytest.approx(T0 + 14.2)}
 

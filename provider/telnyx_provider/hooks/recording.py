@@ -7,8 +7,6 @@ The hook only moves bytes: :mod:`telnyx_provider.api` builds each request and re
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,16 +17,18 @@ from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TelnyxApiError, transport_detail
-from telnyx_provider.models import find_adoptable_recording
-from telnyx_provider.params import StartRecordingParams
+from telnyx_provider.errors import transport_detail
+from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, RecordingStart
+from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Collection, Iterator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Recordings asked for per page of a call's list (a call rarely has more than a few).
+CALL_PAGE_SIZE = 100
 
 
 class RecordingHook(BaseHook):
@@ -41,11 +41,14 @@ class RecordingHook(BaseHook):
     arguments below override it for this hook (an operator passes its own).
 
     :param telnyx_conn_id: the Airflow connection to use.
-    :param retry_policy: a whole retry policy replacing the connection's settings (its ``stats`` count
-        every retry this hook makes).
+    :param retry_policy: a whole retry policy replacing the connection's settings.
     :param max_retries: retries after the first attempt of a request (0: none).
     :param retry_max_wait: cap of one backoff wait, in seconds.
     :param retry_budget: seconds a request may take in total, retries and waits included.
+    :param request_timeout: seconds to connect and to wait for a reply, replacing the connection's
+        ``connect_timeout`` and ``timeout`` (for requests that must end quickly, such as a stop on kill).
+    :param adoption_wait: seconds a start whose reply was lost keeps looking for its recording on the call
+        (the list may lag behind) before the start is sent again (default 5).
     """
 
     conn_name_attr = "telnyx_conn_id"
@@ -61,9 +64,15 @@ class RecordingHook(BaseHook):
         max_retries: int | None = None,
         retry_max_wait: float | None = None,
         retry_budget: float | None = None,
+        request_timeout: float | None = None,
+        adoption_wait: float = DEFAULT_ADOPTION_WAIT,
     ) -> None:
         super().__init__()
         self.telnyx_conn_id = telnyx_conn_id
+        self.request_timeout = (
+            None if request_timeout is None else require_positive_number("request_timeout", request_timeout)
+        )
+        self.adoption_wait = require_positive_number("adoption_wait", adoption_wait)
         self._retry_policy = retry_policy
         self._retry_overrides = {
             "max_retries": max_retries,
@@ -139,14 +148,21 @@ class RecordingHook(BaseHook):
         recording_channels: str | None = None,
         recording_track: str | None = None,
         send_recording_url: bool | None = None,
+        snapshot: Collection[str] | None = None,
     ) -> dict[str, Any]:
         """Start recording a live call; returns the new recording.
 
         Parameters left as ``None`` are not sent (the API applies its defaults). The start is not
-        idempotent, so it is never repeated blindly: after a failure that may hide a started recording
-        (a lost reply, a 5xx), the call's recordings are listed first and one this request started is
-        adopted (and logged as such). After a timeout the service may still be working on the start, so it
-        is not sent again: the call is watched for the recording until the retry budget is spent.
+        idempotent, so it is never repeated blindly. Before it is sent, the SIDs of the call's recordings
+        are read (``snapshot``, unless the caller read them already). After a failure that may hide a
+        started recording (a lost reply, a 5xx), a recording is this start's only if it is not in the
+        snapshot and matches the request (channels, track, started through the API): exactly one is
+        adopted (and logged), several raise :class:`~telnyx_provider.errors.AmbiguousStartError`, none is
+        looked for again for ``adoption_wait`` seconds before the start is sent again. After a timeout (or
+        a 504) the service may still carry the start out, so it is never sent again: the call is watched
+        with the same rule until the retry budget is spent.
+
+        :param snapshot: the SIDs of the call's recordings before this start (read here when ``None``).
         """
         params = StartRecordingParams.from_arguments(
             play_beep=play_beep,
@@ -158,120 +174,41 @@ class RecordingHook(BaseHook):
             send_recording_url=send_recording_url,
         )
         account = self.config.resolve_account_sid(account_sid)
-        request = api.start_call_recording(account, call_sid, params)
-        requested_at = datetime.now(timezone.utc)
-        deadline = time.monotonic() + self.retry_policy.budget
-        failure: TelnyxApiError | None = None
-        for attempt in self._attempts(request):
-            with attempt:
-                if failure is not None:
-                    adopted = self._find_lost_start(call_sid, account, requested_at, failure, deadline)
-                    if adopted is not None:
-                        return adopted
-                try:
-                    return self._send(request, api.parse_recording)
-                except TelnyxApiError as error:
-                    failure = error
-                    raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        if snapshot is None:
+            snapshot = self.call_recording_sids(call_sid, account_sid=account)
+        start = RecordingStart(self, call_sid, account, params, snapshot, adoption_wait=self.adoption_wait)
+        return start.run()
 
-    def _find_lost_start(
-        self,
-        call_sid: str,
-        account_sid: str,
-        requested_at: datetime,
-        failure: TelnyxApiError,
-        deadline: float,
-    ) -> dict[str, Any] | None:
-        """The recording a failed start created, or ``None`` when it is safe to send the start again.
-
-        A 429 or a connection that never opened started nothing. A lost reply (reset) or a 5xx may have:
-        the call's recordings are looked at once. A timeout (ours, or a gateway's 504) may still be running
-        on the service: the start is never sent again, the call is watched until the retry budget is spent.
-
-        :raises TelnyxApiError: a timed-out start whose recording did not show up within the budget.
-        """
-        if failure.status == 429 or failure.failure == "connect":
-            return None
-        still_running = failure.failure == "timeout" or failure.status == 504
-        pause = self.retry_policy.initial_wait
-        while True:
-            # The look-ups share the start's budget rather than each getting a whole one.
-            policy = self.retry_policy.replace(budget=max(deadline - time.monotonic(), 0.001))
-            try:
-                adopted = self.find_recording_started_since(
-                    call_sid, requested_at, account_sid=account_sid, active_only=False, retry_policy=policy
-                )
-            except TelnyxApiError:
-                if not still_running:
-                    raise  # the start's retry loop looks again before anything is sent
-                adopted = None  # keep watching: sending the start again is not an option
-            if adopted is not None:
-                return adopted
-            if not still_running:
-                log.info("No recording from the failed start on call %s; sending the start again.", call_sid)
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TelnyxApiError(
-                    status=failure.status,
-                    method=failure.method,
-                    path=failure.path,
-                    code=failure.code,
-                    title=failure.title,
-                    detail=failure.detail,
-                    failure=failure.failure,
-                    hint=(
-                        f"The start timed out and no recording showed up on call {call_sid} within the retry "
-                        "budget. It was not sent again, as the service may still carry it out: check the "
-                        "call's recordings before starting another."
-                    ),
-                )
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, self.retry_policy.max_wait)
-
-    def find_recording_started_since(
-        self,
-        call_sid: str,
-        since: datetime,
-        *,
-        account_sid: str | None = None,
-        active_only: bool = True,
-        retry_policy: RetryPolicy | None = None,
-    ) -> dict[str, Any] | None:
-        """An API-started recording on the call that began at or after ``since``, if any.
-
-        Used to adopt a recording whose start reply was lost rather than recording the call twice.
-
-        :param active_only: only a recording still in progress (or paused) qualifies; the default, for a
-            task retry. The hook itself passes ``False`` right after a lost reply.
-        :param retry_policy: retries of the listing (default: the hook's).
-        """
-        request = api.list_call_recordings(self.config.resolve_account_sid(account_sid), call_sid)
-        page: dict[str, Any] = self._call(request, api.parse_recording_page, retry_policy)
-        recordings = list(page["recordings"])
-        adopted = find_adoptable_recording(recordings, since, active_only=active_only)
-        if adopted is not None:
-            log.warning(
-                "Adopting recording %s on call %s (status %s, started %s): it was started by an earlier "
-                "attempt whose reply was lost, so no second recording is started.",
-                adopted.get("sid"),
-                call_sid,
-                adopted.get("status"),
-                adopted.get("start_time"),
-            )
-        return adopted
+    def call_recording_sids(self, call_sid: str, *, account_sid: str | None = None) -> list[str]:
+        """The SIDs of every recording the call has now (every page): a start's snapshot."""
+        return [
+            str(recording["sid"])
+            for recording in self.list_call_recordings(call_sid, account_sid=account_sid)
+            if "sid" in recording
+        ]
 
     def get_recording(self, recording_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
         """Fetch one recording (``GET .../Recordings/{recording_sid}.json``)."""
         request = api.get_recording(self.config.resolve_account_sid(account_sid), recording_sid)
         return self._call(request, api.parse_recording)
 
-    def list_call_recordings(self, call_sid: str, *, account_sid: str | None = None) -> list[dict[str, Any]]:
-        """The recordings of one call."""
-        request = api.list_call_recordings(self.config.resolve_account_sid(account_sid), call_sid)
-        page: dict[str, Any] = self._call(request, api.parse_recording_page)
-        return list(page["recordings"])
+    def list_call_recordings(
+        self, call_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
+    ) -> list[dict[str, Any]]:
+        """Every recording of one call, page after page.
+
+        :param retry_policy: retries of each page (default: the hook's).
+        """
+        account = self.config.resolve_account_sid(account_sid)
+        recordings: list[dict[str, Any]] = []
+        page_number = 0
+        while True:
+            request = api.list_call_recordings(account, call_sid, page=page_number, page_size=CALL_PAGE_SIZE)
+            page: dict[str, Any] = self._call(request, api.parse_recording_page, retry_policy)
+            recordings.extend(page["recordings"])
+            if not page.get("next_page_uri") or not page["recordings"]:
+                return recordings
+            page_number += 1
 
     def update_call_recording(
         self, call_sid: str, recording_sid: str, status: str, *, account_sid: str | None = None
@@ -338,7 +275,11 @@ class RecordingHook(BaseHook):
                 params=request.query or None,
                 data=request.body(),
                 headers=request.headers(config.api_key),
-                timeout=(config.connect_timeout, config.read_timeout),
+                timeout=(
+                    (config.connect_timeout, config.read_timeout)
+                    if self.request_timeout is None
+                    else (self.request_timeout, self.request_timeout)
+                ),
                 # Given per request: a session-level verify loses to REQUESTS_CA_BUNDLE in the environment.
                 verify=config.verify,
                 allow_redirects=False,

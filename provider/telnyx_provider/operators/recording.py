@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -11,19 +11,20 @@ from airflow.sdk import BaseOperator
 
 from telnyx_provider._compat import AirflowSensorTimeout
 from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.operators.start_memory import StartMemory, StartRecord
 from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
 from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     check_recording,
     default_deferrable,
-    has_template,
+    is_unresolved,
     recording_from_event,
     retry_overrides,
     seconds,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -39,21 +40,31 @@ RECORDING_PARAMETERS = (
     "recording_track",
     "send_recording_url",
 )
+#: A stop on kill must finish before the task supervisor's SIGKILL follows its SIGTERM.
+KILL_STOP_TIMEOUT = 2.0
+KILL_STOP_BUDGET = 4.0
 
 
 class StartCallRecordingOperator(BaseOperator):
     """Start recording a live call (``POST .../Calls/{call_sid}/Recordings.json``); returns the recording.
 
     Every parameter of the API is an argument, validated before anything is sent: literal values when
-    the DAG is parsed, templated values once rendered. The recording (a plain dict) goes to XCom; its
-    ``sid`` and ``uri`` can feed :class:`~telnyx_provider.sensors.recording.RecordingCompletedSensor`.
+    the DAG is parsed (``.partial()`` ones included), templated, XComArg and mapped values once resolved.
+    The recording (a plain dict) goes to XCom, and its SID and URI are pushed at once under the keys
+    ``recording_sid`` and ``recording_uri`` (before any wait, so a failed wait still says which recording
+    it was); they can feed :class:`~telnyx_provider.sensors.recording.RecordingCompletedSensor`.
 
     With ``wait_for_completion=True`` the operator waits for the final recording itself, polling every
     ``poll_interval`` (holding the worker slot) or, with ``deferrable=True``, on the triggerer. If the wait
-    times out (``timeout``) or the task is killed, the recording is stopped rather than left running.
+    times out (``timeout``) or the task is killed (also while deferred, on Airflow 3.3+), the recording is
+    stopped rather than left running.
 
-    If the task is retried after its start request may have reached Telnyx, an active recording this
-    DAG run started on the call is adopted instead of recording the call twice.
+    Retries are exact. On Airflow 3.3+ the start is kept in the task's durable state: the call's recordings
+    before the start, then the recording's SID. A retry resumes that recording if it is still going (or
+    returns it if it completed), and starts a new one if this task stopped it (timeout, kill) or it failed
+    or ended absent; a try that died between sending the start and storing the SID is covered by the stored
+    snapshot. On 3.1/3.2 a retry adopts only an active recording matching the parameters that started
+    during this DAG run.
 
     :param call_sid: the live call to record (``v3:...``).
     :param account_sid: the account; the connection's login when ``None``.
@@ -120,7 +131,15 @@ class StartCallRecordingOperator(BaseOperator):
         self.wait_timeout = None if timeout is None else require_positive_number("timeout", seconds(timeout))
         self.not_found_grace_period = seconds(not_found_grace_period)
         self._recording: dict[str, Any] | None = None
-        self._validate(rendered=False)
+        self._memory: StartMemory | None = None
+        self._record: StartRecord | None = None
+        validate_start_arguments({name: getattr(self, name) for name in _VALIDATED})
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Like ``BaseOperator.partial``, with the literal arguments checked when the DAG is parsed."""
+        validate_start_arguments({name: kwargs[name] for name in _VALIDATED if name in kwargs})
+        return super().partial(**kwargs)
 
     @cached_property
     def hook(self) -> RecordingHook:
@@ -129,48 +148,71 @@ class StartCallRecordingOperator(BaseOperator):
 
         return RecordingHook(telnyx_conn_id=self.telnyx_conn_id, **self.retry_overrides)
 
-    def _validate(self, *, rendered: bool) -> StartRecordingParams | None:
-        """Validate the arguments; before rendering, values holding a template are left for later."""
-        values = {name: getattr(self, name) for name in RECORDING_PARAMETERS}
-        checkable = {name: value for name, value in values.items() if rendered or not has_template(value)}
-        for name in ("call_sid", "account_sid"):
-            value = getattr(self, name)
-            if (name == "call_sid" or value is not None) and (rendered or not has_template(value)):
-                require_identifier(name, value)
-        params = StartRecordingParams.from_arguments(**checkable)
-        return params if rendered else None
-
     def execute(self, context: Context) -> dict[str, Any]:
-        """Start the recording (or adopt the one an earlier try started) and return it, or the final one."""
-        params = self._validate(rendered=True)
-        assert params is not None
-        recording = self._adopt_after_retry(context)
+        """Start the recording (or resume the one an earlier try started) and return it, or the final one."""
+        params = validate_start_arguments({name: getattr(self, name) for name in _VALIDATED}, rendered=True)
+        self._memory = StartMemory.of(context)
+        recording, final = self._recording_of_earlier_try(context, params)
         if recording is None:
-            recording = self.hook.start_call_recording(
-                self.call_sid,
-                account_sid=self.account_sid,
-                **{name: getattr(params, name) for name in RECORDING_PARAMETERS},
-            )
-            self.log.info("Started recording %s on call %s.", recording.get("sid"), self.call_sid)
-        self._recording = recording
-        if not self.wait_for_completion:
+            recording = self._start(params)
+        self._announce(context, recording)
+        if not self.wait_for_completion or final:
             return recording
+        self._recording = recording
         return self._wait(recording)
 
-    def _adopt_after_retry(self, context: Context) -> dict[str, Any] | None:
-        """On a retry, the active recording an earlier try of this DAG run started, if any."""
-        ti = context.get("ti")
-        dag_run = context.get("dag_run")
-        if ti is None or getattr(ti, "try_number", 1) <= 1:
-            return None
-        since: datetime | None = getattr(dag_run, "start_date", None) or getattr(ti, "start_date", None)
-        if since is None:
-            return None
-        # Any status: a recording an earlier try started may have ended since (the call hung up); it is
-        # still this task's recording, and starting another would record the call twice.
-        return self.hook.find_recording_started_since(
-            self.call_sid, since, account_sid=self.account_sid, active_only=False
+    def _recording_of_earlier_try(
+        self, context: Context, params: StartRecordingParams
+    ) -> tuple[dict[str, Any] | None, bool]:
+        from telnyx_provider.operators import recording_retry
+
+        if self._memory is not None:
+            record = self._memory.load()
+            if record is None or record.call_sid != self.call_sid:
+                return None, False
+            self._record = record
+            resumed = recording_retry.recording_to_resume(
+                self.hook, record, params, account_sid=self.account_sid, log=self.log
+            )
+            if resumed is None:
+                return None, False
+            self._record = self._memory.update(
+                record, recording_sid=resumed.recording["sid"], deferred=False, stopped_by=None
+            )
+            return resumed.recording, resumed.final
+        ti, dag_run = context.get("ti"), context.get("dag_run")
+        since = getattr(dag_run, "start_date", None) or getattr(ti, "start_date", None)
+        if ti is None or getattr(ti, "try_number", 1) <= 1 or since is None:
+            return None, False
+        adopted = recording_retry.active_recording_since(
+            self.hook, self.call_sid, params, since, account_sid=self.account_sid, log=self.log
         )
+        return adopted, False
+
+    def _start(self, params: StartRecordingParams) -> dict[str, Any]:
+        arguments = {name: getattr(params, name) for name in RECORDING_PARAMETERS}
+        if self._memory is None:
+            recording = self.hook.start_call_recording(
+                self.call_sid, account_sid=self.account_sid, **arguments
+            )
+        else:
+            # The snapshot is stored before the start is sent: a worker that dies at any point after this
+            # line leaves its retry enough to find the recording the start created.
+            snapshot = self.hook.call_recording_sids(self.call_sid, account_sid=self.account_sid)
+            record = self._memory.save(StartRecord(call_sid=self.call_sid, snapshot=snapshot))
+            recording = self.hook.start_call_recording(
+                self.call_sid, account_sid=self.account_sid, snapshot=snapshot, **arguments
+            )
+            self._record = self._memory.update(record, recording_sid=recording["sid"])
+        self.log.info("Started recording %s on call %s.", recording.get("sid"), self.call_sid)
+        return recording
+
+    def _announce(self, context: Context, recording: Mapping[str, Any]) -> None:
+        """Push the recording's SID and URI to XCom now, before any wait."""
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key="recording_sid", value=recording.get("sid"))
+            ti.xcom_push(key="recording_uri", value=recording.get("uri"))
 
     def _wait(self, recording: dict[str, Any]) -> dict[str, Any]:
         recording_sid = recording["sid"]
@@ -179,23 +221,7 @@ class StartCallRecordingOperator(BaseOperator):
         deadline = None if self.wait_timeout is None else started + self.wait_timeout
         not_found_until = started + self.not_found_grace_period
         if self.deferrable:
-            from telnyx_provider.triggers.recording import RecordingCompletedTrigger
-
-            self.defer(
-                trigger=RecordingCompletedTrigger(
-                    recording_sid,
-                    account_sid=account_sid,
-                    telnyx_conn_id=self.telnyx_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                    not_found_deadline=not_found_until,
-                ),
-                method_name="execute_complete",
-                kwargs={"account_sid": account_sid},
-                timeout=None
-                if self.wait_timeout is None
-                else timedelta(seconds=self.wait_timeout) + DEFERRAL_MARGIN,
-            )
+            self._defer(recording_sid, account_sid, deadline, not_found_until)
         while True:
             final = check_recording(
                 self.hook,
@@ -209,39 +235,102 @@ class StartCallRecordingOperator(BaseOperator):
                 return final
             now = time.time()
             if deadline is not None and now >= deadline:
-                self._stop(
-                    recording_sid, account_sid, reason=f"the wait timed out after {self.wait_timeout:g} s"
-                )
+                self._stop(recording_sid, account_sid, reason="timeout")
                 raise AirflowSensorTimeout(
                     f"Recording {recording_sid} was not final after {self.wait_timeout:g} s; it was stopped."
                 )
             time.sleep(self.poll_interval if deadline is None else min(self.poll_interval, deadline - now))
 
+    def _defer(
+        self, recording_sid: str, account_sid: str | None, deadline: float | None, not_found_until: float
+    ) -> None:
+        from telnyx_provider.triggers.recording import RecordingCompletedTrigger
+
+        if self._memory is not None and self._record is not None:
+            self._record = self._memory.update(self._record, deferred=True)
+        self.defer(
+            trigger=RecordingCompletedTrigger(
+                recording_sid,
+                account_sid=account_sid,
+                telnyx_conn_id=self.telnyx_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+                not_found_deadline=not_found_until,
+                call_sid=self.call_sid,
+                stop_on_kill=True,
+                **self.retry_overrides,
+            ),
+            method_name="execute_complete",
+            kwargs={"account_sid": account_sid},
+            timeout=None
+            if self.wait_timeout is None
+            else timedelta(seconds=self.wait_timeout) + DEFERRAL_MARGIN,
+        )
+
     def execute_complete(
         self, context: Context, event: dict[str, Any], account_sid: str | None = None
     ) -> dict[str, Any]:
         """Called when the trigger fires: the final recording, or stop it and fail on a timeout."""
+        self._memory = StartMemory.of(context)
+        record = self._memory.load() if self._memory is not None else None
+        if self._memory is not None and record is not None:
+            self._record = self._memory.update(record, deferred=False)
         if isinstance(event, dict) and event.get("status") == "timeout":
-            self._stop(event.get("recording_sid", ""), account_sid, reason="the wait timed out")
+            self._stop(event.get("recording_sid", ""), account_sid, reason="timeout")
         return recording_from_event(event)
 
     def on_kill(self) -> None:
-        """Stop the recording this task started if the task is killed while waiting for it."""
+        """Stop the recording this task started if the task is killed while waiting for it.
+
+        The stop has a short budget of its own (``KILL_STOP_BUDGET`` seconds): the task supervisor follows
+        its SIGTERM with a SIGKILL a few seconds later.
+        """
         if self._recording is not None and self.wait_for_completion:
             recording = self._recording
-            self._stop(
-                recording["sid"],
-                recording.get("account_sid") or self.account_sid,
-                reason="the task was killed",
-            )
+            self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
 
     def _stop(self, recording_sid: str, account_sid: str | None, *, reason: str) -> None:
-        try:
-            self.hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)
-        except TelnyxApiError as error:
-            self.log.error("Could not stop recording %s after %s: %s", recording_sid, reason, error)
-        else:
-            self.log.warning(
-                "Stopped recording %s on call %s because %s.", recording_sid, self.call_sid, reason
+        from telnyx_provider.hooks.recording import RecordingHook
+
+        if self._memory is not None and self._record is not None:
+            try:  # first, so a retry knows this recording was cut short by this task
+                self._record = self._memory.update(self._record, stopped_by=reason, deferred=False)
+            except Exception as error:  # the store may be gone with a dying worker; the stop matters more
+                self.log.warning("Could not record the stop of recording %s: %s", recording_sid, error)
+        hook = self.hook
+        if reason == "kill":
+            hook = RecordingHook(
+                telnyx_conn_id=self.telnyx_conn_id,
+                max_retries=2,
+                retry_max_wait=1.0,
+                retry_budget=KILL_STOP_BUDGET,
+                request_timeout=KILL_STOP_TIMEOUT,
             )
+        why = "the wait timed out" if reason == "timeout" else "the task was killed"
+        try:
+            hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)
+        except TelnyxApiError as error:
+            self.log.error("Could not stop recording %s after %s: %s", recording_sid, why, error)
+        else:
+            self.log.warning("Stopped recording %s on call %s because %s.", recording_sid, self.call_sid, why)
         self._recording = None
+
+
+#: The arguments :func:`validate_start_arguments` checks.
+_VALIDATED = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
+
+
+def validate_start_arguments(values: Mapping[str, Any], *, rendered: bool = False) -> StartRecordingParams:
+    """Check the start operator's arguments; before rendering, values not known yet are left for later.
+
+    :param values: argument name -> value (``call_sid``, ``account_sid`` and the recording parameters).
+    :param rendered: every value is final (``execute``): nothing may be left unchecked.
+    """
+    known = {name: value for name, value in values.items() if rendered or not is_unresolved(value)}
+    for name in ("call_sid", "account_sid"):
+        if name in known and (name == "call_sid" or known[name] is not None):
+            require_identifier(name, known[name])
+    return StartRecordingParams.from_arguments(
+        **{name: value for name, value in known.items() if name in RECORDING_PARAMETERS}
+    )
+

@@ -86,6 +86,11 @@ def form_of(body: bytes, content_type: str | None) -> dict[str, str]:
     return decode_form(body)
 
 
+def _date_filters(query: Mapping[str, str]) -> str:
+    """Return the ``DateCreated`` filters of a list request, encoded again for its page links."""
+    return urlencode([(name, value) for name, value in query.items() if name.startswith("DateCreated")])
+
+
 Handler = Callable[[tuple[str, ...], Mapping[str, str], bytes, str | None], Reply]
 
 
@@ -146,7 +151,25 @@ class RecordingApi:
                     "GET": ("GET /Recordings", self._list),
                 },
             ),
+            (
+                re.compile(rf"{_ACCOUNT}/Transcriptions/{_SEGMENT}\.json"),
+                {
+                    "GET": ("GET /Transcriptions/{sid}", self._get_transcription),
+                    "DELETE": ("DELETE /Transcriptions/{sid}", self._delete_transcription),
+                },
+            ),
+            (
+                re.compile(rf"{_ACCOUNT}/Transcriptions\.json"),
+                {
+                    "GET": ("GET /Transcriptions", self._list_transcriptions),
+                },
+            ),
         ]
+
+    @property
+    def route_keys(self) -> list[str]:
+        """Return every route key (as in stats), e.g. ``"GET /Recordings/{sid}"``."""
+        return [key for _, methods in self._routes for key, _ in methods.values()]
 
     def resolve(self, method: str, path: str) -> Resolved:
         """Match a request to its route; path segments are percent-decoded after splitting.
@@ -217,7 +240,8 @@ class RecordingApi:
     def _list_call(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
     ) -> Reply:
-        return json_reply(self.store.list_call_recordings(args[0], args[1], parse_paging(query)))
+        paging = parse_paging(query)
+        return json_reply(self.store.list_call_recordings(args[0], args[1], paging, _date_filters(query)))
 
     def _update(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
@@ -238,7 +262,21 @@ class RecordingApi:
         return Reply(204)
 
     def _list(self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None) -> Reply:
-        filters = urlencode(
-            [(name, value) for name, value in query.items() if name.startswith("DateCreated")]
-        )
-        return json_reply(self.store.list_recordings(args[0], parse_paging(query), filters))
+        return json_reply(self.store.list_recordings(args[0], parse_paging(query), _date_filters(query)))
+
+    def _list_transcriptions(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        paging = parse_paging({name: query[name] for name in ("Page", "PageSize") if name in query})
+        return json_reply(self.store.list_transcriptions(args[0], paging, query.get("PageToken") or None))
+
+    def _get_transcription(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        return json_reply(self.store.get_transcription(args[0], args[1]))
+
+    def _delete_transcription(
+        self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
+    ) -> Reply:
+        self.store.delete_transcription(args[0], args[1])
+        return Reply(204)

@@ -10,8 +10,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from telnyx_provider.sandbox.faults import validate_faults
+from telnyx_provider.sandbox.links import DEFAULT_TTL
+from telnyx_provider.sandbox.media import MAX_SECONDS
 from telnyx_provider.sandbox.sandbox import Sandbox
-from telnyx_provider.sandbox.stats import FAULT_KINDS
+from telnyx_provider.sandbox.stats import ALL_FAULT_KINDS, FAULT_KINDS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,11 +59,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         type=_fault_list,
         default=FAULT_KINDS,
-        help="comma-separated fault kinds (default: {})".format(",".join(FAULT_KINDS)),
+        help="comma-separated fault kinds among {} (default: {})".format(
+            ",".join(ALL_FAULT_KINDS), ",".join(FAULT_KINDS)
+        ),
     )
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After of injected 429s, seconds")
     parser.add_argument("--slow-seconds", type=float, default=1.0, help="delay of 'slow' faults, seconds")
     parser.add_argument("--seed", type=int, help="seed for reproducible faults")
+    parser.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        help="seconds the service's clock is off from ours; every reported date is shifted (default: 0)",
+    )
+    parser.add_argument(
+        "--list-lag",
+        type=float,
+        default=0.0,
+        help="seconds a new recording stays out of the list endpoints (default: 0)",
+    )
+    parser.add_argument(
+        "--max-page-size",
+        type=int,
+        help="largest list page served, whatever PageSize asks (default: no cap below the spec's 1000)",
+    )
+    parser.add_argument(
+        "--media-url-ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        help="seconds a media_url stays valid after it was served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-seconds-cap",
+        type=int,
+        default=MAX_SECONDS,
+        help="longest media served, seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-cut-rate",
+        type=float,
+        default=0.0,
+        help="fraction of media transfers cut midway (default: %(default)s)",
+    )
     parser.add_argument(
         "--calls", type=int, default=0, help="create N live calls at start and print their sids"
     )
@@ -88,20 +127,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
     :return: the exit status.
     """
-    args = build_parser().parse_args(argv)
-    sandbox = Sandbox(
-        port=args.port,
-        recording_seconds=args.recording_seconds,
-        processing_delay=args.processing_delay,
-        fault_rate=args.fault_rate,
-        faults=args.faults,
-        retry_after=args.retry_after,
-        slow_seconds=args.slow_seconds,
-        seed=args.seed,
-        api_key=args.api_key,
-        account_sid=args.account_sid,
-        host=args.host,
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        sandbox = Sandbox(
+            port=args.port,
+            recording_seconds=args.recording_seconds,
+            processing_delay=args.processing_delay,
+            fault_rate=args.fault_rate,
+            faults=args.faults,
+            retry_after=args.retry_after,
+            slow_seconds=args.slow_seconds,
+            seed=args.seed,
+            api_key=args.api_key,
+            account_sid=args.account_sid,
+            host=args.host,
+            clock_skew=args.clock_skew,
+            list_lag=args.list_lag,
+            max_page_size=args.max_page_size,
+            media_url_ttl=args.media_url_ttl,
+            media_seconds_cap=args.media_seconds_cap,
+            media_cut_rate=args.media_cut_rate,
+        )
+    except ValueError as error:  # an option out of range
+        parser.error(str(error))
     try:
         sandbox.start()
     except OSError as error:

@@ -1,4 +1,4 @@
-"""The sandbox's own routes: the ``/_sandbox/...`` control surface and ``/media/{sid}.wav`` (no auth)."""
+"""The sandbox's own routes: the ``/_sandbox/...`` control surface (no auth)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ from urllib.parse import unquote
 
 from telnyx_provider.sandbox.api import JSON_TYPE, Reply, decode_form, error_reply, json_reply
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, ApiError, not_found
-from telnyx_provider.sandbox.media import wav_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _HANGUP = re.compile(r"/_sandbox/calls/([^/]+)/hangup")
-_MEDIA = re.compile(r"/media/([^/]+)\.wav")
 
 
 class Controls(Protocol):
     """What the control routes act on (implemented by :class:`telnyx_provider.sandbox.Sandbox`)."""
 
-    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
+    def create_call(
+        self,
+        hangup_after: float | None = None,
+        silent: bool = False,
+        transcribe: bool = False,
+        audio_seconds: int | None = None,
+    ) -> str:
         """Create a live call."""
 
     def hangup(self, call_sid: str) -> None:
@@ -33,8 +37,11 @@ class Controls(Protocol):
     def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
         """Change fault injection."""
 
-    def media(self, recording_sid: str) -> tuple[int, int] | None:
-        """Return (seconds, channels) of a recording's audio, or None."""
+    def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
+        """Give the next ``count`` requests of a route a fault."""
+
+    def inject_media(self, kind: str, count: int = 1) -> None:
+        """Give the next ``count`` media requests a fault."""
 
 
 def _bad_request(detail: str) -> ApiError:
@@ -60,13 +67,18 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).lower() in ("true", "1", "yes")
 
 
-def _call_options(options: dict[str, Any]) -> tuple[float | None, bool]:
-    raw = options.get("hangup_after")
+def _call_options(options: dict[str, Any]) -> tuple[float | None, bool, bool, int | None]:
+    raw, audio = options.get("hangup_after"), options.get("audio_seconds")
     try:
         hangup_after = None if raw in (None, "") else float(raw)
     except (TypeError, ValueError):
         raise _bad_request(f"hangup_after must be a number of seconds, got {raw!r}") from None
-    return hangup_after, _flag(options.get("silent", False))
+    try:
+        audio_seconds = None if audio in (None, "") else int(audio)
+    except (TypeError, ValueError):
+        raise _bad_request(f"audio_seconds must be a whole number of seconds, got {audio!r}") from None
+    silent, transcribe = _flag(options.get("silent", False)), _flag(options.get("transcribe", False))
+    return hangup_after, silent, transcribe, audio_seconds
 
 
 def _fault_options(options: dict[str, Any]) -> tuple[float, list[str] | None]:
@@ -81,14 +93,34 @@ def _fault_options(options: dict[str, Any]) -> tuple[float, list[str] | None]:
         raise _bad_request("fault_rate must be a number") from None
 
 
+def _inject_options(options: dict[str, Any]) -> tuple[str, str, int, str | None]:
+    route, kind, call_sid = options.get("route"), options.get("kind"), options.get("call_sid")
+    if not isinstance(route, str) or not isinstance(kind, str):
+        raise _bad_request("route and kind are required strings")
+    if call_sid is not None and not isinstance(call_sid, str):
+        raise _bad_request("call_sid must be a string")
+    return route, kind, _count(options), call_sid or None
+
+
+def _count(options: dict[str, Any]) -> int:
+    raw = options.get("count", 1)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise _bad_request(f"count must be an integer, got {raw!r}") from None
+
+
 def handle_control(
     controls: Controls, method: str, path: str, body: bytes, content_type: str | None
 ) -> Reply:
     """Answer a ``/_sandbox/...`` or ``/media/...`` request.
 
-    Routes: ``POST /_sandbox/calls`` (JSON or form ``hangup_after``, ``silent``) → 201 ``{"call_sid"}``;
+    Routes: ``POST /_sandbox/calls`` (JSON or form ``hangup_after``, ``silent``, ``transcribe``,
+    ``audio_seconds``) → 201 ``{"call_sid"}``;
     ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
-    (``{"fault_rate", "faults"}``); ``GET /_sandbox/health``; ``GET /media/{recording_sid}.wav``.
+    (``{"fault_rate", "faults"}``); ``POST /_sandbox/inject`` (``{"route", "kind", "count", "call_sid"}``) →
+    ``{"injections_pending"}``; ``POST /_sandbox/inject_media`` (``{"kind", "count"}``) →
+    ``{"media_injections_pending"}``; ``GET /_sandbox/health``.
 
     :param controls: the sandbox to act on.
     :param method: HTTP method.
@@ -105,18 +137,13 @@ def handle_control(
 
 
 def _route(controls: Controls, method: str, path: str, body: bytes, content_type: str | None) -> Reply:
-    if (media := _MEDIA.fullmatch(path)) is not None and method in ("GET", "HEAD"):
-        audio = controls.media(unquote(media.group(1)))
-        if audio is None:
-            raise not_found("No media for this recording (unknown, deleted, not completed or absent)")
-        return Reply(200, wav_bytes(*audio), content_type="audio/wav")
     if path == "/_sandbox/health" and method == "GET":
         return json_reply({"status": "ok"})
     if path == "/_sandbox/stats" and method == "GET":
         return json_reply(controls.stats())
     if path == "/_sandbox/calls" and method == "POST":
-        hangup_after, silent = _call_options(_options(body, content_type))
-        return json_reply({"call_sid": controls.create_call(hangup_after, silent)}, 201)
+        call_sid = controls.create_call(*_call_options(_options(body, content_type)))
+        return json_reply({"call_sid": call_sid}, 201)
     if (hangup := _HANGUP.fullmatch(path)) is not None and method == "POST":
         call_sid = unquote(hangup.group(1))
         controls.hangup(call_sid)
@@ -126,4 +153,14 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
         controls.set_faults(rate, faults)
         current = controls.stats()
         return json_reply({"fault_rate": current["fault_rate"], "faults": current["faults"]})
+    if path == "/_sandbox/inject" and method == "POST":
+        controls.inject(*_inject_options(_options(body, content_type)))
+        return json_reply({"injections_pending": controls.stats()["injections_pending"]})
+    if path == "/_sandbox/inject_media" and method == "POST":
+        options = _options(body, content_type)
+        kind, count = options.get("kind"), _count(options)
+        if not isinstance(kind, str):
+            raise _bad_request("kind is a required string")
+        controls.inject_media(kind, count)
+        return json_reply({"media_injections_pending": controls.stats()["media_injections_pending"]})
     raise not_found(f"No route for {method} {path}")

@@ -1,4 +1,4 @@
-"""Small, valid WAV files the sandbox serves as recording media."""
+"""Valid WAV files the sandbox serves as recording media (8 kHz, 16-bit PCM, a quiet 440 Hz tone)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,33 @@ from array import array
 from functools import lru_cache
 
 SAMPLE_RATE = 8000
-MAX_SECONDS = 5  # keeps every file under ~160 kB whatever the recording's duration
-TONE_HZ = 440.0
+MAX_SECONDS = 5  # default cap: keeps every file under ~160 kB whatever the recording's duration
+TONE_HZ = 440.0  # a whole number of periods per second, so one second repeats seamlessly
 
 
-@lru_cache(maxsize=32)
-def wav_bytes(seconds: int, channels: int = 1) -> bytes:
-    """Return a WAV (8 kHz, 16-bit PCM) holding a quiet 440 Hz tone.
-
-    :param seconds: wanted length; clamped to 1..``MAX_SECONDS`` so media stay small.
-    :param channels: 1 (single) or 2 (dual: the same tone on both channels).
-    """
-    seconds = min(max(seconds, 1), MAX_SECONDS)
+@lru_cache(maxsize=4)
+def _one_second(channels: int) -> bytes:
     step = 2 * math.pi * TONE_HZ / SAMPLE_RATE
-    mono = [int(3000 * math.sin(step * i)) for i in range(SAMPLE_RATE * seconds)]
+    mono = [int(3000 * math.sin(step * i)) for i in range(SAMPLE_RATE)]
     samples = array("h", [value for value in mono for _ in range(channels)])
     if sys.byteorder == "big":  # WAV samples are little-endian
         samples.byteswap()
+    return samples.tobytes()
+
+
+@lru_cache(maxsize=8)
+def wav_bytes(seconds: int, channels: int = 1, cap: int = MAX_SECONDS) -> bytes:
+    """Return a WAV holding ``seconds`` of tone (16,000 bytes per second and channel, plus a 44-byte header).
+
+    :param seconds: wanted length; clamped to 1..``cap`` so media stay small unless a test asks otherwise.
+    :param channels: 1 (single) or 2 (dual: the same tone on both channels).
+    :param cap: the longest file served, in seconds.
+    """
+    seconds = min(max(seconds, 1), max(cap, 1))
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(channels)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes(samples.tobytes())
+        out.writeframes(_one_second(channels) * seconds)
     return buffer.getvalue()

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider.sandbox.api import RecordingApi
 from telnyx_provider.sandbox.callbacks import CallbackSender, StatusNotifier
 from telnyx_provider.sandbox.faults import FaultInjector
+from telnyx_provider.sandbox.links import DEFAULT_TTL, MediaLinks
+from telnyx_provider.sandbox.listing import ListPolicy
+from telnyx_provider.sandbox.media import MAX_SECONDS
+from telnyx_provider.sandbox.media_route import MediaFaults, MediaRoute
 from telnyx_provider.sandbox.server import SandboxHTTPServer
 from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
 from telnyx_provider.sandbox.store import RecordingStore
@@ -39,13 +43,21 @@ class Sandbox:
         hang-up or stop.
     :param processing_delay: seconds between a recording's end and its ``completed``/``absent`` state.
     :param fault_rate: fraction of ``/v2`` requests that get a fault.
-    :param faults: fault kinds to choose from: ``429``, ``500``, ``503``, ``reset``, ``slow``.
+    :param faults: fault kinds to choose from: ``429``, ``500``, ``503``, ``reset``, ``slow`` (the default
+        set), ``504``, ``reset_before``, ``reset_after``.
     :param retry_after: seconds an injected 429 asks the client to wait.
     :param slow_seconds: delay of a ``slow`` reply.
     :param seed: seed of the fault generator, for reproducible runs.
     :param api_key: the bearer token to accept; generated if None.
     :param account_sid: the account sid to serve; a uuid4 if None.
     :param host: interface to bind.
+    :param clock_skew: seconds the service's clock is off from ours: every date it reports is shifted by this
+        much, and the ``DateCreated`` list filters are read in its clock.
+    :param list_lag: seconds a new recording stays out of both list endpoints (eventual consistency).
+    :param max_page_size: list pages hold at most this many recordings, whatever ``PageSize`` asks.
+    :param media_url_ttl: seconds a ``media_url`` stays valid after the JSON carrying it was served.
+    :param media_seconds_cap: the longest media served, in seconds (16 kB per second and channel).
+    :param media_cut_rate: fraction of media transfers cut midway (full ``Content-Length``, half the bytes).
     """
 
     def __init__(
@@ -61,18 +73,31 @@ class Sandbox:
         api_key: str | None = None,
         account_sid: str | None = None,
         host: str = "127.0.0.1",
+        clock_skew: float = 0.0,
+        list_lag: float = 0.0,
+        max_page_size: int | None = None,
+        media_url_ttl: float = DEFAULT_TTL,
+        media_seconds_cap: int = MAX_SECONDS,
+        media_cut_rate: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
         self.account_sid = account_sid or str(uuid.uuid4())
         self._store = RecordingStore(
-            self.account_sid, recording_seconds=recording_seconds, processing_delay=processing_delay
+            self.account_sid,
+            recording_seconds=recording_seconds,
+            processing_delay=processing_delay,
+            policy=ListPolicy(list_lag=list_lag, clock_skew=clock_skew, max_page_size=max_page_size),
+            media_links=MediaLinks(media_url_ttl),
         )
         self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
         self._stats = Stats()
         self._sender = CallbackSender(self._stats.callback)
         self._notifier = StatusNotifier(self._store, self._sender)
+        self._api = RecordingApi(self._store, self._notifier, self.api_key)
+        self._media_faults = MediaFaults(media_cut_rate, seed)
+        self._media = MediaRoute(self._store, self._media_faults, self._stats, media_seconds_cap)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -92,8 +117,9 @@ class Sandbox:
         """
         if self._server is not None:
             raise RuntimeError("Sandbox already started")
-        api = RecordingApi(self._store, self._notifier, self.api_key)
-        server = SandboxHTTPServer((self.host, self.port), api, self, self._injector, self._stats)
+        server = SandboxHTTPServer(
+            (self.host, self.port), self._api, self, self._injector, self._stats, self._media
+        )
         self.port = server.server_port
         self._store.media_prefix = f"{self.origin}/media/"
         self._sender.start()
@@ -141,14 +167,24 @@ class Sandbox:
             raise RuntimeError("Sandbox not started")
         return f"{self.origin}/v2"
 
-    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
+    def create_call(
+        self,
+        hangup_after: float | None = None,
+        silent: bool = False,
+        transcribe: bool = False,
+        audio_seconds: int | None = None,
+    ) -> str:
         """Create a live call recordings can be started on.
 
         :param hangup_after: hang the call up by itself this many seconds from now.
         :param silent: recordings on this call finish ``absent`` (no audio) instead of ``completed``.
+        :param transcribe: completed recordings on this call get a transcription (``/Transcriptions``).
+        :param audio_seconds: every recording on this call reports this duration once final and serves that
+            much audio (up to ``media_seconds_cap``), whatever the time it ran: long media without waiting.
         :return: the call sid, ``v3:`` followed by 54 URL-safe characters.
+        :raises ValueError: for ``audio_seconds`` below 1.
         """
-        return self._store.create_call(hangup_after, silent)
+        return self._store.create_call(hangup_after, silent, transcribe, audio_seconds)
 
     def hangup(self, call_sid: str) -> None:
         """Hang a call up now: its running recordings end and then complete after the processing delay.
@@ -168,6 +204,38 @@ class Sandbox:
         """
         self._injector.configure(fault_rate, faults)
 
+    def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
+        """Give the next ``count`` requests of one API route a fault, before (and whatever) the random draw.
+
+        Injections queue up: a second one on the same route starts once the first is used up.
+
+        :param route: a route key as in ``stats()["requests_by_route"]``, e.g.
+            ``"POST /Calls/{call_sid}/Recordings"``, ``"GET /Calls/{call_sid}/Recordings"``,
+            ``"GET /Recordings/{sid}"``.
+        :param kind: a fault kind: ``429``, ``500``, ``503``, ``504``, ``reset``, ``reset_before``,
+            ``reset_after`` or ``slow``.
+        :param count: how many requests it hits (>= 1).
+        :param call_sid: only requests on this call's path (routes with ``{call_sid}`` only).
+        :raises ValueError: for an unknown route or kind, a count below 1, or a ``call_sid`` on a route
+            without one.
+        """
+        if route not in self._api.route_keys:
+            raise ValueError(f"Unknown route {route!r}; choose among {', '.join(self._api.route_keys)}")
+        if call_sid is not None and "{call_sid}" not in route:
+            raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
+        self._injector.inject(route, kind, count, call_sid)
+
+    def inject_media(self, kind: str, count: int = 1) -> None:
+        """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: full
+        ``Content-Length``, half the bytes, connection closed; HEADs and refused links do not use it up),
+        ``403`` or ``404`` (the link is refused once, S3-style).
+
+        :param kind: ``cut``, ``403`` or ``404``.
+        :param count: how many requests (>= 1).
+        :raises ValueError: for an unknown kind or a count below 1.
+        """
+        self._media_faults.inject(kind, count)
+
     def media(self, recording_sid: str) -> tuple[int, int] | None:
         """Return ``(seconds, channels)`` of a completed recording's audio, or None if there is none.
 
@@ -178,8 +246,9 @@ class Sandbox:
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
         ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
-        ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``
-        and ``faults``.
+        ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
+        ``faults``, ``injections_pending``, ``media_requests``, ``media_requests_with_auth``,
+        ``media_faults_injected`` and ``media_injections_pending``.
         """
         result = self._stats.snapshot()
         result["starts_per_call"] = self._store.starts_per_call()
@@ -187,6 +256,8 @@ class Sandbox:
         result.update(self._store.counts())
         result["fault_rate"] = self._injector.fault_rate
         result["faults"] = list(self._injector.faults)
+        result["injections_pending"] = self._injector.pending()
+        result["media_injections_pending"] = self._media_faults.pending()
         return result
 
     def airflow_conn_json(self) -> str:

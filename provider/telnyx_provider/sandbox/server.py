@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any, cast
 from telnyx_provider.sandbox.api import RecordingApi, Reply, error_reply
 from telnyx_provider.sandbox.control import Controls, handle_control
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, CODE_UNEXPECTED, ApiError
+from telnyx_provider.sandbox.faults import ERRORS_AFTER_HANDLING, RESET_KINDS
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.faults import FaultInjector
+    from telnyx_provider.sandbox.media_route import MediaRoute
     from telnyx_provider.sandbox.stats import Stats
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
+CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 
@@ -40,9 +43,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     :param address: ``(host, port)`` to bind; port 0 picks a free port.
     :param api: answers the ``/v2`` routes.
-    :param controls: answers the ``/_sandbox`` and media routes.
+    :param controls: answers the ``/_sandbox`` routes.
     :param injector: decides faults on ``/v2`` routes.
     :param stats: counters to update.
+    :param media: answers the ``/media/`` routes.
     """
 
     daemon_threads = True
@@ -57,8 +61,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         controls: Controls,
         injector: FaultInjector,
         stats: Stats,
+        media: MediaRoute,
     ) -> None:
         self.api = api
+        self.media = media
         self.controls = controls
         self.injector = injector
         self.stats = stats
@@ -128,6 +134,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._serve_api(path, query)
                 return
             body = self._read_body()
+            if body is not None and path.startswith("/media/"):
+                authorization = self.headers.get("Authorization")
+                self._send(*self._srv.media.serve(self.command, path, query, authorization))
+                return
             if body is not None:
                 self._send(
                     handle_control(
@@ -153,29 +163,31 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._send(error_reply(error))
             return
         srv.stats.request(resolved.route_key, resolved.args[1] if resolved.route_key == _GET_ONE else None)
-        kind, reset_after = srv.injector.draw()
-        if kind == "reset" and not reset_after:
+        call_sid = resolved.args[1] if "{call_sid}" in resolved.route_key else None
+        kind, reset_after = srv.injector.decide(resolved.route_key, call_sid)
+        if kind in RESET_KINDS and not reset_after:
             srv.stats.fault(kind)
             self._reset()
             return
         body = self._read_body()
         if body is None:
             return
-        if kind is not None and kind != "reset":
+        fault = srv.injector.error_for(kind) if kind is not None else None
+        if kind is not None and kind not in RESET_KINDS:
             srv.stats.fault(kind)
-            fault = srv.injector.error_for(kind)
-            if fault is not None:
+            if fault is not None and kind not in ERRORS_AFTER_HANDLING:
                 self._send(error_reply(fault))
                 return
-            time.sleep(srv.injector.slow_seconds)  # "slow": then answer normally
+            if kind == "slow":  # then answer normally
+                time.sleep(srv.injector.slow_seconds)
         reply = srv.api.handle(
             resolved, self.headers.get("Authorization"), query, body, self.headers.get("Content-Type")
         )
-        if kind == "reset":  # the request was carried out; its reply is lost
+        if kind in RESET_KINDS:  # the request was carried out; its reply is lost
             srv.stats.fault(kind, after_handling=True)
             self._reset()
             return
-        self._send(reply)
+        self._send(error_reply(fault) if fault is not None else reply)
 
     def _read_body(self) -> bytes | None:
         """Read the request body; on a framing error reply 400/413, close, and return None."""
@@ -226,10 +238,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self.connection.close()  # the fd really closes (RST) when finish() closes rfile, before any FIN
 
-    def _send(self, reply: Reply) -> None:
-        """Write the status line, headers and body in one write (one segment for small replies)."""
+    def _send(self, reply: Reply, cut: bool = False) -> None:
+        """Write the status line, headers and body: one write for small replies, chunks for large ones.
+
+        :param reply: the reply.
+        :param cut: send the full ``Content-Length`` but only half the body, then close (a cut transfer).
+        """
         phrase = self.responses.get(reply.status, ("",))[0]
-        head = [f"HTTP/1.1 {reply.status} {phrase}", f"Date: {_http_date(int(time.time()))}"]
+        head = [
+            f"HTTP/1.1 {reply.status} {phrase}",
+            f"Date: {_http_date(int(self._srv.api.store.service_now()))}",
+        ]
         if reply.status != 204:  # a 204 carries no body and, per RFC 9110, no Content-Length
             head.append(f"Content-Type: {reply.content_type}")
             head.append(f"Content-Length: {len(reply.body)}")
@@ -237,6 +256,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             head.append("Connection: close")
         payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if self.command != "HEAD":
-            payload += reply.body
+        body = b"" if self.command == "HEAD" else reply.body
+        if cut:
+            self.close_connection = True
+            body = body[: len(body) // 2]
+        if len(body) <= CHUNK:
+            self.wfile.write(payload + body)
+            return
         self.wfile.write(payload)
+        view = memoryview(body)
+        for offset in range(0, len(body), CHUNK):
+            self.wfile.write(view[offset : offset + CHUNK])

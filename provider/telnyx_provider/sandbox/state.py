@@ -39,11 +39,16 @@ class Call:
     :param sid: the call sid.
     :param hangup_at: epoch time of the hang-up, ``math.inf`` while none is known.
     :param silent: whether recordings on this call end ``absent`` (no audio).
+    :param transcribe: whether completed recordings on this call get a transcription.
+    :param audio_seconds: the duration (and audio length) of every recording on this call once final,
+        whatever the time it ran; None: the time it really recorded.
     """
 
     sid: str
     hangup_at: float
     silent: bool
+    transcribe: bool = False
+    audio_seconds: int | None = None
     recording_sids: list[str] = field(default_factory=list)
 
 
@@ -68,6 +73,8 @@ class Recording:
     running_since: float | None = None  # None while paused
     updated_at: float = 0.0
     final_notified: bool = False
+    transcription_sid: str | None = None  # set on calls created with transcribe=True
+    transcription_deleted: bool = False
 
     def end_time(self) -> float:
         """Return when the recording ends (or ended): the first of stop, hang-up and length reached."""
@@ -98,4 +105,13 @@ class Recording:
             return Snapshot(status, None, max(self.updated_at, end))
         if self.call.silent:
             return Snapshot("absent", 0, final_at)
+        if self.call.audio_seconds is not None:
+            return Snapshot("completed", self.call.audio_seconds, final_at)
         return Snapshot("completed", max(1, int(self.recorded_seconds(end) + 0.5)), final_at)
+
+    def final_at(self, processing_delay: float) -> float:
+        """Return when the recording reaches (or reached) its final state; ``math.inf`` while unknown.
+
+        :param processing_delay: seconds between the end and the final state.
+        """
+        return self.end_time() + processing_delay

@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "reset", "slow")
+FAULT_KINDS = ("429", "500", "503", "reset", "slow")  # the default random set
+EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after")  # deterministic kinds, for inject() or faults=
+ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 
 
 class Stats:
@@ -16,11 +18,14 @@ class Stats:
         self._lock = threading.Lock()
         self._routes: Counter[str] = Counter()
         self._gets: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter({kind: 0 for kind in FAULT_KINDS})
+        self._faults: Counter[str] = Counter({kind: 0 for kind in ALL_FAULT_KINDS})
         self._resets_after = 0
         self._connections = 0
         self._callbacks_sent = 0
         self._callbacks_failed = 0
+        self._media_requests = 0
+        self._media_with_auth = 0
+        self._media_faults: Counter[str] = Counter({kind: 0 for kind in ("cut", "403", "404")})
 
     def request(self, route_key: str, recording_sid: str | None = None) -> None:
         """Count one request to an API route (faulted and refused ones included).
@@ -36,7 +41,7 @@ class Stats:
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
 
-        :param kind: one of ``429``, ``500``, ``503``, ``reset``, ``slow``.
+        :param kind: one of :data:`ALL_FAULT_KINDS`.
         :param after_handling: a reset sent after the request was carried out (reply lost).
         """
         with self._lock:
@@ -59,6 +64,20 @@ class Stats:
             else:
                 self._callbacks_failed += 1
 
+    def media_request(self, with_auth: bool) -> None:
+        """Count one media request.
+
+        :param with_auth: whether it carried an ``Authorization`` header (a client leaking its API key).
+        """
+        with self._lock:
+            self._media_requests += 1
+            self._media_with_auth += with_auth
+
+    def media_fault(self, kind: str) -> None:
+        """Count one media fault: ``cut``, ``403`` or ``404``."""
+        with self._lock:
+            self._media_faults[kind] += 1
+
     def snapshot(self) -> dict[str, Any]:
         """Return a copy of all counters as plain JSON-serialisable values."""
         with self._lock:
@@ -71,4 +90,7 @@ class Stats:
                 "resets_after_handling": self._resets_after,
                 "callbacks_sent": self._callbacks_sent,
                 "callbacks_failed": self._callbacks_failed,
+                "media_requests": self._media_requests,
+                "media_requests_with_auth": self._media_with_auth,
+                "media_faults_injected": dict(self._media_faults),
             }

@@ -1,19 +1,16 @@
-"""Thread-safe store of the sandbox's calls and recordings for one account (no I/O, injectable clock)."""
+"""Thread-safe store of the sandbox's calls and recordings for one account: the recording operations."""
 
 from __future__ import annotations
 
 import math
-import threading
-import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, ApiError, not_found
-from telnyx_provider.sandbox.state import Call, Clock, Recording, new_call_sid
-from telnyx_provider.sandbox.views import ACCOUNTS_PREFIX, Snapshot, page_json, recording_json
+from telnyx_provider.sandbox.state import Recording
+from telnyx_provider.sandbox.transcripts import TranscriptionsMixin
+from telnyx_provider.sandbox.views import ACCOUNTS_PREFIX, page_json
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.params import Paging, StartParams
@@ -33,80 +30,11 @@ class FinalCheck:
     params: StartParams | None = None
 
 
-class RecordingStore:
-    """Thread-safe store of the sandbox's calls and recordings for one account.
+class RecordingStore(TranscriptionsMixin):
+    """Thread-safe store of the sandbox's calls and recordings for one account (no I/O, injectable clock).
 
-    :param account_sid: the only account sid the store answers for; others get 404.
-    :param clock: returns the current epoch time; inject a fake one in tests.
-    :param recording_seconds: length after which a recording ends by itself, None for unlimited.
-    :param processing_delay: seconds between a recording's end and its final state.
-    :param media_prefix: base of media links (set once the server's port is known).
+    Construction parameters are those of :class:`~telnyx_provider.sandbox.registry.Registry`.
     """
-
-    def __init__(
-        self,
-        account_sid: str,
-        *,
-        clock: Clock = time.time,
-        recording_seconds: float | None = None,
-        processing_delay: float = 0.5,
-        media_prefix: str = "",
-    ) -> None:
-        self.account_sid = account_sid
-        self.clock = clock
-        self.recording_seconds = recording_seconds
-        self.processing_delay = processing_delay
-        self.media_prefix = media_prefix
-        self._lock = threading.Lock()
-        self._calls: dict[str, Call] = {}
-        self._recordings: dict[str, Recording] = {}
-        self._starts: Counter[str] = Counter()
-
-    def _check_account(self, account_sid: str) -> None:
-        if account_sid != self.account_sid:
-            raise not_found(f"Account {account_sid} not found")
-
-    def _call(self, call_sid: str) -> Call:
-        call = self._calls.get(call_sid)
-        if call is None:
-            raise not_found(f"Call {call_sid} not found")
-        return call
-
-    def _recording(self, recording_sid: str) -> Recording:
-        rec = self._recordings.get(recording_sid)
-        if rec is None:
-            raise not_found(f"Recording {recording_sid} not found")
-        return rec
-
-    def _json(self, rec: Recording, snap: Snapshot, call_scoped: bool) -> dict[str, Any]:
-        return recording_json(rec, snap, self.account_sid, self.media_prefix, call_scoped)
-
-    def create_call(self, hangup_after: float | None = None, silent: bool = False) -> str:
-        """Create a live call and return its sid.
-
-        :param hangup_after: hang the call up by itself this many seconds from now; None: only on request.
-        :param silent: recordings on this call end ``absent`` instead of ``completed``.
-        """
-        sid = new_call_sid()
-        hangup_at = self.clock() + hangup_after if hangup_after is not None else math.inf
-        with self._lock:
-            self._calls[sid] = Call(sid, hangup_at, silent)
-        return sid
-
-    def hangup(self, call_sid: str) -> list[str]:
-        """Hang a call up now (no-op if it already has); its running recordings end.
-
-        :param call_sid: the call to hang up.
-        :return: sids of the recordings whose end this moved (their final state is now scheduled).
-        :raises ApiError: 404 for an unknown call.
-        """
-        now = self.clock()
-        with self._lock:
-            call = self._call(call_sid)
-            if call.hangup_at <= now:
-                return []
-            call.hangup_at = now
-            return [sid for sid in call.recording_sids if self._recordings[sid].end_time() == now]
 
     def start_recording(self, account_sid: str, call_sid: str, params: StartParams) -> dict[str, Any]:
         """Start a recording on a live call and return its JSON (call-scoped ``uri``).
@@ -116,9 +44,9 @@ class RecordingStore:
         :param params: validated start parameters.
         :raises ApiError: 404 for an unknown account or call, or a call that is no longer live.
         """
-        now = self.clock()
-        length_end = now + self.recording_seconds if self.recording_seconds is not None else math.inf
-        with self._lock:
+        with self._lock:  # the clock is read under the lock so a call's recordings are in start order
+            now = self.clock()
+            length_end = now + self.recording_seconds if self.recording_seconds is not None else math.inf
             self._check_account(account_sid)
             call = self._call(call_sid)
             if call.hangup_at <= now:
@@ -126,11 +54,13 @@ class RecordingStore:
             rec = Recording(
                 str(uuid.uuid4()), call, params, now, length_end, running_since=now, updated_at=now
             )
+            if call.transcribe:
+                rec.transcription_sid = str(uuid.uuid4())
             self._recordings[rec.sid] = rec
             call.recording_sids.append(rec.sid)
             self._starts[call_sid] += 1
             snap = rec.snapshot(now, self.processing_delay)
-        return self._json(rec, snap, True)
+        return self._json(rec, snap, True, now)
 
     def update_recording(
         self, account_sid: str, call_sid: str, recording_sid: str, status: str
@@ -169,7 +99,7 @@ class RecordingStore:
                 rec.running_since = now
             rec.updated_at = now
             snap = rec.snapshot(now, self.processing_delay)
-        return self._json(rec, snap, True)
+        return self._json(rec, snap, True, now)
 
     def get_recording(self, account_sid: str, recording_sid: str) -> dict[str, Any]:
         """Return one recording's JSON (account-scoped ``uri``).
@@ -181,7 +111,7 @@ class RecordingStore:
             self._check_account(account_sid)
             rec = self._recording(recording_sid)
             snap = rec.snapshot(now, self.processing_delay)
-        return self._json(rec, snap, False)
+        return self._json(rec, snap, False, now)
 
     def delete_recording(self, account_sid: str, recording_sid: str) -> None:
         """Delete a recording (whatever its state); later reads of it get 404.
@@ -202,39 +132,32 @@ class RecordingStore:
         :param extra_query: encoded filter parameters to repeat in the page links.
         :raises ApiError: 404 for an unknown account.
         """
-        now, start = self.clock(), paging.page * paging.page_size
+        now, paging = self.clock(), self.policy.cap(paging)
         with self._lock:
             self._check_account(account_sid)
-            if paging.created_from == -math.inf and paging.created_before == math.inf:
-                total = len(self._recordings)
-                chosen = list(islice(self._recordings.values(), start, start + paging.page_size))
-            else:
-                matching = [
-                    r
-                    for r in self._recordings.values()
-                    if paging.created_from <= r.started_at < paging.created_before
-                ]
-                total, chosen = len(matching), matching[start : start + paging.page_size]
+            chosen, total = self.policy.select(self._recordings.values(), paging, now)
             snaps = [(rec, rec.snapshot(now, self.processing_delay)) for rec in chosen]
-        items = [self._json(rec, snap, False) for rec, snap in snaps]
+        items = [self._json(rec, snap, False, now) for rec, snap in snaps]
         base = f"{ACCOUNTS_PREFIX}{account_sid}/Recordings.json"
         return page_json(items, total, paging.page, paging.page_size, base, extra_query)
 
-    def list_call_recordings(self, account_sid: str, call_sid: str, paging: Paging) -> dict[str, Any]:
-        """Return one page of a call's recordings (call-scoped ``uri``) in the list envelope.
+    def list_call_recordings(
+        self, account_sid: str, call_sid: str, paging: Paging, extra_query: str = ""
+    ) -> dict[str, Any]:
+        """Return one page of a call's recordings (call-scoped ``uri``), oldest first, in the list envelope.
 
         :raises ApiError: 404 for an unknown account or call.
         """
-        now, start = self.clock(), paging.page * paging.page_size
+        now, paging = self.clock(), self.policy.cap(paging)
         with self._lock:
             self._check_account(account_sid)
             call = self._call(call_sid)
-            total = len(call.recording_sids)
-            chosen = [self._recordings[sid] for sid in call.recording_sids[start : start + paging.page_size]]
+            recordings = [self._recordings[sid] for sid in call.recording_sids]
+            chosen, total = self.policy.select(recordings, paging, now)
             snaps = [(rec, rec.snapshot(now, self.processing_delay)) for rec in chosen]
-        items = [self._json(rec, snap, True) for rec, snap in snaps]
+        items = [self._json(rec, snap, True, now) for rec, snap in snaps]
         base = f"{ACCOUNTS_PREFIX}{account_sid}/Calls/{call_sid}/Recordings.json"
-        return page_json(items, total, paging.page, paging.page_size, base)
+        return page_json(items, total, paging.page, paging.page_size, base, extra_query)
 
     def final_due(self, recording_sid: str) -> float | None:
         """Return when a recording that has a status callback URL reaches its final state.
@@ -264,33 +187,4 @@ class RecordingStore:
                 end = rec.end_time()
                 return FinalCheck(end + self.processing_delay if end != math.inf else None)
             rec.final_notified = True
-        return FinalCheck(None, self._json(rec, snap, False), rec.params)
-
-    def media(self, recording_sid: str) -> tuple[int, int] | None:
-        """Return ``(duration seconds, channels)`` of a completed recording's audio, or None if none."""
-        now = self.clock()
-        with self._lock:
-            rec = self._recordings.get(recording_sid)
-            if rec is None:
-                return None
-            snap = rec.snapshot(now, self.processing_delay)
-        if snap.status != "completed" or snap.duration is None:
-            return None
-        return snap.duration, 1 if rec.params.channels == "single" else 2
-
-    def completed_at(self) -> dict[str, float]:
-        """Return, for each recording already final, the epoch time it became completed or absent."""
-        now = self.clock()
-        with self._lock:
-            ends = [(sid, rec.end_time() + self.processing_delay) for sid, rec in self._recordings.items()]
-        return {sid: final_at for sid, final_at in ends if final_at <= now}
-
-    def starts_per_call(self) -> dict[str, int]:
-        """Return how many recordings were actually started on each call (deleted ones included)."""
-        with self._lock:
-            return dict(self._starts)
-
-    def counts(self) -> dict[str, int]:
-        """Return the numbers of calls and (undeleted) recordings held."""
-        with self._lock:
-            return {"calls": len(self._calls), "recordings": len(self._recordings)}
+        return FinalCheck(None, self._json(rec, snap, False, now), rec.params)

@@ -68,27 +68,32 @@ def price_of(duration: int) -> str:
 
 
 def recording_json(
-    rec: Recording, snap: Snapshot, account_sid: str, media_prefix: str, call_scoped: bool
+    rec: Recording,
+    snap: Snapshot,
+    account_sid: str,
+    media_url: str | None,
+    call_scoped: bool,
+    clock_skew: float = 0.0,
 ) -> dict[str, Any]:
     """Build the JSON object of one recording.
 
     :param rec: the recording.
     :param snap: its state at the instant of the read.
     :param account_sid: the account sid to report.
-    :param media_prefix: base of media links, e.g. ``http://127.0.0.1:8765/media/``.
+    :param media_url: the (signed) media link to report once the recording is completed.
     :param call_scoped: whether ``uri`` takes the call-scoped form (start, update, call list replies).
+    :param clock_skew: seconds added to every date (the service's clock is off from ours).
     """
     final = snap.duration is not None
-    has_media = snap.status == "completed"
     transcriptions: dict[str, Any] = {"transcriptions": None}
     return {
         "account_sid": account_sid,
         "call_sid": rec.call.sid,
         "conference_sid": None,
         "channels": 1 if rec.params.channels == "single" else 2,
-        "date_created": rfc2822(rec.started_at),
-        "date_updated": rfc2822(snap.updated_at),
-        "start_time": rfc2822(rec.started_at),
+        "date_created": rfc2822(rec.started_at + clock_skew),
+        "date_updated": rfc2822(snap.updated_at + clock_skew),
+        "start_time": rfc2822(rec.started_at + clock_skew),
         "duration": str(snap.duration) if final else None,
         "price": price_of(snap.duration or 0) if final else None,
         "price_unit": "USD",
@@ -97,7 +102,7 @@ def recording_json(
         "error_code": None,
         "track": rec.params.track,
         "status": snap.status,
-        "media_url": f"{media_prefix}{rec.sid}.wav" if has_media else None,
+        "media_url": media_url if snap.status == "completed" else None,
         "subresource_uris": transcriptions,
         # The spec's GET schema spells this key with an extra 's'; serve both so either reading works.
         "subresources_uris": transcriptions,
