@@ -292,3 +292,67 @@ def test_serialize_round_trips_and_bad_arguments_are_refused():
     ):
         with pytest.raises(TelnyxValidationError):
             RecordingsFinishedTrigger(account_sid="acc", **bad)
+
+
+@pytest.fixture
+def make_sandbox(monkeypatch):
+    """``make(**Sandbox kwargs)``: a sandbox with ``telnyx_default`` pointing at it, stopped at the end."""
+    from telnyx_provider.sandbox import Sandbox
+
+    started = []
+
+    def make(**kwargs):
+        sb = Sandbox(port=0, processing_delay=0.2, **kwargs).start()
+        started.append(sb)
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
+
+
+@pytest.mark.parametrize("skew", [-900.0, 900.0])
+async def test_a_service_clock_off_from_ours_loses_and_repeats_nothing(make_sandbox, skew):
+    sb = make_sandbox(clock_skew=skew)
+    calls = [start_recording(sb) for _ in range(2)]
+    running = Running(trigger(sb, overlap=5).run())
+    await until(lambda: polls(sb) >= 1)
+    sb.hangup(calls[0][0])
+    await until(lambda: len(running.events) >= 1)
+    late_call, late = start_recording(sb)  # created after the frontier: found by the Telnyx-dated window
+    sb.hangup(late_call)
+    sb.hangup(calls[1][0])
+    await until(lambda: len(running.events) >= 3)
+    count = polls(sb)
+    await until(lambda: polls(sb) >= count + 3)
+    await running.stop()
+    assert sorted(running.sids()) == sorted([calls[0][1], calls[1][1], late])
+
+
+async def test_recordings_late_to_appear_in_the_list_are_still_reported_once(make_sandbox):
+    sb = make_sandbox(list_lag=1.0)
+    running = Running(trigger(sb, overlap=30).run())
+    await until(lambda: polls(sb) >= 1)
+    first_call, first = start_recording(sb)
+    await until(lambda: polls(sb) >= 8)  # it shows up in the list only after the lag
+    quick_call, quick = start_recording(sb)
+    sb.hangup(quick_call)  # finished before it is even listed
+    sb.hangup(first_call)
+    await until(lambda: len(running.events) >= 2)
+    count = polls(sb)
+    await until(lambda: polls(sb) >= count + 8)  # past the lag: nothing more comes
+    await running.stop()
+    assert sorted(running.sids()) == sorted([first, quick])
+
+
+async def test_a_service_that_caps_the_page_size_is_still_read_to_the_end(make_sandbox):
+    sb = make_sandbox(max_page_size=2)
+    running = Running(trigger(sb).run())  # asks for 1,000 a page, gets 2
+    calls = [start_recording(sb) for _ in range(5)]
+    await until(lambda: polls(sb) >= 1)
+    for call_sid, _ in calls:
+        sb.hangup(call_sid)
+    await until(lambda: len(running.events) >= 5)
+    await running.stop()
+    assert sorted(running.sids()) == sorted(sid for _, sid in calls)
