@@ -7,7 +7,8 @@ small and JSON (:meth:`RecordingFeed.to_json`), for the asset's state store:
 
 - ``frontier``: the newest ``date_created`` seen. Dates are Telnyx's own, never our clock, so a skew between
   the two clocks cannot open a gap;
-- ``pending``: recordings seen not final yet (they are reported when they become final, however old);
+- ``pending``: recordings seen not final yet (they are reported when they become final, however old; the
+  listings start at the oldest of them);
 - ``recent_final``: final recordings created within ``overlap`` of the frontier (reported, or already final
   when first seen), so a listing that shows them again does not report them twice.
 
@@ -78,7 +79,8 @@ class RecordingFeed:
     recent_final: dict[str, str] = field(default_factory=dict)  # sid -> date_created ISO
 
     def window_start(self, now: datetime, lookback: float) -> datetime:
-        """Where the next listing starts (``DateCreated>=``): before every pending recording and the frontier.
+        """Where the next listing starts (``DateCreated>=``): at the oldest pending recording, and ``overlap``
+        before the frontier (for recordings listed late), whichever is earlier.
 
         Before the first listing (or while nothing was ever listed) it is ``now - lookback``, or ``since`` if
         that is earlier: a recording in progress when the watcher starts is found if it began within
@@ -86,12 +88,12 @@ class RecordingFeed:
         """
         marks = [parse_moment(created) for created, _ in self.pending.values()]
         if self.frontier is not None:
-            marks.append(self.frontier)
+            marks.append(self.frontier - timedelta(seconds=self.overlap))
         known = [mark for mark in marks if mark is not None]
         if not known:
             start = now - timedelta(seconds=lookback)
             return min(start, self.since) if self.since is not None and not self.started else start
-        return min(known) - timedelta(seconds=self.overlap)
+        return min(known)
 
     def observe(self, recordings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Take in one full listing; return the recordings to report, oldest first, and update the state."""

@@ -58,14 +58,16 @@ def test_since_reports_recordings_already_final_at_the_first_listing():
     assert sids(feed.observe([rec("live", 20, "completed")])) == ["live"]
 
 
-def test_the_window_reaches_back_to_the_oldest_pending_recording_with_the_overlap():
+def test_the_window_starts_at_the_oldest_pending_recording_or_the_overlap_before_the_frontier():
     feed = RecordingFeed(account_sid="acc", overlap=60)
     now = T0 + timedelta(hours=1)
     assert feed.window_start(now, lookback=3600) == now - timedelta(hours=1)
     feed.observe([rec("long", 0), rec("short", 600, "completed")])
-    assert feed.window_start(now, lookback=3600) == T0 - timedelta(seconds=60)
-    feed.observe([rec("long", 0, "completed"), rec("short", 600, "completed")])
-    assert feed.window_start(now, lookback=3600) == T0 + timedelta(seconds=600 - 60)  # the frontier
+    assert feed.window_start(now, lookback=3600) == T0
+    feed.observe([rec("long", 0), rec("short", 600, "completed"), rec("new", 620)])
+    assert feed.window_start(now, lookback=3600) == T0
+    feed.observe([rec("long", 0, "completed"), rec("short", 600, "completed"), rec("new", 620, "completed")])
+    assert feed.window_start(now, lookback=3600) == T0 + timedelta(seconds=620 - 60)  # the frontier
 
 
 def test_the_window_follows_telnyx_dates_not_our_clock():
@@ -74,6 +76,8 @@ def test_the_window_follows_telnyx_dates_not_our_clock():
     feed.observe([rec("a", 0, "completed")])
     skewed_now = T0 + timedelta(days=1)
     assert feed.window_start(skewed_now, lookback=3600) == T0 - timedelta(seconds=60)
+    feed.observe([rec("a", 0, "completed"), rec("b", 30)])
+    assert feed.window_start(skewed_now, lookback=3600) == T0 - timedelta(seconds=30)
 
 
 def test_a_listing_repeating_a_recording_across_pages_reports_it_once():
