@@ -19,11 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -c "import telnyx_provider, airflow, pytest"
 	touch $@
 
-$(FLOOR_VENV)/.installed: pyproject.toml ci/constraints-airflow-$(AIRFLOW_FLOOR).txt
+# The floor: Airflow $(AIRFLOW_FLOOR) with the lowest versions pyproject.toml declares for our own
+# dependencies (pinned in the constraints file); check_floor.py fails if any pin was not installed or
+# drifted from pyproject.toml's lower bounds.
+$(FLOOR_VENV)/.installed: pyproject.toml ci/constraints-airflow-$(AIRFLOW_FLOOR).txt ci/check_floor.py
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/pip install $(PIP_FLAGS) -c ci/constraints-airflow-$(AIRFLOW_FLOOR).txt \
 		"apache-airflow==$(AIRFLOW_FLOOR)" -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(FLOOR_VENV)/bin/python -c "import telnyx_provider, airflow, pytest"
+	$(FLOOR_VENV)/bin/python ci/check_floor.py ci/constraints-airflow-$(AIRFLOW_FLOOR).txt
 	touch $@
 
 install: $(VENV)/.installed

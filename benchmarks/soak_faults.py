@@ -153,16 +153,12 @@ class Starter:
     """Starts recordings as ``StartCallRecordingOperator`` does, one ``RecordingHook`` per thread."""
 
     local: threading.local = field(default_factory=threading.local)
-    hooks: list[Any] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def hook(self) -> Any:
         from telnyx_provider.hooks.recording import RecordingHook
 
         if not hasattr(self.local, "hook"):
             self.local.hook = RecordingHook(CONN_ID)
-            with self.lock:
-                self.hooks.append(self.local.hook)
         return self.local.hook
 
     def start(self, outcome: Outcome) -> dict[str, Any] | None:
@@ -185,10 +181,6 @@ class Starter:
             except TelnyxApiError as error:
                 outcome.error = str(error)
         return None
-
-    def retries(self) -> int:
-        """Retries counted by the hooks' own retry policies (a cross-check of the logged ones)."""
-        return sum(hook.retry_policy.stats.retries for hook in self.hooks)
 
 
 def sync_path(call_sid: str, starter: Starter, poll_interval: float, deadline: float) -> Outcome:
@@ -305,7 +297,6 @@ def _by_reason(counts: Counter[str]) -> Counter[str]:
 def summarize(
     name: str,
     outcomes: list[Outcome],
-    starter: Starter,
     wall: float,
     before: dict[str, Any],
     after: dict[str, Any],
@@ -345,7 +336,6 @@ def summarize(
             hook_retries + trigger_retries, RETRY_REASONS
         ),
         "retries by the trigger's async client (polls)": sum(trigger_retries.values()),
-        "retries counted by the sync hooks' RetryPolicy.stats": starter.retries(),
         "faults with no logged retry (slow replies aside)": sum(faults.values()) - faults["slow"] - retries,
         "**waited as the service asked** (Retry-After), s": round(
             sum(w["asked"] for w in tally.waited.values()), 1
@@ -409,9 +399,10 @@ NOTES = [
     "was lost (a reset after the sandbox carried it out) is found by listing the call's recordings and "
     "*adopted*; after a failure that started nothing (a reset before, a 500, a 503) it is sent again; after "
     "a 429 it is sent again without listing.",
-    "- Each retry is one warning in the log, counted here from those warnings; on the sync path they match "
-    "the hooks' `RetryPolicy.stats` one for one. A slow reply arrives within the read timeout (30 s): it "
-    "costs time, not a retry.",
+    "- Each retry is one warning in the log, counted here from those warnings (their `telnyx_retry` extra: "
+    "reason, wait, whether the service asked for it); the sandbox counts the faults it injected, so *faults "
+    "with no logged retry* checks one against the other. A slow reply arrives within the read timeout "
+    "(30 s): it costs time, not a retry.",
     "- *Faults with no logged retry*, when not 0 on the trigger path: the async client's HTTP library "
     "(aiohttp) re-sends a GET once by itself after a reset, before the retry policy sees a failure, so that "
     "attempt is neither logged nor counted.",
@@ -472,11 +463,11 @@ def main(argv: list[str] | None = None) -> int:
             tally.reset()
             before = sandbox.stats()
             if name == "trigger":
-                outcomes, starter, wall = run_triggers(phase_calls, args, tally)
+                outcomes, _, wall = run_triggers(phase_calls, args, tally)
             else:
-                outcomes, starter, wall = run_sync(phase_calls, args)
+                outcomes, _, wall = run_sync(phase_calls, args)
             after = sandbox.stats()
-            results.append(summarize(name, outcomes, starter, wall, before, after, tally))
+            results.append(summarize(name, outcomes, wall, before, after, tally))
         final = sandbox.stats()
     finally:
         sandbox.stop()

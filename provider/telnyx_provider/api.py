@@ -8,18 +8,27 @@ same paths, headers, error parsing and recording model.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import pendulum
 
 from telnyx_provider import __version__
 from telnyx_provider.errors import TLS_HINT, TelnyxApiError, TelnyxValidationError
 from telnyx_provider.models import normalize_recording
-from telnyx_provider.params import UPDATE_STATUSES, StartRecordingParams, require_choice, require_identifier
+from telnyx_provider.params import (
+    UPDATE_STATUSES,
+    StartRecordingParams,
+    format_date_filter,
+    require_choice,
+    require_identifier,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import date, datetime
 
 T = TypeVar("T")
 
@@ -28,6 +37,8 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Reply headers kept on errors, for the retry policy.
 RETRY_HEADERS = ("retry-after", "x-ratelimit-reset", "x-ratelimit-limit", "x-ratelimit-remaining")
 _BODY_PREVIEW = 200
+#: The query key of ``DateCreated>=...`` (the spec's "inequality operators", Twilio's convention).
+DATE_CREATED_AFTER_KEY = "DateCreated>"
 
 _HINTS = {
     401: "Check the API key stored as the password of the Telnyx connection.",
@@ -131,30 +142,223 @@ def list_recordings(
     *,
     page: int | None = None,
     page_size: int | None = None,
-    date_created_after: datetime | None = None,
+    date_created_after: datetime | date | str | None = None,
 ) -> ApiRequest:
     """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page).
 
-    :param date_created_after: only recordings created at or after this (timezone-aware) moment, sent as the
-        spec's ``DateCreated`` filter with its ``>=`` operator (``DateCreated>=2023-05-22T00:00:00Z``).
+    :param date_created_after: only recordings created at or after this moment, sent as the spec's
+        ``DateCreated`` filter with its ``>=`` operator (``DateCreated>=2023-05-22T00:00:00Z``).
     """
     query = _paging(page, page_size)
     if date_created_after is not None:
-        if date_created_after.utcoffset() is None:
-            raise TelnyxValidationError("date_created_after", date_created_after, "a timezone-aware datetime")
-        # The query key is ``DateCreated>`` and ``=`` separates its value: ``DateCreated>=...``.
-        query["DateCreated>"] = date_created_after.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Twilio-style inequality: the query key is ``DateCreated>`` and ``=`` separates its value.
+        query[DATE_CREATED_AFTER_KEY] = format_date_filter("date_created_after", date_created_after)
     return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
 
 
 def _paging(page: int | None, page_size: int | None) -> dict[str, str]:
     """The ``Page``/``PageSize`` query of a list request (zero-indexed page), validated."""
-    for argument, value, minimum in (("page", page, 0), ("page_size", page_size, 1)):
+    _check_whole(page=(page, 0), page_size=(page_size, 1))
+    given = (("Page", page), ("PageSize", page_size))
+    return {name: str(value) for name, value in given if value is not None}
+
+
+def _check_whole(**values: tuple[int | None, int]) -> None:
+    for argument, (value, minimum) in values.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
             raise TelnyxValidationError(argument, value, f"a whole number >= {minimum}")
-    return {
-        name: str(value) for name, value in (("Page", page), ("PageSize", page_size)) if value is not None
-    }
+
+
+def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]], bool]:
+    """The ``DateCreated>=`` filter on our side: whether a recording was created at or after ``value``.
+
+    A date means its midnight UTC. A recording whose ``date_created`` cannot be read is kept (the
+    service applied the filter too).
+    """
+    bound = _moment(format_date_filter("date_created_after", value))
+    assert bound is not None
+
+    def check(recording: Mapping[str, Any]) -> bool:
+        moment = _moment(recording.get("date_created"))
+        return moment is None or moment >= bound
+
+    return check
+
+
+def _moment(text: object) -> pendulum.DateTime | None:
+    try:
+        parsed = pendulum.parse(text, tz="UTC") if isinstance(text, str) else None
+    except (ValueError, pendulum.parsing.exceptions.ParserError):
+        return None
+    return parsed if isinstance(parsed, pendulum.DateTime) else None
+
+
+def list_transcriptions(
+    account_sid: str, *, page_size: int | None = None, page_token: str | None = None
+) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Transcriptions.json`` (one page; the next one by ``PageToken``)."""
+    _check_whole(page_size=(page_size, 1))
+    query: dict[str, str] = {}
+    if page_token is not None:
+        query["PageToken"] = require_identifier("page_token", page_token)
+    if page_size is not None:
+        query["PageSize"] = str(page_size)
+    path = f"{_account(account_sid)}/Transcriptions.json"
+    return ApiRequest("GET", path, "list_transcriptions", query=query)
+
+
+def get_transcription(account_sid: str, transcription_sid: str) -> ApiRequest:
+    """``GET /texml/Accounts/{account_sid}/Transcriptions/{recording_transcription_sid}.json``."""
+    path = f"{_account(account_sid)}/Transcriptions/{_segment('transcription_sid', transcription_sid)}.json"
+    return ApiRequest("GET", path, "get_transcription")
+
+
+def delete_transcription(account_sid: str, transcription_sid: str) -> ApiRequest:
+    """``DELETE /texml/Accounts/{account_sid}/Transcriptions/{recording_transcription_sid}.json``."""
+    path = f"{_account(account_sid)}/Transcriptions/{_segment('transcription_sid', transcription_sid)}.json"
+    return ApiRequest("DELETE", path, "delete_transcription")
+
+
+def next_page_token(page: Mapping[str, Any]) -> str | None:
+    """The ``PageToken`` of a list reply's ``next_page_uri``, or ``None`` on the last page."""
+    uri = page.get("next_page_uri")
+    if not isinstance(uri, str) or not uri:
+        return None
+    tokens = parse_qs(urlsplit(uri).query).get("PageToken")
+    return tokens[0] if tokens and tokens[0] else None
+
+
+# -- recording media ---------------------------------------------------------------------------------
+
+#: File extensions of the media types a recording may come in; others fall back to the link's own.
+MEDIA_EXTENSIONS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/ogg": "ogg",
+    "audio/flac": "flac",
+    "audio/mp4": "m4a",
+    "audio/webm": "webm",
+}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_EXTENSION_RE = re.compile(r"[a-z0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class MediaRequest:
+    """The GET of a recording's audio.
+
+    The link is a bearer capability to personal data: it is kept out of ``repr`` and must never reach a
+    log line or a message; :attr:`host` and :attr:`recording_sid` are what may be shown.
+
+    :param url: the media link (``media_url`` of the recording).
+    :param recording_sid: the recording, for messages.
+    :param host: the link's host, for messages.
+    :param headers: the headers to send (``Authorization`` only towards the API's own origin).
+    """
+
+    url: str = field(repr=False)
+    recording_sid: str
+    host: str
+    headers: dict[str, str] = field(repr=False)
+
+    def describe(self) -> ApiRequest:
+        """This request as an :class:`ApiRequest` for errors: names the recording and host, not the link."""
+        return ApiRequest("GET", f"<media of recording {self.recording_sid} on {self.host}>", "get_media")
+
+
+def media_request(recording_sid: str, media_url: object, *, base_url: str, api_key: str) -> MediaRequest:
+    """Build the GET of a recording's media: the one place that decides its headers.
+
+    The API key goes only to the API's own origin (same scheme, host and port as ``base_url``); a
+    pre-signed link on a storage host gets no ``Authorization`` header (S3 would refuse two
+    credentials, and the key has no business there).
+
+    :raises TelnyxApiError: the recording has no usable http(s) media link.
+    """
+    parts = urlsplit(media_url) if isinstance(media_url, str) else None
+    try:
+        host = parts.hostname if parts is not None else None
+        port = parts.port if parts is not None else None  # raises ValueError on a bad port
+    except ValueError:
+        host = port = None
+    if parts is None or parts.scheme not in _DEFAULT_PORTS or not host:
+        raise TelnyxApiError(
+            status=None,
+            method="GET",
+            path=f"<media of recording {recording_sid}>",
+            detail="the recording has no http(s) media_url to download"
+            + ("" if media_url is None else " (the value is not shown: links are capabilities)"),
+        )
+    assert isinstance(media_url, str)
+    headers = {"Accept": "audio/*, */*;q=0.1", "User-Agent": USER_AGENT}
+    if same_origin(media_url, base_url):
+        headers["Authorization"] = f"Bearer {api_key}"
+    shown = host if port is None else f"{host}:{port}"
+    return MediaRequest(url=media_url, recording_sid=recording_sid, host=shown, headers=headers)
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Whether two URLs share scheme, host (case-insensitive) and port (default ports made explicit)."""
+    try:
+        first, second = urlsplit(url), urlsplit(other)
+        return (
+            first.scheme.lower() == second.scheme.lower()
+            and (first.hostname or "") == (second.hostname or "")
+            and (first.port or _DEFAULT_PORTS.get(first.scheme.lower()))
+            == (second.port or _DEFAULT_PORTS.get(second.scheme.lower()))
+        )
+    except ValueError:
+        return False
+
+
+def media_extension(content_type: str | None, media_url: str) -> str:
+    """The file extension of the media: from its ``Content-Type``, else from the link's path, else ``bin``."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind in MEDIA_EXTENSIONS:
+        return MEDIA_EXTENSIONS[kind]
+    name = urlsplit(media_url).path.rsplit("/", 1)[-1]
+    suffix = name.rpartition(".")[2].lower()
+    return suffix if "." in name and _EXTENSION_RE.fullmatch(suffix) else "bin"
+
+
+def media_error(
+    request: MediaRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> TelnyxApiError:
+    """The error of a refused media GET: status and Telnyx's code/detail, never the link (nor its query)."""
+    error = _error_from_reply(request.describe(), status, headers, body)
+    expired = status in (403, 404)
+    return TelnyxApiError(
+        status=status,
+        method=error.method,
+        path=error.path,
+        code=error.code,
+        title=None if error.title is None else redact_link(error.title, request.url),
+        detail=None if error.detail is None else redact_link(error.detail, request.url),
+        hint="The media link expired or was refused even after fetching the recording again; links are "
+        "short-lived (treat them as valid for 10 minutes)."
+        if expired
+        else None,
+        headers=error.headers,
+    )
+
+
+def media_failure(request: MediaRequest, failure: str, detail: str) -> TelnyxApiError:
+    """The error of a media GET that got no (complete) reply; the transport's text is cleared of the link."""
+    return no_reply(request.describe(), failure, redact_link(detail, request.url))
+
+
+def redact_link(text: str, url: str) -> str:
+    """``text`` with the link, its path and query, and any long query value replaced by ``***``."""
+    parts = urlsplit(url)
+    pieces = [url, parts.path + ("?" + parts.query if parts.query else ""), parts.query]
+    pieces += [value for values in parse_qs(parts.query).values() for value in values if len(value) >= 8]
+    for piece in sorted((piece for piece in pieces if piece), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:
@@ -218,6 +422,37 @@ def parse_recording_page(
             detail=f"the reply is not a list of recordings: {_preview(body)}",
         )
     return {**payload, "recordings": [normalize_recording(item) for item in recordings]}
+
+
+def parse_transcription(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """Like :func:`parse_reply`, for one transcription (dates in ISO 8601, as for recordings)."""
+    payload = parse_reply(request, status, headers, body)
+    if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not a transcription (no 'sid'): {_preview(body)}",
+        )
+    return normalize_recording(payload)  # the same date and duration fields as a recording
+
+
+def parse_transcription_page(
+    request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """Like :func:`parse_reply`, for transcription list replies; returns the page, its items normalized."""
+    payload = parse_reply(request, status, headers, body)
+    items = payload.get("transcriptions") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not a list of transcriptions: {_preview(body)}",
+        )
+    return {**payload, "transcriptions": [normalize_recording(item) for item in items]}
 
 
 def read_reply(

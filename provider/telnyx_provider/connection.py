@@ -4,7 +4,8 @@ Pure: it takes the Connection's fields, not the Connection lookup, so the sync h
 and the trigger (``aget_connection``) read it the same way. The one file it touches, a CA bundle, is read
 only when a client is built (:meth:`TelnyxConnectionConfig.ssl_context`).
 
-Connection fields: password = API key, login = default account SID, host = base URL. Extra (JSON):
+Connection fields: password = API key, login = default account SID, host = base URL (or a bare host,
+with ``schema`` = its scheme and ``port`` = its port, as Airflow's HTTP hook reads them). Extra (JSON):
 ``timeout`` (read, seconds), ``connect_timeout``, ``max_retries`` (attempts after the first),
 ``retry_max_wait`` (cap of one backoff wait), ``retry_budget`` (seconds of retrying per request),
 ``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size).
@@ -43,24 +44,44 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{tail}"
 
 
-def normalize_base_url(host: str | None) -> str:
-    """Turn the connection's host into the API base URL.
+def normalize_base_url(host: str | None, schema: str | None = None, port: object = None) -> str:
+    """Turn the connection's host, schema and port into the API base URL.
 
-    Empty: ``https://api.telnyx.com/v2``. A bare host name (``api.telnyx.com``) means ``https://<host>/v2``.
-    A URL with a scheme is used as given, with ``/v2`` added only when it has no path. Credentials in the
-    URL (``user:password@``) are refused, and never repeated in the message: the API key belongs in the
-    connection's password.
+    As Airflow's HTTP hook reads them: ``schema`` is the scheme of a bare host (``https`` when not given:
+    Telnyx is served over TLS) and ``port`` its port, so host ``127.0.0.1``, schema ``http``, port 8765
+    give ``http://127.0.0.1:8765/v2``. Empty host: ``https://api.telnyx.com/v2`` (a port without a host,
+    or schema ``http``, is refused). A URL with a scheme is used as given, with ``/v2`` added only when it
+    has no path. No field is silently dropped: a ``port`` is added to a host that names none, and a scheme
+    or port that the host names differently is refused (which one is meant cannot be guessed). Credentials
+    in the URL (``user:password@``) are refused, and never repeated in the message: the API key belongs in
+    the connection's password.
+
+    :param host: the connection's host: a URL, a bare host name, or empty.
+    :param schema: the connection's schema field: ``http`` or ``https`` (in a connection URI, its path).
+    :param port: the connection's port field: a whole number from 1 to 65535.
+    :raises TelnyxValidationError: any field that cannot make an http(s) base URL.
     """
-    if host is None or not host.strip():
+    scheme = _scheme_field(schema)
+    port_number = _port_field(port)
+    host = (host or "").strip()
+    if not host:
+        if port_number is not None:
+            raise TelnyxValidationError("host", "", f"the host that port {port_number} belongs to")
+        if scheme not in (None, "https"):
+            raise TelnyxValidationError(
+                "schema", schema, f"'https' or empty without a host (the default is {DEFAULT_BASE_URL})"
+            )
         return DEFAULT_BASE_URL
-    host = host.strip()
-    if "://" not in host:
-        host = f"https://{host}"
+    has_scheme = "://" in host
+    if not has_scheme:
+        if host.count(":") > 1 and not host.startswith("["):
+            host = f"[{host}]"  # a bare IPv6 address
+        host = f"{scheme or 'https'}://{host}"
     expected = "an http:// or https:// base URL such as " + DEFAULT_BASE_URL
     try:
         parts = urlsplit(host)
         hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        host_port = parts.port
     except ValueError:
         raise TelnyxValidationError("host", redact_url(host), expected) from None
     if "@" in parts.netloc:
@@ -71,8 +92,56 @@ def normalize_base_url(host: str | None) -> str:
         )
     if parts.scheme not in ("http", "https") or not hostname or any(ch.isspace() for ch in host):
         raise TelnyxValidationError("host", redact_url(host), expected)
+    if host_port == 0:
+        raise TelnyxValidationError("host", redact_url(host), "a port from 1 to 65535")
+    if has_scheme and scheme is not None and scheme != parts.scheme:
+        raise TelnyxValidationError(
+            "schema",
+            schema,
+            f"empty, or the scheme the host already names ({parts.scheme!r}): the host {redact_url(host)} "
+            "and the schema field disagree",
+        )
+    netloc = parts.netloc
+    if port_number is not None:
+        if host_port is None:
+            netloc = f"{netloc}:{port_number}"
+        elif host_port != port_number:
+            raise TelnyxValidationError(
+                "port",
+                port,
+                f"empty, or the port the host already names ({host_port}): the host {redact_url(host)} "
+                "and the port field disagree",
+            )
     path = parts.path.rstrip("/") or _DEFAULT_PATH
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def _scheme_field(schema: str | None) -> str | None:
+    """The connection's schema field as a scheme (``http``/``https``), ``None`` when empty."""
+    if schema is None or (isinstance(schema, str) and not schema.strip()):
+        return None
+    if isinstance(schema, str) and schema.strip().lower() in ("http", "https"):
+        return schema.strip().lower()
+    raise TelnyxValidationError(
+        "schema",
+        schema,
+        "'http', 'https' or empty: the scheme of a bare host (in a connection URI the schema is the path: "
+        "telnyx://ACCOUNT:KEY@host:port/https)",
+    )
+
+
+def _port_field(port: object) -> int | None:
+    """The connection's port field as a number from 1 to 65535, ``None`` when empty."""
+    if port is None or (isinstance(port, str) and not port.strip()):
+        return None
+    number: int | None = None
+    if isinstance(port, int) and not isinstance(port, bool):
+        number = port
+    elif isinstance(port, str) and port.strip().isdigit():
+        number = int(port.strip())
+    if number is None or not 1 <= number <= 65535:
+        raise TelnyxValidationError("port", port, "a whole number from 1 to 65535, or empty")
+    return number
 
 
 @dataclass(frozen=True)
@@ -100,8 +169,19 @@ class TelnyxConnectionConfig:
         login: str | None,
         password: str | None,
         extra: str | Mapping[str, Any] | None,
+        schema: str | None = None,
+        port: int | str | None = None,
     ) -> TelnyxConnectionConfig:
-        """Build the settings from a Connection's fields, refusing what cannot work."""
+        """Build the settings from a Connection's fields, refusing what cannot work.
+
+        :param conn_id: the connection's id, named in every message.
+        :param host: base URL or bare host (see :func:`normalize_base_url`).
+        :param login: the default account SID.
+        :param password: the API key.
+        :param extra: the extra, as JSON text or a mapping.
+        :param schema: the scheme of a bare host (``http``/``https``).
+        :param port: the port of a bare host, or of a URL host without one.
+        """
         if not password or not password.strip():
             raise TelnyxValidationError(
                 f"connection {conn_id!r} password",
@@ -117,7 +197,9 @@ class TelnyxConnectionConfig:
                 "an API key of printable ASCII characters without spaces",
             )
         try:
-            return cls._build(conn_id, host=host, login=login, api_key=api_key, extra=extra)
+            return cls._build(
+                conn_id, host=host, login=login, api_key=api_key, extra=extra, schema=schema, port=port
+            )
         except TelnyxValidationError as error:
             if api_key not in str(error):
                 raise
@@ -135,7 +217,10 @@ class TelnyxConnectionConfig:
         login: str | None,
         api_key: str,
         extra: str | Mapping[str, Any] | None,
+        schema: str | None,
+        port: int | str | None,
     ) -> TelnyxConnectionConfig:
+        base_url = normalize_base_url(host, schema, port)
         extras = _parse_extra(conn_id, extra)
         options: dict[str, Any] = {}
         for name in ("connect_timeout", "retry_max_wait", "retry_budget"):
@@ -152,7 +237,7 @@ class TelnyxConnectionConfig:
             options["ca_bundle"] = os.path.expanduser(str(extras["ca_bundle"]).strip())
         return cls(
             conn_id=conn_id,
-            base_url=normalize_base_url(host),
+            base_url=base_url,
             api_key=api_key,
             account_sid=(login or "").strip() or None,
             **options,
@@ -244,4 +329,6 @@ def config_from_connection(connection: Connection) -> TelnyxConnectionConfig:
         login=connection.login,
         password=connection.password,
         extra=connection.extra,
+        schema=connection.schema,
+        port=connection.port,
     )

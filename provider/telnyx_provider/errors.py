@@ -123,6 +123,20 @@ class RecordingFailedError(AirflowFailException):
     """
 
 
+class RecordingNotReadyError(AirflowException):
+    """The recording has no final audio yet (still recording or processing); nothing was written.
+
+    A plain ``AirflowException``: a task retry may find the recording final.
+    """
+
+
+class RecordingStorageError(AirflowException):
+    """Storing a recording's audio failed: the destination exists, or the stored copy does not match.
+
+    Nothing is left at the destination by a failed download; a mismatch after an upload names both sides.
+    """
+
+
 def transport_detail(error: BaseException) -> str:
     """A short description of a transport failure (no reply): its type and the start of its message."""
     text = " ".join(str(error).split())

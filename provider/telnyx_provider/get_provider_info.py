@@ -10,10 +10,18 @@ from typing import Any
 
 #: Labels of the connection form (``get_ui_field_behaviour`` on Airflow < 3.2, provider info on 3.2+).
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "port"],
-    "relabeling": {"host": "Base URL", "login": "Account SID", "password": "API key"},
+    "hidden_fields": [],
+    "relabeling": {
+        "host": "Base URL or host",
+        "schema": "Scheme (for a bare host)",
+        "port": "Port (for a host without one)",
+        "login": "Account SID",
+        "password": "API key",
+    },
     "placeholders": {
         "host": "https://api.telnyx.com/v2",
+        "schema": "https (default) or http",
+        "port": "empty, or 1-65535",
         "login": "your Telnyx organization id (TeXML account SID)",
         "password": "KEY0123...",
         "extra": '{"timeout": 30, "max_retries": 8}',
@@ -92,6 +100,14 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "config": {"telnyx": TELNYX_CONFIG},
+        "transfers": [
+            {
+                "source-integration-name": "Telnyx",
+                "target-integration-name": "Common IO",
+                "python-module": "telnyx_provider.transfers.recording",
+            }
+        ],
+        "extra-links": ["telnyx_provider.links.TelnyxRecordingLink"],
         "connection-types": [
             {
                 "hook-class-name": "telnyx_provider.hooks.recording.RecordingHook",

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+import pendulum
 
 from telnyx_provider.errors import TelnyxValidationError
+from telnyx_provider.models import parse_recording_uri
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +30,8 @@ UPDATE_STATUSES = ("in-progress", "paused", "stopped")
 #: A host name (dot-separated labels of letters, digits, ``-``, ``_``; IPv4 addresses too) or an IPv6 address.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?")
+#: Characters that end or split a URL path segment, or cannot be sent in one.
+_NOT_IN_IDENTIFIER = frozenset("/\\?#\x7f")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -35,11 +41,27 @@ def _choices(allowed: Iterable[str]) -> str:
 
 
 def require_identifier(argument: str, value: object) -> str:
-    """Return ``value`` as a non-blank identifier (a SID), or raise naming ``argument``."""
+    """Return ``value`` as an identifier (a SID) that is one URL path segment, or raise naming ``argument``.
+
+    Refused: blanks, ``.`` and ``..`` (HTTP clients collapse them: ``list_call_recordings("..")`` would
+    list the whole account), and any character that ends or splits a path segment (``/``, ``\\``, ``?``,
+    ``#``, spaces, control characters), also once percent-decoded (``%2e%2e``, ``%2F``, ``%252F``), since a
+    proxy or server may decode the segment again.
+    """
     if not isinstance(value, str) or not value.strip():
         raise TelnyxValidationError(argument, value, "a non-empty string identifier")
-    if value != value.strip() or any(ch in value for ch in "/?#\r\n\t "):
-        raise TelnyxValidationError(argument, value, "an identifier without spaces, '/', '?' or '#'")
+    decoded, previous = value, None
+    while decoded != previous:  # a round that changes the text shortens it: this ends
+        previous, decoded = decoded, unquote(decoded)
+        if decoded in (".", "..") or any(
+            ch in _NOT_IN_IDENTIFIER or ch.isspace() or ord(ch) < 32 for ch in decoded
+        ):
+            raise TelnyxValidationError(
+                argument,
+                value,
+                "an identifier that is one URL path segment: not '.' or '..', without spaces, control "
+                "characters, '/', '\\', '?' or '#' (percent-encoded ones included)",
+            )
     return value
 
 
@@ -92,6 +114,30 @@ def require_positive_number(argument: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise TelnyxValidationError(argument, value, "a number greater than 0")
     return float(value)
+
+
+def format_date_filter(argument: str, value: object) -> str:
+    """A ``DateCreated`` filter value: ``YYYY-MM-DD`` for a date, ``YYYY-MM-DDThh:mm:ssZ`` (UTC) otherwise.
+
+    Accepts a timezone-aware ``datetime``, a ``date`` or an ISO 8601 string; a naive datetime is refused
+    (its time zone would be a guess).
+    """
+    expected = "a timezone-aware datetime, a date or an ISO 8601 date(-time) string"
+    if isinstance(value, str):
+        try:
+            parsed = pendulum.parse(value.strip(), exact=True)
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            raise TelnyxValidationError(argument, value, expected) from None
+        if isinstance(parsed, pendulum.Date) and not isinstance(parsed, pendulum.DateTime):
+            return parsed.isoformat()
+        value = parsed
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TelnyxValidationError(argument, value, expected)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TelnyxValidationError(argument, value, expected)
 
 
 def normalize_callback_events(value: object) -> str:
@@ -174,3 +220,52 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "recording_track": _choice_of(RECORDING_TRACKS),
     "send_recording_url": require_bool,
 }
+
+
+def has_template(value: object) -> bool:
+    """Whether an argument still holds a Jinja template (validated only once rendered)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(has_template(item) for item in value)
+    return False
+
+
+def is_unresolved(value: object) -> bool:
+    """Whether an argument is not known until the task runs: a Jinja template, an XComArg (``task()``,
+    ``op.output[...]``) or another value Airflow resolves at run time. Such values are validated in
+    ``execute``; literal ones when the DAG is parsed."""
+    if has_template(value):
+        return True
+    if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
+        return True  # airflow.sdk XComArg and its kin (ResolveMixin)
+    return type(value).__name__ == "ArgNotSet"
+
+
+def resolve_recording(
+    recording_sid: object, recording_uri: object, account_sid: object, *, rendered: bool
+) -> tuple[str, str | None]:
+    """The ``(recording_sid, account_sid)`` named by a SID or a recording URI (exactly one of the two).
+
+    Before rendering (``rendered=False``), values known only at run time are left for later and
+    ``("", None)`` is returned.
+    """
+    if (recording_sid is None) == (recording_uri is None):
+        raise TelnyxValidationError(
+            "recording_sid/recording_uri",
+            {"recording_sid": recording_sid, "recording_uri": recording_uri},
+            "exactly one of the two",
+        )
+    if not rendered and any(is_unresolved(value) for value in (recording_sid, recording_uri, account_sid)):
+        return "", None
+    account = None if account_sid is None else require_identifier("account_sid", account_sid)
+    if recording_sid is not None:
+        return require_identifier("recording_sid", recording_sid), account
+    ref = parse_recording_uri(recording_uri) if isinstance(recording_uri, str) else None
+    if ref is None:
+        raise TelnyxValidationError(
+            "recording_uri",
+            recording_uri,
+            "a recording URI such as /v2/texml/Accounts/{account_sid}/Recordings/{recording_sid}.json",
+        )
+    return ref.recording_sid, account if account is not None else ref.account_sid

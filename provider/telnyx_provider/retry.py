@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -36,7 +34,6 @@ PERMANENT_FAILURES = frozenset({"tls"})
 #: The policy's settings in seconds, by the name users give them (hook arguments, connection extras).
 _SECONDS_ARGUMENTS = {"max_wait": "retry_max_wait", "budget": "retry_budget", "initial_wait": "initial_wait"}
 _EPOCH_THRESHOLD = 1_000_000_000  # an x-ratelimit-reset this large is a Unix time, not a number of seconds
-_STATS_LOCK = threading.Lock()
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -73,39 +70,12 @@ def requested_wait(error: BaseException, now: float | None = None) -> float | No
 
 
 def failure_reason(error: BaseException | None) -> str:
-    """Why a request failed, for logs and counters: ``HTTP 503``, ``no reply (timeout)``..."""
+    """Why a request failed, for logs: ``HTTP 503``, ``no reply (timeout)``..."""
     status = getattr(error, "status", None)
     if status is not None:
         return f"HTTP {status}"
     failure = getattr(error, "failure", None)
     return f"no reply ({failure})" if failure else "no reply"
-
-
-@dataclass
-class RetryStats:
-    """Counters a caller can read after requests: retries made and seconds spent waiting.
-
-    Safe to share between threads (the soak's workers all add to one).
-    """
-
-    retries: int = 0
-    waited_seconds: float = 0.0
-    waited_as_asked_seconds: float = 0.0
-    retries_by_reason: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def waited_backoff_seconds(self) -> float:
-        """Seconds spent in backoff waits the policy chose (as opposed to waits the service asked for)."""
-        return self.waited_seconds - self.waited_as_asked_seconds
-
-    def add(self, reason: str, seconds: float, asked: bool) -> None:
-        """Count one retry after a failure for ``reason``, preceded by a wait of ``seconds``."""
-        with _STATS_LOCK:  # one lock for all stats keeps them plain data (copyable, picklable)
-            self.retries += 1
-            self.waited_seconds += seconds
-            if asked:
-                self.waited_as_asked_seconds += seconds
-            self.retries_by_reason[reason] += 1
 
 
 @dataclass(frozen=True)
@@ -123,7 +93,6 @@ class RetryPolicy:
     max_wait: float = 30.0
     budget: float = 60.0
     initial_wait: float = 0.5
-    stats: RetryStats = field(default_factory=RetryStats, compare=False)
 
     def __post_init__(self) -> None:
         retries = self.max_retries
@@ -135,7 +104,7 @@ class RetryPolicy:
                 raise TelnyxValidationError(argument, value, "a number of seconds greater than 0")
 
     def replace(self, **changes: Any) -> RetryPolicy:
-        """A copy with some settings changed (``None`` values are ignored); it keeps adding to these stats."""
+        """A copy with some settings changed (``None`` values are ignored)."""
         given = {name: value for name, value in changes.items() if value is not None}
         return dataclasses.replace(self, **given) if given else self
 
@@ -153,7 +122,6 @@ class RetryPolicy:
             seconds = state.upcoming_sleep
             asked = error is not None and requested_wait(error) is not None
             reason = failure_reason(error)
-            self.stats.add(reason, seconds, asked)
             no_reply = getattr(error, "status", None) is None
             detail = f": {getattr(error, 'detail', error)}" if no_reply else ""
             log.warning(

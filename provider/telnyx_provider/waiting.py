@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider._compat import AirflowException, AirflowSensorTimeout
 from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
+from telnyx_provider.params import has_template as has_template  # re-exported for the operators
+from telnyx_provider.params import is_unresolved as is_unresolved
 
 if TYPE_CHECKING:
     import logging
@@ -42,26 +44,6 @@ def retry_overrides(
 
     RetryPolicy().replace(max_retries=max_retries, max_wait=retry_max_wait, budget=retry_budget)
     return {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
-
-
-def has_template(value: object) -> bool:
-    """Whether an argument still holds a Jinja template (validated only once rendered)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, list | tuple):
-        return any(has_template(item) for item in value)
-    return False
-
-
-def is_unresolved(value: object) -> bool:
-    """Whether an argument is not known until the task runs: a Jinja template, an XComArg (``task()``,
-    ``op.output[...]``) or another value Airflow resolves at run time. Such values are validated in
-    ``execute``; literal ones when the DAG is parsed."""
-    if has_template(value):
-        return True
-    if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
-        return True  # airflow.sdk XComArg and its kin (ResolveMixin)
-    return type(value).__name__ == "ArgNotSet"
 
 
 def seconds(value: float | timedelta) -> float:

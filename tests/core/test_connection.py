@@ -204,3 +204,136 @@ def test_retry_policy_reflects_the_extras():
 def test_retry_policy_without_extras_is_the_default_policy():
     # The connection's documented defaults and RetryPolicy's own must not drift apart.
     assert config().retry_policy() == RetryPolicy()
+
+
+# -- schema and port, as Airflow's HTTP hook reads them ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "base_url"),
+    [
+        ("127.0.0.1", "http", 8765, "http://127.0.0.1:8765/v2"),  # the example
+        ("127.0.0.1", "http", "8765", "http://127.0.0.1:8765/v2"),  # a port typed as text
+        ("127.0.0.1", "HTTP ", None, "http://127.0.0.1/v2"),
+        ("api.telnyx.com", "https", None, TELNYX),
+        ("api.telnyx.com", None, 443, "https://api.telnyx.com:443/v2"),  # no schema: https
+        ("localhost/proxy/v2", "http", 8080, "http://localhost:8080/proxy/v2"),  # a bare host with a path
+        ("::1", "http", 8765, "http://[::1]:8765/v2"),  # a bare IPv6 address
+        ("localhost:8765", "http", 8765, "http://localhost:8765/v2"),  # the same port twice agrees
+        ("localhost:8765", "", "", "https://localhost:8765/v2"),  # empty fields from the UI
+        ("http://127.0.0.1:8765/v2", None, None, "http://127.0.0.1:8765/v2"),  # a full URL, as today
+        ("http://127.0.0.1:8765/v2", "http", 8765, "http://127.0.0.1:8765/v2"),  # fields that agree
+        ("https://proxy.example.com/telnyx", None, 8443, "https://proxy.example.com:8443/telnyx"),
+        (None, None, None, TELNYX),
+        ("", "https", None, TELNYX),
+    ],
+)
+def test_schema_and_port_complete_the_host(host, schema, port, base_url):
+    assert normalize_base_url(host, schema, port) == base_url
+
+
+def test_connection_fields_schema_and_port_reach_the_config():
+    result = TelnyxConnectionConfig.from_fields(
+        "c", host="127.0.0.1", login="a", password=KEY, extra=None, schema="http", port=8765
+    )
+    assert result.base_url == "http://127.0.0.1:8765/v2"
+    assert result.url("/x") == "http://127.0.0.1:8765/v2/x"
+
+
+def test_config_from_connection_reads_schema_and_port():
+    from airflow.sdk import Connection
+
+    from telnyx_provider.connection import config_from_connection
+
+    connection = Connection(
+        conn_id="telnyx_local",
+        conn_type="telnyx",
+        host="127.0.0.1",
+        schema="http",
+        port=8765,
+        login="acct-1",
+        password=KEY,
+    )
+    assert config_from_connection(connection).base_url == "http://127.0.0.1:8765/v2"
+
+
+def test_a_connection_uri_gives_schema_and_port():
+    # In a connection URI the path is the schema: telnyx://ACCOUNT:KEY@host:port/http
+    from airflow.sdk import Connection
+
+    from telnyx_provider.connection import config_from_connection
+
+    connection = Connection.from_uri(f"telnyx://acct-1:{KEY}@127.0.0.1:8765/http", conn_id="telnyx_uri")
+    assert config_from_connection(connection).base_url == "http://127.0.0.1:8765/v2"
+
+
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "argument", "said"),
+    [
+        ("127.0.0.1", "ftp", None, "schema", "'http', 'https'"),
+        ("127.0.0.1", "v2", None, "schema", "the schema is the path"),  # telnyx://...@host/v2 by mistake
+        ("127.0.0.1", 5, None, "schema", "'http', 'https'"),
+        ("127.0.0.1", "http", 0, "port", "1 to 65535"),
+        ("127.0.0.1", "http", 65536, "port", "1 to 65535"),
+        ("127.0.0.1", "http", -1, "port", "1 to 65535"),
+        ("127.0.0.1", "http", "http", "port", "1 to 65535"),
+        ("127.0.0.1", "http", True, "port", "1 to 65535"),
+        ("127.0.0.1", "http", 80.5, "port", "1 to 65535"),
+        ("localhost:8765", None, 9000, "port", "already names (8765)"),  # two ports: which one?
+        ("http://localhost:8765/v2", None, 9000, "port", "already names (8765)"),
+        ("http://localhost/v2", "https", None, "schema", "already names ('http')"),  # two schemes
+        ("https://api.telnyx.com/v2", "http", None, "schema", "already names ('https')"),
+        (None, None, 8765, "host", "port 8765"),  # a port without its host
+        ("", "http", None, "schema", TELNYX),  # no host, but a downgrade to http
+        ("localhost:0", None, None, "host", "1 to 65535"),
+        ("localhost:70000", None, None, "host", TELNYX),
+    ],
+)
+def test_bad_or_conflicting_schema_and_port_are_refused(host, schema, port, argument, said):
+    with pytest.raises(TelnyxValidationError) as caught:
+        normalize_base_url(host, schema, port)
+    assert caught.value.argument == argument
+    assert said in str(caught.value)
+
+
+def test_a_bad_port_is_refused_before_any_request(requests_mock, monkeypatch):
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TELNYX_DEFAULT",
+        json.dumps({"conn_type": "telnyx", "host": "127.0.0.1", "port": 70000, "password": KEY}),
+    )
+    with pytest.raises(TelnyxValidationError) as caught:
+        RecordingHook().get_recording("r1")
+    assert caught.value.argument == "port"
+    assert requests_mock.call_count == 0
+
+
+def test_a_conflict_message_never_shows_credentials():
+    with pytest.raises(TelnyxValidationError) as caught:
+        normalize_base_url("http://localhost:8765/v2", "https", None)
+    assert "localhost:8765" in str(caught.value)  # says which host disagrees
+
+
+def test_the_hook_sends_to_host_schema_and_port(requests_mock, monkeypatch):
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    conn = {"conn_type": "telnyx", "host": "127.0.0.1", "schema": "http", "port": 8765, "password": KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps({**conn, "login": "acct-1"}))
+    requests_mock.get(
+        "http://127.0.0.1:8765/v2/texml/Accounts/acct-1/Recordings/r1.json",
+        json={"sid": "r1", "status": "in-progress"},
+    )
+    assert RecordingHook().get_recording("r1")["sid"] == "r1"
+    assert requests_mock.call_count == 1
+
+
+def test_the_connection_form_shows_schema_and_port():
+    from telnyx_provider.get_provider_info import UI_FIELD_BEHAVIOUR, get_provider_info
+
+    [connection_type] = get_provider_info()["connection-types"]
+    for behaviour in (UI_FIELD_BEHAVIOUR, connection_type["ui-field-behaviour"]):
+        hidden = behaviour.get("hidden_fields", behaviour.get("hidden-fields"))
+        assert "schema" not in hidden
+        assert "port" not in hidden
+        assert {"schema", "port"} <= set(behaviour["relabeling"]) & set(behaviour["placeholders"])

@@ -213,3 +213,56 @@ def test_require_positive_number_refuses_others(value):
         require_positive_number("timeout", value)
     assert "timeout" in str(caught.value)
     assert "greater than 0" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ".",
+        "..",
+        "%2e",
+        "%2e%2e",
+        "%2E%2E",
+        ".%2e",
+        "%252e%252e",  # decoded twice by a proxy and then the server
+        "a%2Fb",
+        "a%2fb",
+        "a%252Fb",
+        "a\\b",
+        "a%5Cb",
+        "a%3Fb",
+        "a%23b",
+        "a%20b",
+        "a%00b",
+        "a%0Ab",
+        "a\x00b",
+        "a\x7fb",
+        "a\u00a0b",  # a no-break space
+    ],
+)
+def test_require_identifier_refuses_what_would_change_the_url_path(value):
+    with pytest.raises(TelnyxValidationError) as caught:
+        require_identifier("call_sid", value)
+    assert "call_sid" in str(caught.value)
+    assert "one URL path segment" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["...", ".a", "a.", "a..b", "v3:a.b", "50%", "a%zz", "%41"])
+def test_require_identifier_accepts_dots_and_percents_that_stay_in_the_segment(value):
+    assert require_identifier("call_sid", value) == value
+
+
+def test_list_call_recordings_of_dot_dot_sends_nothing(requests_mock, monkeypatch):
+    # ".." would collapse .../Calls/../Recordings.json into the account's whole recording list.
+    import json
+
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TELNYX_DEFAULT",
+        json.dumps({"conn_type": "telnyx", "login": "acct", "password": "KEY0123456789"}),
+    )
+    for sid in ("..", ".", "%2e%2e"):
+        with pytest.raises(TelnyxValidationError):
+            RecordingHook().list_call_recordings(sid)
+    assert requests_mock.call_count == 0

@@ -1,10 +1,12 @@
 """Unit tests for telnyx_provider.retry: what is retried, how long to wait, and the tenacity policy.
 
-Nothing sleeps: tenacity's ``sleep`` argument records each wait instead.
+Nothing sleeps: tenacity's ``sleep`` argument records each wait instead. Retries are counted from the
+outside, from the one warning each retry logs (its ``telnyx_retry`` extra: reason, wait, asked).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from email.utils import formatdate
 
@@ -83,6 +85,17 @@ def flaky(failures, make_error=api_error):
     return call, calls
 
 
+@pytest.fixture
+def logged(caplog):
+    """``logged()``: the ``telnyx_retry`` extra of every retry warning logged so far."""
+    caplog.set_level(logging.WARNING, logger="telnyx_provider.retry")
+
+    def extras():
+        return [r.telnyx_retry for r in caplog.records if r.name == "telnyx_provider.retry"]
+
+    return extras
+
+
 def run(policy, function):
     slept = []
     result = Retrying(sleep=slept.append, **policy.tenacity_kwargs("GET /x"))(function)
@@ -90,15 +103,17 @@ def run(policy, function):
 
 
 @pytest.mark.parametrize("failures", [0, 1, 3])
-def test_retries_until_success(failures):
+def test_retries_until_success(failures, logged):
     function, calls = flaky(failures)
     policy = RetryPolicy(max_retries=5, max_wait=0.25)
     result, slept = run(policy, function)
     assert result == "ok"
     assert len(calls) == failures + 1
     assert len(slept) == failures
-    assert policy.stats.retries == failures
-    assert policy.stats.waited_seconds == pytest.approx(sum(slept))
+    retries = logged()
+    assert len(retries) == failures  # one warning per retry
+    assert [retry["wait"] for retry in retries] == pytest.approx(slept)  # the wait logged is the wait made
+    assert all(retry == {"reason": "HTTP 503", "wait": retry["wait"], "asked": False} for retry in retries)
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
@@ -118,52 +133,54 @@ def test_other_exceptions_are_not_retried():
 
 
 @pytest.mark.parametrize("max_retries", [0, 1, 4])
-def test_max_retries_bounds_the_attempts(max_retries):
+def test_max_retries_bounds_the_attempts(max_retries, logged):
     function, calls = flaky(100)
     policy = RetryPolicy(max_retries=max_retries, max_wait=0.01)
     with pytest.raises(TelnyxApiError) as caught:
         run(policy, function)
     assert caught.value.status == 503
     assert len(calls) == max_retries + 1
-    assert policy.stats.retries == max_retries
+    assert len(logged()) == max_retries
 
 
 @pytest.mark.parametrize(("max_wait", "initial_wait"), [(0.25, 0.5), (1.0, 0.5), (3.0, 0.1)])
-def test_backoff_waits_never_exceed_max_wait(max_wait, initial_wait):
+def test_backoff_waits_never_exceed_max_wait(max_wait, initial_wait, logged):
     function, _ = flaky(12)
     policy = RetryPolicy(max_retries=12, max_wait=max_wait, initial_wait=initial_wait, budget=1000)
     _, slept = run(policy, function)
     assert len(slept) == 12
     assert all(0 <= wait <= max_wait for wait in slept)
-    assert policy.stats.waited_as_asked_seconds == 0  # nothing was asked for
+    assert [retry["asked"] for retry in logged()] == [False] * 12  # nothing was asked for
 
 
 @pytest.mark.parametrize(("retry_after", "wait"), [("7", 7.0), ("0", 0.0), ("45", 45.0)])
-def test_retry_after_is_honoured_even_above_max_wait(retry_after, wait):
+def test_retry_after_is_honoured_even_above_max_wait(retry_after, wait, logged):
     function, _ = flaky(2, lambda: api_error(429, **{"retry-after": retry_after}))
     policy = RetryPolicy(max_retries=5, max_wait=1.0, budget=100)
     result, slept = run(policy, function)
     assert result == "ok"
     assert slept == [wait, wait]
-    assert policy.stats.waited_seconds == pytest.approx(2 * wait)
-    assert policy.stats.waited_as_asked_seconds == pytest.approx(2 * wait)
+    assert logged() == [{"reason": "HTTP 429", "wait": wait, "asked": True}] * 2
 
 
-def test_a_wait_beyond_the_budget_stops_at_once():
+def test_a_wait_beyond_the_budget_stops_at_once(logged):
     function, calls = flaky(1, lambda: api_error(503, **{"retry-after": "10"}))
     policy = RetryPolicy(max_retries=8, budget=5)
     with pytest.raises(TelnyxApiError) as caught:
         run(policy, function)
     assert caught.value.headers == {"retry-after": "10"}
     assert len(calls) == 1
-    assert policy.stats.retries == 0
+    assert logged() == []  # no retry, so no retry warning
 
 
-def test_stats_accumulate_across_requests():
+def test_the_policy_holds_settings_only():
+    # Counting retries is the caller's business (from the logged warnings): the policy is plain settings.
     policy = RetryPolicy(max_retries=3, max_wait=0.01)
     for _ in range(2):
         run(policy, flaky(2)[0])
-    assert policy.stats.retries == 4
+    assert policy == RetryPolicy(max_retries=3, max_wait=0.01)
+    settings = {"max_retries", "max_wait", "budget", "initial_wait"}
+    assert {field.name for field in dataclasses.fields(policy)} == settings
 
 
 def test_each_retry_logs_one_warning_with_status_and_wait(caplog):

@@ -105,3 +105,61 @@ def test_account_sid_argument_is_used_in_the_path(telnyx_conn, requests_mock):
     requests_mock.get(url, json=EMPTY_PAGE)
     StartCallRecordingOperator(task_id="start", call_sid=CALL_SID, account_sid=other).execute(context={})
     assert requests_mock.last_request.url.startswith(f"{MOCK_BASE_URL}/texml/Accounts/{other}/")
+
+
+def _dag():
+    import pendulum
+    from airflow.sdk import DAG
+
+    return DAG("taskflow_inputs", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"))
+
+
+def test_taskflow_inputs_are_not_checked_when_the_dag_is_parsed():
+    from airflow.sdk import task
+
+    with _dag():
+
+        @task
+        def call() -> str:
+            return CALL_SID
+
+        @task
+        def channels() -> str:
+            return "dual"
+
+        start = StartCallRecordingOperator(task_id="start", call_sid=call(), recording_channels=channels())
+        mapped = StartCallRecordingOperator.partial(task_id="many", recording_track="inbound").expand(
+            call_sid=call().map(lambda sid: [sid])
+        )
+    assert start.upstream_task_ids == {"call", "channels"}
+    assert mapped.partial_kwargs["recording_track"] == "inbound"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"), [("recording_channels", "DUAL"), ("call_sid", "a/b"), ("play_beep", "loud")]
+)
+def test_literal_partial_arguments_are_checked_when_the_dag_is_parsed(argument, value):
+    from airflow.sdk import task
+
+    with _dag():
+
+        @task
+        def calls() -> list[str]:
+            return [CALL_SID]
+
+        with pytest.raises(TelnyxValidationError, match=argument):
+            StartCallRecordingOperator.partial(task_id="many", **{argument: value}).expand(
+                account_sid=calls()
+            )
+
+
+def test_taskflow_values_are_checked_once_resolved_before_any_request(telnyx_conn, requests_mock):
+    # What Airflow does with a mapped or XCom-fed operator at run time: the resolved value reaches the
+    # operator's arguments; a bad one fails before anything is sent.
+    with pytest.raises(TelnyxValidationError, match="recording_track"):
+        StartCallRecordingOperator(task_id="start", call_sid=CALL_SID, recording_track="Inbound")
+    op = StartCallRecordingOperator(task_id="start", call_sid=CALL_SID)
+    op.call_sid = "  "  # as if an XComArg had resolved to a blank value
+    with pytest.raises(TelnyxValidationError, match="call_sid"):
+        op.execute(context={})
+    assert requests_mock.call_count == 0

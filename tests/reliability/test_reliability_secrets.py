@@ -291,6 +291,7 @@ async def test_async_client_repr_holds_no_key(leak):
 def test_masking_happens_when_the_connection_is_read(leak):
     class Conn:
         conn_id, host, login, extra = "telnyx_default", None, ACCOUNT_SID, None
+        schema, port = None, None
         password = leak.key
 
     assert leak.masked == []

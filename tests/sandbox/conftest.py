@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -94,6 +94,9 @@ class Received:
     query: dict[str, str]
     form: dict[str, str]
     content_type: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw_body: bytes = b""
+    raw_query: str = ""
 
 
 class CallbackReceiver:
@@ -108,13 +111,16 @@ class CallbackReceiver:
             def _record(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
+                raw = self.rfile.read(length) if length else b""
                 item = Received(
                     self.command,
                     parts.path,
                     dict(parse_qsl(parts.query)),
-                    dict(parse_qsl(body)),
+                    dict(parse_qsl(raw.decode())),
                     self.headers.get("Content-Type"),
+                    {name.lower(): value for name, value in self.headers.items()},
+                    raw,
+                    parts.query,
                 )
                 with receiver._lock:
                     receiver.received.append(item)

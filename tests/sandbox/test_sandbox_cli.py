@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -75,7 +76,9 @@ def test_cli_serves_until_sigint():
             "host": fields["base_url"],
             "login": fields["account_sid"],
             "password": "k1",
+            "extra": {"public_key": fields["public_key"]},
         }
+        assert len(base64.b64decode(fields["public_key"], validate=True)) == 32
         url = (
             f"{fields['base_url']}/texml/Accounts/{fields['account_sid']}/Calls/"
             f"{quote(fields['call_sid'], safe='')}/Recordings.json"

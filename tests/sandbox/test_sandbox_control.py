@@ -95,6 +95,7 @@ def test_connection_json_and_generated_credentials():
             "host": sandbox.base_url,
             "login": sandbox.account_sid,
             "password": sandbox.api_key,
+            "extra": {"public_key": sandbox.public_key},
         }
         assert sandbox.connection_uri() == sandbox.airflow_conn_json()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v2", sandbox.base_url)

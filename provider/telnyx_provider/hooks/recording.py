@@ -23,7 +23,11 @@ from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Collection, Iterator
+    from datetime import date, datetime
+
+    from airflow.sdk import ObjectStoragePath
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -232,15 +236,27 @@ class RecordingHook(BaseHook):
         )
 
     def iter_recordings(
-        self, *, account_sid: str | None = None, page_size: int = 50
+        self,
+        *,
+        account_sid: str | None = None,
+        page_size: int = 50,
+        date_created_after: datetime | date | str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every recording of the account, page by page."""
+        """Every recording of the account, page by page.
+
+        :param date_created_after: only recordings created at or after this moment (a timezone-aware
+            datetime, a date or an ISO 8601 string), sent as the ``DateCreated>=`` filter and checked
+            again on each recording.
+        """
         account = self.config.resolve_account_sid(account_sid)
+        since = None if date_created_after is None else api.created_since(date_created_after)
         page_number = 0
         while True:
-            request = api.list_recordings(account, page=page_number, page_size=page_size)
+            request = api.list_recordings(
+                account, page=page_number, page_size=page_size, date_created_after=date_created_after
+            )
             page: dict[str, Any] = self._call(request, api.parse_recording_page)
-            yield from page["recordings"]
+            yield from (item for item in page["recordings"] if since is None or since(item))
             if not page.get("next_page_uri") or not page["recordings"]:
                 return
             page_number += 1
@@ -253,6 +269,78 @@ class RecordingHook(BaseHook):
         except Exception as error:  # the UI shows the message; never re-raise from a connection test
             return False, str(error)
         return True, f"Connected to Telnyx at {self.config.base_url} (account {account})."
+
+    def download_recording(
+        self,
+        recording_sid: str,
+        dst: str | os.PathLike[str] | ObjectStoragePath,
+        *,
+        account_sid: str | None = None,
+        dest_conn_id: str | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """Store a final recording's audio at ``dst`` (any object store); returns what was stored.
+
+        The recording is fetched right before (a fresh media link) and refused, before anything is written,
+        unless it is final. The audio is streamed (never whole in memory), hashed (SHA-256) on the way and
+        written atomically: a temporary object beside ``dst``, moved into place once complete, removed on any
+        failure. An expired or refused link (403/404) is refreshed once. The API key is sent with the media
+        request only when the link is on the API's own origin.
+
+        :param recording_sid: the recording.
+        :param dst: an ``ObjectStoragePath``, a URL (``file:///...``, ``s3://...``, ``gs://...``) or a local
+            path; ending in ``/``, a folder where the file is named ``{recording_sid}.{ext}`` from the
+            media's content type.
+        :param account_sid: the account; the connection's login when ``None``.
+        :param dest_conn_id: the Airflow connection of the destination store (for a string ``dst``).
+        :param overwrite: replace an existing object (else that is an error, raised before downloading).
+        :return: ``{"recording_sid", "call_sid", "path", "size", "sha256", "content_type", "duration"}``
+            with ``path`` as a URL string.
+        """
+        from telnyx_provider.hooks import media
+
+        return media.download_recording(
+            self,
+            recording_sid,
+            dst,
+            account_sid=account_sid,
+            dest_conn_id=dest_conn_id,
+            overwrite=overwrite,
+        )
+
+    def list_transcriptions(
+        self, *, account_sid: str | None = None, recording_sid: str | None = None, page_size: int = 50
+    ) -> list[dict[str, Any]]:
+        """The account's recording transcriptions, every page (``GET .../Transcriptions.json``).
+
+        :param recording_sid: keep only the transcriptions of this recording.
+        """
+        account = self.config.resolve_account_sid(account_sid)
+        transcriptions: list[dict[str, Any]] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            request = api.list_transcriptions(account, page_size=page_size, page_token=token)
+            page: dict[str, Any] = self._call(request, api.parse_transcription_page)
+            transcriptions += [
+                item
+                for item in page["transcriptions"]
+                if recording_sid is None or item.get("recording_sid") == recording_sid
+            ]
+            token = api.next_page_token(page)
+            if token is None or token in seen or not page["transcriptions"]:
+                return transcriptions
+            seen.add(token)
+
+    def get_transcription(self, transcription_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
+        """Fetch one recording transcription (``GET .../Transcriptions/{sid}.json``)."""
+        request = api.get_transcription(self.config.resolve_account_sid(account_sid), transcription_sid)
+        return self._call(request, api.parse_transcription)
+
+    def delete_transcription(self, transcription_sid: str, *, account_sid: str | None = None) -> None:
+        """Delete a recording transcription (``DELETE .../Transcriptions/{sid}.json``)."""
+        request = api.delete_transcription(self.config.resolve_account_sid(account_sid), transcription_sid)
+        self._call(request, api.parse_reply)
 
     # -- transport ----------------------------------------------------------------------------------
 

@@ -11,6 +11,13 @@ from airflow.sdk import BaseOperator
 
 from telnyx_provider._compat import AirflowSensorTimeout
 from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.links import TelnyxRecordingLink
+from telnyx_provider.operators.lifecycle import (
+    DeleteRecordingOperator,
+    PauseCallRecordingOperator,
+    ResumeCallRecordingOperator,
+    StopCallRecordingOperator,
+)
 from telnyx_provider.operators.start_memory import StartMemory, StartRecord
 from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
 from telnyx_provider.waiting import (
@@ -88,6 +95,7 @@ class StartCallRecordingOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
+    operator_extra_links = (TelnyxRecordingLink(),)
     ui_color = "#00c08b"
 
     def __init__(
@@ -334,3 +342,11 @@ def validate_start_arguments(values: Mapping[str, Any], *, rendered: bool = Fals
         **{name: value for name, value in known.items() if name in RECORDING_PARAMETERS}
     )
 
+
+__all__ = [
+    "DeleteRecordingOperator",
+    "PauseCallRecordingOperator",
+    "ResumeCallRecordingOperator",
+    "StartCallRecordingOperator",
+    "StopCallRecordingOperator",
+]

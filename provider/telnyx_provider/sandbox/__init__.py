@@ -1,8 +1,10 @@
 """A local fake ("sandbox") of Telnyx's TeXML call-recording HTTP API, for tests, demos and benchmarks.
 
-Standard library only. It serves the recording routes of ``https://api.telnyx.com/v2`` under
+Standard library only, plus ``cryptography`` (imported when a sandbox is made) to sign status callbacks.
+It serves the recording and transcription routes of ``https://api.telnyx.com/v2`` under
 ``http://HOST:PORT/v2`` with bearer authentication, Telnyx-shaped errors, a lazily evaluated recording state
-machine, status callbacks, WAV media and optional fault injection; ``/_sandbox/...`` routes control it::
+machine, signed status callbacks, WAV media behind expiring pre-signed-looking links, and optional faults
+(random or scripted), clock skew, list lag and page caps; ``/_sandbox/...`` routes control it::
 
     from telnyx_provider.sandbox import Sandbox
 

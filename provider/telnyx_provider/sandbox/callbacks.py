@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from telnyx_provider.sandbox.scheduler import DueScheduler
 
@@ -16,12 +18,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from telnyx_provider.sandbox.params import StartParams
+    from telnyx_provider.sandbox.signing import CallbackSigner
     from telnyx_provider.sandbox.store import RecordingStore
 
 log = logging.getLogger(__name__)
 
 CALLBACK_TIMEOUT = 5.0
 FINAL_EVENTS = frozenset({"completed", "absent"})
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +70,49 @@ def build_callback(view: dict[str, Any], params: StartParams) -> CallbackRequest
     return CallbackRequest(params.callback_url, params.callback_method, fields)
 
 
-class CallbackSender:
-    """Delivers callbacks from one background thread so no API request ever waits on a receiver.
+@dataclass(frozen=True, slots=True)
+class SignedCallback:
+    """A callback ready to go on the wire: kept per recording so it can be replayed byte for byte.
 
-    :param on_result: called with True/False after each delivery attempt (counted, never raised).
-    :param timeout: seconds before a delivery attempt is given up.
+    :param recording_sid: the recording it is about.
+    :param url: the full URL (with the fields in its query string for a GET).
+    :param method: ``GET`` or ``POST``.
+    :param body: the form-encoded body of a POST, None for a GET.
+    :param headers: the headers, signature and timestamp included.
     """
 
-    def __init__(self, on_result: Callable[[bool], None], timeout: float = CALLBACK_TIMEOUT) -> None:
+    recording_sid: str
+    url: str
+    method: str
+    body: bytes | None
+    headers: dict[str, str]
+
+
+class CallbackSender:
+    """Signs and delivers callbacks from one background thread so no API request ever waits on a receiver.
+
+    :param on_result: called with (delivered, recording sid, replay) after each delivery attempt (counted,
+        never raised).
+    :param timeout: seconds before a delivery attempt is given up.
+    :param signer: signs each callback (Ed25519); None sends them unsigned.
+    :param clock: the service's clock, for the ``telnyx-timestamp`` header.
+    """
+
+    def __init__(
+        self,
+        on_result: Callable[[bool, str, bool], None],
+        timeout: float = CALLBACK_TIMEOUT,
+        signer: CallbackSigner | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._on_result = on_result
         self._timeout = timeout
+        self._signer = signer
+        self._clock = clock
         self._queue: queue.Queue[CallbackRequest | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._last: dict[str, SignedCallback] = {}
+        self._last_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the delivery thread (daemon)."""
@@ -101,29 +136,59 @@ class CallbackSender:
             self._thread.join(timeout)
             self._thread = None
 
-    def _deliver(self, request: CallbackRequest) -> bool:
+    def prepare(self, request: CallbackRequest) -> SignedCallback:
+        """Encode and sign a callback as it will be sent now.
+
+        :param request: the callback.
+        """
         encoded = urlencode(request.fields)
+        headers: dict[str, str] = {}
         if request.method == "GET":
             separator = "&" if "?" in request.url else "?"
-            http_request = urllib.request.Request(f"{request.url}{separator}{encoded}", method="GET")
+            url, body = f"{request.url}{separator}{encoded}", None
+            payload = urlsplit(url).query.encode()
         else:
-            http_request = urllib.request.Request(
-                request.url,
-                data=encoded.encode(),
-                method="POST",
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-            )
+            url, body = request.url, encoded.encode()
+            payload = body
+            headers["Content-Type"] = FORM_TYPE
+        if self._signer is not None:
+            headers.update(self._signer.headers(int(self._clock()), payload))
+        return SignedCallback(request.fields["RecordingSid"], url, request.method, body, headers)
+
+    def replay(self, recording_sid: str) -> int | None:
+        """Send a recording's last callback again, byte for byte, headers (signature, timestamp) included.
+
+        :param recording_sid: the recording.
+        :return: the receiver's HTTP status, or None if it could not be reached.
+        :raises KeyError: if no callback was sent for that recording.
+        """
+        with self._last_lock:
+            signed = self._last[recording_sid]
+        status = self._deliver(signed)
+        self._on_result(status is not None and status < 400, recording_sid, True)
+        return status
+
+    def _deliver(self, signed: SignedCallback) -> int | None:
+        request = urllib.request.Request(
+            signed.url, data=signed.body, method=signed.method, headers=signed.headers
+        )
         try:
-            with urllib.request.urlopen(http_request, timeout=self._timeout) as reply:
+            with urllib.request.urlopen(request, timeout=self._timeout) as reply:
                 reply.read()
-                return bool(reply.status < 400)
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
         except Exception as exc:  # any failure of a receiver is counted, never propagated
-            log.debug("Status callback to %s failed: %s", request.url, exc)
-            return False
+            log.debug("Status callback to %s failed: %s", urlsplit(signed.url).netloc, exc)
+            return None
 
     def _run(self) -> None:
         while (request := self._queue.get()) is not None:
-            self._on_result(self._deliver(request))
+            signed = self.prepare(request)
+            with self._last_lock:
+                self._last[signed.recording_sid] = signed
+            status = self._deliver(signed)
+            self._on_result(status is not None and status < 400, signed.recording_sid, False)
 
 
 class StatusNotifier:

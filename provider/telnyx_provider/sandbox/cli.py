@@ -112,6 +112,7 @@ def _announce(sandbox: Sandbox, calls: int) -> None:
     print(f"base_url: {sandbox.base_url}")
     print(f"api_key: {sandbox.api_key}")
     print(f"account_sid: {sandbox.account_sid}")
+    print(f"public_key: {sandbox.public_key}")
     for _ in range(calls):
         print(f"call_sid: {sandbox.create_call()}")
     print(f"export AIRFLOW_CONN_TELNYX_DEFAULT={shlex.quote(sandbox.airflow_conn_json())}")
@@ -121,7 +122,7 @@ def _announce(sandbox: Sandbox, calls: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sandbox until SIGINT or SIGTERM (exit status 0; 1 if the port cannot be bound).
 
-    Prints the base URL, API key, account sid, any created call sids and an
+    Prints the base URL, API key, account sid, callback public key, any created call sids and an
     ``export AIRFLOW_CONN_TELNYX_DEFAULT='...'`` line, then serves.
 
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).

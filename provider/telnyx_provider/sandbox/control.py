@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _HANGUP = re.compile(r"/_sandbox/calls/([^/]+)/hangup")
+_REPLAY = re.compile(r"/_sandbox/recordings/([^/]+)/callbacks/replay")
 
 
 class Controls(Protocol):
@@ -42,6 +43,9 @@ class Controls(Protocol):
 
     def inject_media(self, kind: str, count: int = 1) -> None:
         """Give the next ``count`` media requests a fault."""
+
+    def replay_callback(self, recording_sid: str) -> int | None:
+        """Send a recording's last callback again; KeyError if none."""
 
 
 def _bad_request(detail: str) -> ApiError:
@@ -120,7 +124,9 @@ def handle_control(
     ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
     (``{"fault_rate", "faults"}``); ``POST /_sandbox/inject`` (``{"route", "kind", "count", "call_sid"}``) →
     ``{"injections_pending"}``; ``POST /_sandbox/inject_media`` (``{"kind", "count"}``) →
-    ``{"media_injections_pending"}``; ``GET /_sandbox/health``.
+    ``{"media_injections_pending"}``; ``POST /_sandbox/recordings/{sid}/callbacks/replay`` →
+    ``{"recording_sid", "status"}`` (the receiver's status; 404 if no callback was sent);
+    ``GET /_sandbox/health``.
 
     :param controls: the sandbox to act on.
     :param method: HTTP method.
@@ -163,4 +169,11 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
             raise _bad_request("kind is a required string")
         controls.inject_media(kind, count)
         return json_reply({"media_injections_pending": controls.stats()["media_injections_pending"]})
+    if (replay := _REPLAY.fullmatch(path)) is not None and method == "POST":
+        recording_sid = unquote(replay.group(1))
+        try:
+            status = controls.replay_callback(recording_sid)
+        except KeyError:
+            raise not_found(f"No status callback was sent for recording {recording_sid}") from None
+        return json_reply({"recording_sid": recording_sid, "status": status})
     raise not_found(f"No route for {method} {path}")

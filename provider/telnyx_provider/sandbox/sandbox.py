@@ -17,6 +17,7 @@ from telnyx_provider.sandbox.listing import ListPolicy
 from telnyx_provider.sandbox.media import MAX_SECONDS
 from telnyx_provider.sandbox.media_route import MediaFaults, MediaRoute
 from telnyx_provider.sandbox.server import SandboxHTTPServer
+from telnyx_provider.sandbox.signing import CallbackSigner
 from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
 from telnyx_provider.sandbox.store import RecordingStore
 
@@ -93,7 +94,9 @@ class Sandbox:
         )
         self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
         self._stats = Stats()
-        self._sender = CallbackSender(self._stats.callback)
+        signer = CallbackSigner()
+        self.public_key = signer.public_key
+        self._sender = CallbackSender(self._stats.callback, signer=signer, clock=self._store.service_now)
         self._notifier = StatusNotifier(self._store, self._sender)
         self._api = RecordingApi(self._store, self._notifier, self.api_key)
         self._media_faults = MediaFaults(media_cut_rate, seed)
@@ -225,6 +228,19 @@ class Sandbox:
             raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
         self._injector.inject(route, kind, count, call_sid)
 
+    def replay_callback(self, recording_sid: str) -> int | None:
+        """Send the last status callback of a recording again, byte for byte with the same headers (the same
+        signature and timestamp): a real replay, for testing a receiver's replay protection. Synchronous.
+
+        :param recording_sid: the recording.
+        :return: the receiver's HTTP status, or None if it could not be reached.
+        :raises KeyError: if no callback was sent for that recording.
+        """
+        try:
+            return self._sender.replay(recording_sid)
+        except KeyError:
+            raise KeyError(f"No status callback was sent for recording {recording_sid}") from None
+
     def inject_media(self, kind: str, count: int = 1) -> None:
         """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: full
         ``Content-Length``, half the bytes, connection closed; HEADs and refused links do not use it up),
@@ -248,7 +264,8 @@ class Sandbox:
         ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
         ``faults``, ``injections_pending``, ``media_requests``, ``media_requests_with_auth``,
-        ``media_faults_injected`` and ``media_injections_pending``.
+        ``media_faults_injected``, ``media_injections_pending``, ``callbacks_by_recording`` and
+        ``callbacks_replayed``.
         """
         result = self._stats.snapshot()
         result["starts_per_call"] = self._store.starts_per_call()
@@ -261,13 +278,17 @@ class Sandbox:
         return result
 
     def airflow_conn_json(self) -> str:
-        """Return the JSON for ``AIRFLOW_CONN_TELNYX_DEFAULT`` that points a ``telnyx`` connection here."""
+        """Return the JSON for ``AIRFLOW_CONN_TELNYX_DEFAULT`` that points a ``telnyx`` connection here.
+
+        Its extra carries ``public_key``, the key that verifies this sandbox's signed status callbacks.
+        """
         return json.dumps(
             {
                 "conn_type": "telnyx",
                 "host": self.base_url,
                 "login": self.account_sid,
                 "password": self.api_key,
+                "extra": {"public_key": self.public_key},
             }
         )
 

@@ -23,6 +23,8 @@ class Stats:
         self._connections = 0
         self._callbacks_sent = 0
         self._callbacks_failed = 0
+        self._callbacks_by_recording: Counter[str] = Counter()
+        self._callbacks_replayed = 0
         self._media_requests = 0
         self._media_with_auth = 0
         self._media_faults: Counter[str] = Counter({kind: 0 for kind in ("cut", "403", "404")})
@@ -53,12 +55,17 @@ class Stats:
         with self._lock:
             self._connections += 1
 
-    def callback(self, ok: bool) -> None:
+    def callback(self, ok: bool, recording_sid: str | None = None, replay: bool = False) -> None:
         """Count one status callback delivery attempt.
 
         :param ok: whether the receiver answered with a non-error status.
+        :param recording_sid: the recording it was about, counted in ``callbacks_by_recording``.
+        :param replay: whether it was a replay of an earlier callback.
         """
         with self._lock:
+            if recording_sid is not None:
+                self._callbacks_by_recording[recording_sid] += 1
+            self._callbacks_replayed += replay
             if ok:
                 self._callbacks_sent += 1
             else:
@@ -90,6 +97,8 @@ class Stats:
                 "resets_after_handling": self._resets_after,
                 "callbacks_sent": self._callbacks_sent,
                 "callbacks_failed": self._callbacks_failed,
+                "callbacks_by_recording": dict(self._callbacks_by_recording),
+                "callbacks_replayed": self._callbacks_replayed,
                 "media_requests": self._media_requests,
                 "media_requests_with_auth": self._media_with_auth,
                 "media_faults_injected": dict(self._media_faults),
