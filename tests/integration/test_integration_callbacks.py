@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def receiver_url(recordings_asset_in_db) -> Iterator[str]:
+def receiver_url(recordings_asset_in_db) -> Iterator[str]:  # noqa: F811 - the imported fixture
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
