@@ -41,7 +41,12 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_TELNYX_DEFAULT", raising=False)
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"example_telnyx_call_recording", "example_telnyx_record_many_calls"}
+    assert set(bag.dag_ids) == {
+        "example_telnyx_call_recording",
+        "example_telnyx_record_many_calls",
+        "example_telnyx_start_recording_with_callback",
+        "example_telnyx_store_finished_recordings",
+    }
     assert looked_up == []
 
 
