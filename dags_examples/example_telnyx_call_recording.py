@@ -7,6 +7,7 @@ SID (login) and the base URL (host); point it at the local sandbox to try this w
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -25,6 +26,9 @@ from telnyx_provider.sensors.recording import RecordingCompletedSensor
         "call_sid": Param("", type="string", description="The live call to record (Telnyx CallSid, v3:...)."),
         "poke_interval": Param(2, type="number", exclusiveMinimum=0, description="Seconds between checks."),
     },
+    # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
+    # (apache/airflow #71172; see the README's Troubleshooting section).
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["telnyx", "example"],
 )
 def example_telnyx_call_recording() -> None:

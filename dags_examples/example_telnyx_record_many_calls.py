@@ -6,6 +6,7 @@ One mapped ``StartCallRecordingOperator`` per call SID in the ``call_sids`` para
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -25,6 +26,9 @@ def _uri(recording: dict[str, Any]) -> str:
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     params={"call_sids": Param([], type="array", description="The live calls to record (Telnyx CallSids).")},
+    # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
+    # (apache/airflow #71172; see the README's Troubleshooting section).
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     tags=["telnyx", "example"],
 )
 def example_telnyx_record_many_calls() -> None:

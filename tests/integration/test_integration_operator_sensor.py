@@ -108,7 +108,9 @@ def test_task_retry_adopts_the_recording_an_earlier_try_started(sandbox, caplog)
     run_started = pendulum.now("UTC").subtract(seconds=1)
     first = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
     retry_context = {
-        "ti": SimpleNamespace(try_number=2, start_date=pendulum.now("UTC")),
+        "ti": SimpleNamespace(
+            try_number=2, start_date=pendulum.now("UTC"), xcom_push=lambda key, value: None
+        ),
         "dag_run": SimpleNamespace(start_date=run_started),
     }
     again = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context=retry_context)
@@ -133,10 +135,10 @@ def test_retry_settings_reach_the_hook_and_bad_ones_are_refused_at_parse_time():
 
 
 def test_operator_retry_settings_govern_its_requests(sandbox):
-    sandbox.set_faults(1.0, ["429"])  # a 429 started nothing: the start is simply sent again
-    op = StartCallRecordingOperator(
-        task_id="s", call_sid=sandbox.create_call(), max_retries=2, retry_max_wait=0.01
-    )
+    call_sid = sandbox.create_call()
+    # A 429 started nothing: the start is simply sent again.
+    sandbox.inject("POST /Calls/{call_sid}/Recordings", "429", count=10)
+    op = StartCallRecordingOperator(task_id="s", call_sid=call_sid, max_retries=2, retry_max_wait=0.01)
     with pytest.raises(TelnyxApiError) as raised:
         op.execute(context={})
     assert raised.value.status == 429

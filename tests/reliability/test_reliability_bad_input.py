@@ -358,6 +358,7 @@ async def test_async_client_reads_malformed_replies_the_same_way(reply_server, s
 
 def test_malformed_start_reply_fails_the_operator_with_the_body(telnyx_conn, requests_mock):
     requests_mock.post(re.compile(".*/Recordings.json"), text="<html>Service Unavailable</html>")
+    requests_mock.get(re.compile(".*/Recordings.json"), json={"recordings": []})
     with pytest.raises(TelnyxApiError) as raised:
         StartCallRecordingOperator(task_id="start", call_sid=CALL).execute(context={})
     assert "HTTP 200" in str(raised.value)

@@ -198,6 +198,7 @@ def test_bad_connections_are_refused_without_repeating_the_key(leak, requests_mo
 def test_success_paths_keep_the_key_out_of_xcom_and_logs(leak, requests_mock):
     requests_mock.post(ANY_URL, json={**COMPLETED, "status": "in-progress", "duration": None})
     requests_mock.get(ANY_URL, json=COMPLETED)
+    requests_mock.get(re.compile(".*/Calls/.*/Recordings.json.*"), json={"recordings": []})  # the snapshot
     started = StartCallRecordingOperator(
         task_id="start", call_sid=CALL, wait_for_completion=True, poll_interval=0.01
     )

@@ -180,7 +180,7 @@ class StartCallRecordingOperator(BaseOperator):
                 return None, False
             self._record = record
             resumed = recording_retry.recording_to_resume(
-                self.hook, record, params, account_sid=self.account_sid, log=self.log
+                self.hook, record, params, account_sid=self.account_sid
             )
             if resumed is None:
                 return None, False
@@ -193,7 +193,7 @@ class StartCallRecordingOperator(BaseOperator):
         if ti is None or getattr(ti, "try_number", 1) <= 1 or since is None:
             return None, False
         adopted = recording_retry.active_recording_since(
-            self.hook, self.call_sid, params, since, account_sid=self.account_sid, log=self.log
+            self.hook, self.call_sid, params, since, account_sid=self.account_sid
         )
         return adopted, False
 

@@ -7,6 +7,7 @@ With Airflow's durable task state (3.3+), the earlier try left a :class:`StartRe
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,13 @@ from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
 
 if TYPE_CHECKING:
-    import logging
     from datetime import datetime
 
     from telnyx_provider.hooks.recording import RecordingHook
     from telnyx_provider.operators.start_memory import StartRecord
     from telnyx_provider.params import StartRecordingParams
+
+log = logging.getLogger(__name__)
 
 #: Allowed gap between our clock and Telnyx's in the fallback rule (3.1/3.2 only; no store there).
 CLOCK_TOLERANCE_SECONDS = 5.0
@@ -42,7 +44,6 @@ def recording_to_resume(
     params: StartRecordingParams,
     *,
     account_sid: str | None,
-    log: logging.Logger | Any,
 ) -> Resumed | None:
     """The earlier try's recording to carry on with, or ``None`` when a new one must be started.
 
@@ -55,7 +56,7 @@ def recording_to_resume(
     the SID: the call's recordings are judged against the stored snapshot, so the start it sent is found.
     """
     if record.recording_sid is None:
-        recording = _lost_in_a_crash(hook, record, params, account_sid=account_sid, log=log)
+        recording = _lost_in_a_crash(hook, record, params, account_sid=account_sid)
         if recording is None:
             return None
     else:
@@ -105,7 +106,6 @@ def _lost_in_a_crash(
     params: StartRecordingParams,
     *,
     account_sid: str | None,
-    log: logging.Logger | Any,
 ) -> dict[str, Any] | None:
     recordings = hook.list_call_recordings(record.call_sid, account_sid=account_sid)
     verdict = judge(recordings, record.snapshot, params)
@@ -135,7 +135,6 @@ def active_recording_since(
     since: datetime,
     *,
     account_sid: str | None,
-    log: logging.Logger | Any,
 ) -> dict[str, Any] | None:
     """On Airflow 3.1/3.2 (no durable state): an active recording matching ``params`` started since ``since``.
 
@@ -164,7 +163,8 @@ def active_recording_since(
         )
     if found:
         log.warning(
-            "Adopting active recording %s on call %s, started by an earlier try.",
+            "Adopting recording %s on call %s: it is active, matches this task's start and started during "
+            "this DAG run (an earlier try's, by the rule of Airflow versions without a task state store).",
             found[0].get("sid"),
             call_sid,
         )
