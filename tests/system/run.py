@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from tests.system import events
 from tests.system.checks import Checks
 from tests.system.clients import AirflowApi, SandboxClient, wait_for
 from tests.system.deployment import Deployment
@@ -49,7 +50,7 @@ class Clock:
         print(f"[{time.monotonic() - self.start:6.1f} s] {text}", flush=True)
 
 
-def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxClient]:
+def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxClient, events.EventsSetup]:
     """Sandbox, database, connection, then the four Airflow components; returns once all are healthy."""
     sandbox_process = deployment.start(
         "sandbox",
@@ -57,6 +58,7 @@ def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxCli
         pipe_stdout=True,
     )
     sandbox = SandboxClient(sandbox_process)
+    events_setup = events.prepare(deployment, sandbox)  # issue 11: the examples' settings, a second sandbox
     clock.phase(f"sandbox at {sandbox.base_url}")
     deployment.airflow("db-migrate", "db", "migrate")
     clock.phase("database migrated")
@@ -79,7 +81,7 @@ def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxCli
 
     wait_for(parsed, f"the DAG processor to parse {len(DAG_IDS)} DAGs", timeout=90)
     clock.phase(f"{len(DAG_IDS)} DAGs parsed")
-    return api, sandbox
+    return api, sandbox, events_setup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     keys: list[str] = []
     crashed = False
     try:
-        api, sandbox = deploy(deployment, clock)
-        keys = [sandbox.api_key]
+        api, sandbox, events_setup = deploy(deployment, clock)
+        keys = [sandbox.api_key, events_setup.poll_sandbox.api_key]
         scenario = Scenario(api, sandbox, deployment)
         scenario.trigger_all()
         runs = len(scenario.runs)
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         clock.phase("every run ended")
         verify_runs(checks, scenario, stop_on_kill=stop_on_kill, recording_keys=recording_keys)
         verify_retries(checks, scenario, sorted(deployment.component_logs.glob("scheduler*.log")))
+        events.run(checks, api, sandbox, events_setup, deployment)
+        clock.phase("event-driven recordings checked")
     except Exception:
         crashed = True
         checks.check(False, "the system test ran to the end", traceback.format_exc())

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import TriggerEvent
 
-from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
+from telnyx_provider._compat import AirflowException
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -69,8 +69,8 @@ async def poll_listings(
                         failures = 0
                     yield listing
                     await asyncio.sleep(poll_interval)
-        except (TelnyxApiError, TelnyxValidationError, OSError, ValueError, LookupError) as error:
-            # LookupError/ValueError: a connection that cannot be read yet; the others: the API's answers.
+        except (AirflowException, OSError, ValueError, LookupError) as error:
+            # The API's answers (TelnyxApiError), a connection missing or unreadable (yet), a bad setting.
             failures += 1
             log.warning(
                 "Listing the recordings of connection %s failed (attempt %s); trying again in %s s: %s",
