@@ -133,6 +133,9 @@ from telnyx_provider.errors import TelnyxValidationError  # noqa: E402
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Hashable
 
+    from telnyx_provider.recording_feed import RecordingFeed
+    from telnyx_provider.triggers.recordings_poll import FeedStore
+
 
 class RecordingsFinishedTrigger(BaseEventTrigger):
     """An event per recording of an account that finishes (``completed``, ``absent``), for ``AssetWatcher``.
@@ -248,11 +251,11 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """This watcher's events from the shared listings, judged by its own (stored) state."""
         feed, store = await self._open_feed()
-        async with aclosing(self._events(feed, store, shared_stream)) as events:
+        async with aclosing(self._events(feed, store, _relay(shared_stream))) as events:
             async for event in events:
                 yield event
 
-    async def _open_feed(self) -> tuple[Any, Any]:
+    async def _open_feed(self) -> tuple[RecordingFeed, FeedStore]:
         from telnyx_provider.recording_feed import RecordingFeed
         from telnyx_provider.triggers.recordings_poll import FeedStore
 
@@ -261,7 +264,9 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         await store.load(feed)
         return feed, store
 
-    async def _events(self, feed: Any, store: Any, listings: Any) -> AsyncGenerator[TriggerEvent, None]:
+    async def _events(
+        self, feed: RecordingFeed, store: FeedStore, listings: AsyncGenerator[list[dict[str, Any]], None]
+    ) -> AsyncGenerator[TriggerEvent, None]:
         from telnyx_provider.triggers.recordings_poll import feed_events
 
         # Closing this generator closes the events (which put back what they did not hand over) and the
@@ -269,6 +274,12 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         async with aclosing(listings), aclosing(feed_events(feed, store, listings)) as events:
             async for event in events:
                 yield event
+
+
+async def _relay(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """``stream`` as an async generator (the triggerer owns the shared stream and closes it itself)."""
+    async for item in stream:
+        yield item
 
 
 def _aware_moment(argument: str, value: object) -> datetime | None:
