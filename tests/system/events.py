@@ -176,7 +176,10 @@ def verify_polling(checks: Checks, api: AirflowApi, setup: EventsSetup, deployme
     sandbox = setup.poll_sandbox
     _add_connection(deployment, "telnyx_poll", sandbox, {"max_retries": 1, "retry_max_wait": 1})
     listings = lambda: sandbox.stats()["requests_by_route"].get(LIST_ROUTE, 0)  # noqa: E731
-    wait_for(lambda: listings() >= 2, "the watcher's first listings (the baseline)", 90)
+    checks.equal(listings(), 0, "polling: no listing while the watched DAG is paused")
+    api.json("PATCH", f"/api/v2/dags/{POLLED_DAG}", json={"is_paused": False})
+    # The watcher starts once the DAG processor parses the file again after the unpause.
+    wait_for(lambda: listings() >= 2, "the watcher's first listings (the baseline)", 180)
 
     def finish(count: int) -> list[str]:
         calls = [sandbox.create_call() for _ in range(count)]
