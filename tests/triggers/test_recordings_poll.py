@@ -87,3 +87,11 @@ async def test_without_a_state_store_it_works_in_memory():
     assert not store.durable
     feed = RecordingFeed(account_sid="acc")
     assert await collect(feed, store, [rec("c", "completed")], [rec("d")], [rec("d", "absent")]) == ["d"]
+
+
+def test_failed_listings_back_off_to_a_minute_at_most():
+    from telnyx_provider.triggers.recordings_poll import retry_wait
+
+    assert [retry_wait(10, n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    assert retry_wait(0.5, 1) == 0.5
+    assert retry_wait(120, 3) == 120  # an interval over a minute is kept

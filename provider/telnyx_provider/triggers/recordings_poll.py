@@ -32,6 +32,8 @@ STATE_KEY = "telnyx_recordings_feed"
 #: Fields of a recording left out of the event: ``media_url`` is a bearer link to the audio, valid minutes
 #: (Airflow's triggerer logs every event it fires); fetch the recording by its SID to download it.
 OMITTED_FIELDS = ("media_url",)
+#: The longest wait between two listings after failures (unless the poll interval is longer).
+MAX_RETRY_WAIT = 60.0
 
 
 def event_payload(recording: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +52,7 @@ async def poll_listings(
     """Yield the recordings created since ``window_start(now)``, once per ``poll_interval``, forever.
 
     One request per interval plus one per further page. Nothing ends it but cancellation: a failed listing
-    (after the client's own retries) is logged and tried again at the next interval.
+    (after the client's own retries) is logged and tried again after :func:`retry_wait`.
     """
     # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
     from telnyx_provider.hooks.recording_async import shared_client
@@ -72,17 +74,27 @@ async def poll_listings(
         except (AirflowException, OSError, ValueError, LookupError) as error:
             # The API's answers (TelnyxApiError), a connection missing or unreadable (yet), a bad setting.
             failures += 1
+            wait = retry_wait(poll_interval, failures)
             log.warning(
-                "Listing the recordings of connection %s failed (attempt %s); trying again in %s s: %s",
+                "Listing the recordings of connection %s failed (attempt %s); trying again in %.3g s: %s",
                 conn_id,
                 failures,
-                poll_interval,
+                wait,
                 error,
             )
         except Exception as error:  # anything else: still never the end of the watcher
             failures += 1
+            wait = retry_wait(poll_interval, failures)
             log.exception("Unexpected failure listing recordings (%s); trying again.", type(error).__name__)
-        await asyncio.sleep(poll_interval)
+        await asyncio.sleep(wait)
+
+
+def retry_wait(poll_interval: float, failures: int) -> float:
+    """Seconds before trying again after ``failures`` failed listings in a row: the interval, doubling from
+    the second failure, at most a minute (or the interval, if longer): a long outage is not hammered, and
+    the watcher notices the end of one within a minute."""
+    backoff: float = poll_interval * 2.0 ** min(failures - 1, 16)
+    return min(backoff, max(poll_interval, MAX_RETRY_WAIT))
 
 
 class FeedStore:
