@@ -76,7 +76,6 @@ def example_telnyx_start_recording_with_callback() -> None:
     schedule=[finished_recordings_asset(EVENTS_SOURCE)],
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
     tags=["telnyx", "example", "event-driven"],
 )
 def example_telnyx_store_finished_recordings() -> None:

@@ -142,12 +142,22 @@ def verify_callbacks(checks: Checks, api: AirflowApi, sandbox: SandboxClient, de
             sorted([[s] for s in sids]),
             f"round {round_number}: one run per recording, each storing its own",
         )
-    sids += record(3)  # three finishing together: maybe one run for all, each stored once
-    stored = wait_for(
-        lambda: set(sids) <= {s for v in _stored_by_run(api).values() for s in v} and _stored_by_run(api),
-        "the consumer to store all five recordings",
-        150,
+    together = record(3)  # three finishing together
+    sids += together
+    wait_for(
+        lambda: {e["extra"].get("RecordingSid") for e in _asset_events(api, uri)} >= set(together),
+        "the asset events of three recordings finishing together",
+        60,
     )
+    # Airflow 3.3.2 may leave events that arrive while a run is being created in the Asset's queue until
+    # the next event (apache/airflow#54659, #56050): one more recording releases them, and they are not lost.
+    sids += record(1)
+
+    def stored_all() -> dict[str, list[str]] | None:
+        got = _stored_by_run(api)
+        return got if set(sids) <= {sid for values in got.values() for sid in values} else None
+
+    stored = wait_for(stored_all, "the consumer to store all six recordings", 150)
     everything = [sid for values in stored.values() for sid in values]
     checks.equal(
         sorted(everything), sorted(sids), "every completed recording stored exactly once across the runs"
@@ -188,24 +198,25 @@ def verify_polling(checks: Checks, api: AirflowApi, setup: EventsSetup, deployme
             sandbox.hangup(call)
         return started
 
+    uri = f"telnyx://{sandbox.account_sid}/recordings"
+    reported = lambda: [e["extra"].get("sid") for e in _asset_events(api, uri)]  # noqa: E731
     first = finish(2)
-    wait_for(lambda: set(first) <= set(_polled(api)), "the polled DAG to run for the first two", 120)
+    wait_for(lambda: set(first) <= set(reported()), "the watcher's events for the first two", 90)
     print("  killing the triggerer (SIGKILL) while two more recordings finish", flush=True)
     deployment.kill("triggerer")
     second = finish(2)
     wait_for(lambda: all(sandbox.recording(s)["status"] == "completed" for s in second), "them to finish", 30)
     deployment.start_airflow("triggerer", generation=3)
-    wait_for(lambda: set(first + second) <= set(_polled(api)), "the polled DAG after the restart", 150)
+    wait_for(lambda: set(second) <= set(reported()), "the watcher's events after the restart", 150)
     count = listings()
     wait_for(lambda: listings() >= count + 5, "a few more listings", 60)
-    polled = _polled(api)
     checks.equal(
-        sorted(polled),
-        sorted(first + second),
-        "polling: each finished recording once, none lost across a triggerer SIGKILL",
+        sorted(reported()), sorted(first + second), "polling: one asset event per recording across a SIGKILL"
     )
-    events = _asset_events(api, f"telnyx://{sandbox.account_sid}/recordings")
-    checks.equal(len(events), 4, "polling: four asset events")
+    last = finish(1)  # releases any event Airflow left queued (see verify_callbacks)
+    everything = first + second + last
+    wait_for(lambda: set(everything) <= set(_polled(api)), "the polled DAG's runs to cover all five", 150)
+    checks.equal(sorted(_polled(api)), sorted(everything), "polling: the DAG got each recording once")
     media = f"{sandbox.origin}/media/"
     leaked = [
         p.name
