@@ -232,14 +232,22 @@ def has_template(value: object) -> bool:
 
 
 def is_unresolved(value: object) -> bool:
-    """Whether an argument is not known until the task runs: a Jinja template, an XComArg (``task()``,
-    ``op.output[...]``) or another value Airflow resolves at run time. Such values are validated in
-    ``execute``; literal ones when the DAG is parsed."""
+    """Whether a value is known only at run time, so it is validated in ``execute``, not when parsed.
+
+    True for a Jinja template, an ``XComArg`` (``task.output``, ``task.output["key"]``, a TaskFlow call's
+    result), a mapped argument, Airflow's ``NOTSET`` (an argument a ``.partial()`` leaves to ``.expand()``),
+    and a list, tuple or dict holding one of these.
+    """
     if has_template(value):
         return True
+    if isinstance(value, list | tuple):
+        return any(is_unresolved(item) for item in value)
+    if isinstance(value, dict):
+        return any(is_unresolved(item) for item in value.values())
+    # Airflow's ResolveMixin (XComArg, MappedArgument...) without importing its private module.
     if callable(getattr(value, "resolve", None)) and callable(getattr(value, "iter_references", None)):
-        return True  # airflow.sdk XComArg and its kin (ResolveMixin)
-    return type(value).__name__ == "ArgNotSet"
+        return True
+    return type(value).__name__ in ("ArgNotSet", "SetDuringExecution")
 
 
 def resolve_recording(

@@ -1,7 +1,8 @@
 """What the sensor and the operator share when they wait for a recording.
 
 One look at a recording (:func:`check_recording`), reading a trigger's event back
-(:func:`recording_from_event`), and the ``[operators] default_deferrable`` setting.
+(:func:`recording_from_event`), telling values known at parse time from those resolved only at run time
+(:func:`is_unresolved`), and the ``[operators] default_deferrable`` setting.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
 from telnyx_provider.params import has_template as has_template  # re-exported for the operators
 from telnyx_provider.params import is_unresolved as is_unresolved
+from telnyx_provider.retry import failure_reason, is_retryable, requested_wait
 
 if TYPE_CHECKING:
     import logging
 
     from telnyx_provider.hooks.recording import RecordingHook
+    from telnyx_provider.retry import RetryPolicy
 
 #: Extra time given to Airflow's own deferral timeout, so the trigger's deadline (which lets us clean up)
 #: always fires first.
@@ -46,6 +49,15 @@ def retry_overrides(
     return {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
 
 
+def task_timeout_error() -> type[BaseException]:
+    """Airflow's ``AirflowTaskTimeout`` (``execution_timeout`` reached), where this Airflow keeps it."""
+    try:  # Airflow 3.2+
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+    except ImportError:  # pragma: no cover - Airflow 3.1
+        from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef]
+    return AirflowTaskTimeout
+
+
 def seconds(value: float | timedelta) -> float:
     """A duration given as seconds or as a ``timedelta``, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
@@ -58,19 +70,41 @@ def check_recording(
     account_sid: str | None,
     not_found_until: float | None,
     log: logging.Logger | Any,
+    deadline: float | None = None,
 ) -> dict[str, Any] | None:
     """Look at the recording once: the final recording, ``None`` to keep waiting, or an error.
 
     A 404 before ``not_found_until`` (Unix time) means the recording is not visible yet; after it, the
     404 is raised. ``absent``/``failed``/``deleted`` raise :class:`RecordingFailedError`.
+
+    A retryable failure (429, 5xx, no reply) that outlasts the request's retry budget does not end the wait:
+    it is logged and ``None`` is returned (after waiting what the service asked, within the deadline). Only
+    replies that will not change (401, 403, 422, a 404 after the grace period, a failed TLS verification)
+    are raised.
+
+    :param deadline: Unix time the wait ends; the look's retry budget is capped at the time left, so the
+        wait overruns it by one request timeout at most.
     """
     try:
-        recording = hook.get_recording(recording_sid, account_sid=account_sid)
+        recording = _get_recording(hook, recording_sid, account_sid, _capped_policy(hook, deadline))
     except TelnyxApiError as error:
         if error.status == 404 and not_found_until is not None and time.time() < not_found_until:
             log.info("Recording %s is not visible yet (HTTP 404); still waiting.", recording_sid)
             return None
-        raise
+        if not is_retryable(error):
+            raise
+        log.warning(
+            "Telnyx did not answer the look at recording %s (%s) within its retry budget; still waiting.",
+            recording_sid,
+            failure_reason(error),
+        )
+        asked = requested_wait(error) or 0.0
+        if deadline is not None:
+            asked = min(asked, max(0.0, deadline - time.time()))
+        if asked > 0:
+            log.info("Waiting %.1f s before the next look, as Telnyx asked.", asked)
+            time.sleep(asked)
+        return None
     assessment = assess_recording(recording)
     if assessment.verdict is Verdict.DONE:
         log.info("%s", assessment.reason)
@@ -82,6 +116,33 @@ def check_recording(
     else:
         log.info("%s", assessment.reason)
     return None
+
+
+#: Shortest retry budget of a look at (or past) the deadline: one attempt, no retry.
+MIN_LOOK_BUDGET = 0.001
+
+
+def _capped_policy(hook: RecordingHook, deadline: float | None) -> RetryPolicy | None:
+    """The hook's retry policy with its budget capped at the time left, or ``None`` if the budget fits."""
+    if deadline is None:
+        return None
+    policy = hook.retry_policy
+    left = deadline - time.time()
+    return None if left >= policy.budget else policy.replace(budget=max(left, MIN_LOOK_BUDGET))
+
+
+def _get_recording(
+    hook: RecordingHook, recording_sid: str, account_sid: str | None, policy: RetryPolicy | None
+) -> dict[str, Any]:
+    if policy is None:
+        return hook.get_recording(recording_sid, account_sid=account_sid)
+    # A hook of the same connection with the capped policy (only in the last retry budget before the
+    # deadline): RecordingHook.get_recording takes no per-call policy.
+    capped = type(hook)(hook.telnyx_conn_id, retry_policy=policy)
+    try:
+        return capped.get_recording(recording_sid, account_sid=account_sid)
+    finally:
+        capped.close()
 
 
 def recording_from_event(event: object) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
         "example_telnyx_record_many_calls",
         "example_telnyx_start_recording_with_callback",
         "example_telnyx_store_finished_recordings",
+        "example_telnyx_taskflow",
     }
     assert looked_up == []
 
@@ -71,3 +72,20 @@ def test_example_record_many_calls_runs_to_success(airflow_db, sandbox_for_dags)
     mapped = [ti for ti in run.get_task_instances() if ti.task_id == "wait_for_recording"]
     assert len(mapped) == 3
     assert os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"] == sandbox_for_dags.airflow_conn_json()
+
+
+def test_example_taskflow_runs_to_success(airflow_db, sandbox_for_dags):
+    # The call SID comes from a task; start.output["recording_uri"] (an XCom key the start pushes) feeds a
+    # deferrable sensor.
+    call_sid = sandbox_for_dags.create_call()
+    run = dag_from_folder("example_telnyx_taskflow").test(run_conf={"call_sid": call_sid})
+    assert str(run.state) == "success", task_states(run)
+    stats = sandbox_for_dags.stats()
+    assert stats["starts_per_call"] == {call_sid: 1}
+    (sid,) = stats["completed_at"]
+    [start] = [ti for ti in run.get_task_instances() if ti.task_id == "start_recording"]
+    assert start.xcom_pull(task_ids="start_recording", key="recording_sid") == sid
+    [report] = [ti for ti in run.get_task_instances() if ti.task_id == "report"]
+    reported = report.xcom_pull(task_ids="report")
+    assert reported["sid"] == sid
+    assert reported["status"] == "completed"

@@ -17,6 +17,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.hooks.recording_async import AsyncRecordingClient
 from telnyx_provider.operators.recording import StartCallRecordingOperator
-from telnyx_provider.retry import RetryPolicy
+from telnyx_provider.retry import RetryPolicy, is_retryable
 from telnyx_provider.sensors.recording import RecordingCompletedSensor
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 from tests.conftest import ACCOUNT_SID, MOCK_BASE_URL
@@ -144,11 +145,18 @@ def test_sync_error_paths_never_show_the_key(leak, requests_mock, response):
         lambda: the_hook.get_recording(REC),
         lambda: the_hook.start_call_recording(CALL),
         lambda: StartCallRecordingOperator(task_id="start", call_sid=CALL).execute(context={}),
-        lambda: RecordingCompletedSensor(task_id="wait", recording_sid=REC, deferrable=False).poke({}),
     ):
         with pytest.raises(TelnyxApiError) as raised:
             action()
         leak.check_error(raised.value)
+    sensor = RecordingCompletedSensor(task_id="wait", recording_sid=REC, deferrable=False)
+    try:
+        poked = sensor.poke({})
+    except TelnyxApiError as error:
+        leak.check_error(error)
+    else:  # a retryable failure keeps a wait going (logged, and the logs are checked below)
+        assert not poked.is_done
+        assert is_retryable(raised.value)
     ok, message = the_hook.test_connection()
     assert not ok
     leak.check_text(
@@ -256,9 +264,12 @@ async def test_trigger_events_and_logs_hold_no_key(leak, reply_server, status, b
         host=reply_server.url if status is not None else closed_port_url(),
         extra=json.dumps({"max_retries": 1, "retry_max_wait": 0.001, "timeout": 0.3}),
     )
-    trigger = RecordingCompletedTrigger(REC, poll_interval=0.01, deadline=None)
+    # A retryable failure (503, no reply) keeps the wait going until its deadline.
+    trigger = RecordingCompletedTrigger(REC, poll_interval=0.01, deadline=time.time() + 1.5)
     event = await trigger.run().__anext__()
-    assert event.payload["status"] == ("success" if body is COMPLETED and not delay else "error")
+    retryable = status in (None, 503) or delay
+    expected = "timeout" if retryable else "success" if body is COMPLETED else "error"
+    assert event.payload["status"] == expected
     if status is not None:
         assert reply_server.seen[-1][2]["Authorization"] == f"Bearer {leak.key}"  # it was really sent
     leak.check_text(json.dumps(event.payload), repr(event), json.dumps(trigger.serialize()[1]))

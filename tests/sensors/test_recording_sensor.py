@@ -130,7 +130,7 @@ def test_timeout_with_soft_fail_skips(telnyx_conn, requests_mock):
 
     requests_mock.get(GET_URL, json={**DOCS_REPLY, "status": "in-progress", "duration": None})
     with pytest.raises(AirflowSkipException):
-        _sensor(soft_fail=True, timeout=0.05).execute(context={})
+        _sensor(soft_fail=True, timeout=1).execute(context={})
     assert requests_mock.call_count >= 2
 
 

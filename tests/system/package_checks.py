@@ -90,20 +90,29 @@ def verify_registration(checks: Checks, api: AirflowApi, version: str) -> None:
         "hook_meta: hook name and class",
     )
     fields = form.get("standard_fields") or {}
-    labels = {name: (fields.get(name) or {}).get("title") for name in ("host", "login", "password")}
+    # Airflow 3.3 calls the schema field "url_schema" in this reply.
+    schema = fields.get("url_schema") or fields.get("schema") or {}
+    labels = {name: (fields.get(name) or {}).get("title") for name in ("host", "port", "login", "password")}
+    labels["schema"] = schema.get("title")
     checks.equal(
-        labels, {"host": "Base URL", "login": "Account SID", "password": "API key"}, "hook_meta: field labels"
+        labels,
+        {
+            "host": "Base URL or host",
+            "schema": "Scheme (for a bare host)",
+            "port": "Port (for a host without one)",
+            "login": "Account SID",
+            "password": "API key",
+        },
+        "hook_meta: field labels",
     )
     checks.equal(
         (fields.get("host") or {}).get("placeholder"),
         "https://api.telnyx.com/v2",
         "hook_meta: base URL placeholder",
     )
-    # Airflow 3.3 calls the schema field "url_schema" in this reply.
-    schema = fields.get("url_schema") or fields.get("schema") or {}
     checks.check(
-        bool(schema.get("hidden") and (fields.get("port") or {}).get("hidden")),
-        "hook_meta: schema and port hidden",
+        not schema.get("hidden") and not (fields.get("port") or {}).get("hidden"),
+        "hook_meta: schema and port shown (the base URL is built from host, schema and port)",
         fields,
     )
     extra = form.get("extra_fields") or {}

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from telnyx_provider.connection import TelnyxConnectionConfig
-from telnyx_provider.hooks import recording_async
+from telnyx_provider.hooks import recording_async, shared_clients
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 from tests.conftest import ACCOUNT_SID, SECRET_KEY
 from tests.hooks.test_recording_hook import DOCS_REPLY, RECORDING_SID
@@ -152,7 +152,7 @@ async def test_triggers_share_one_client_and_close_it_after_the_last(scripted_ap
     assert [e["status"] for e in events] == ["success"] * 25
     assert len(created) == 1
     assert created[0]._client.is_closed
-    assert recording_async._SHARED == {}
+    assert shared_clients._SHARED == {}
 
 
 async def test_client_is_released_before_the_event_is_handed_over(scripted_api):
@@ -160,5 +160,5 @@ async def test_client_is_released_before_the_event_is_handed_over(scripted_api):
     run = _trigger().run()
     event = await run.__anext__()  # dag.test() stops here, never closing the generator
     assert event.payload["status"] == "success"
-    assert recording_async._SHARED == {}
+    assert shared_clients._SHARED == {}
     await run.aclose()

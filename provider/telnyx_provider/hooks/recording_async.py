@@ -9,20 +9,17 @@ a thousand waiting recordings do not open a thousand TCP connections.
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
-from airflow.sdk import BaseHook
 from tenacity import AsyncRetrying
 
 from telnyx_provider import api
-from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import TelnyxApiError, transport_detail
-from telnyx_provider.retry import is_retryable
+from telnyx_provider.errors import transport_detail
+from telnyx_provider.hooks.shared_clients import Lease
 
 if TYPE_CHECKING:
     import ssl
@@ -30,6 +27,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from datetime import datetime
 
+    from telnyx_provider.connection import TelnyxConnectionConfig
     from telnyx_provider.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -69,10 +67,8 @@ class ConnectionSlots:
             # proxy is looked up once instead (environment_proxy).
             trust_env=False,
             skip_auto_headers=("User-Agent",),  # ours comes with every request
+            middlewares=(no_silent_resend,),
         )
-        # aiohttp re-sends an idempotent request once, silently, when a reused connection was reset: every
-        # retry must go through the shared policy (counted, logged once, budgeted), so that is turned off.
-        self._session._retry_connection = False
 
     @property
     def is_closed(self) -> bool:
@@ -99,6 +95,8 @@ class ConnectionSlots:
                     proxy=self._proxy,
                 ) as response:
                     return response.status, response.headers, await response.read()
+            except Disconnected as error:  # reset or closed under the request, kept from aiohttp's re-send
+                failure, detail = "connection", transport_detail(error.cause)
             except aiohttp.ClientConnectorCertificateError as error:
                 failure, detail = "tls", transport_detail(error)
             except aiohttp.ClientConnectorError as error:  # refused, unresolvable: nothing was sent
@@ -112,6 +110,36 @@ class ConnectionSlots:
     async def aclose(self) -> None:
         """Close every connection."""
         await self._session.close()
+
+
+class Disconnected(Exception):
+    """The connection was reset or closed under a request; raised by :func:`no_silent_resend`.
+
+    :param cause: aiohttp's own error.
+    """
+
+    def __init__(self, cause: aiohttp.ClientError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+async def no_silent_resend(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """aiohttp client middleware: a reset or closed connection comes back to us, never re-sent by aiohttp.
+
+    From 3.10, aiohttp silently sends an idempotent request once more when its connection was reset or
+    closed under it, and offers no public switch for it (only a private attribute). Every retry must go
+    through the shared policy (counted, logged once, budgeted), so the failure leaves aiohttp's retry loop
+    as :class:`Disconnected`, which it does not re-send. A failure to connect passes as is: nothing was
+    sent, and aiohttp does not re-send it either.
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as error:
+        raise Disconnected(error) from error
 
 
 def environment_proxy(url: str) -> str | None:
@@ -148,44 +176,60 @@ class AsyncRecordingClient:
             proxy=environment_proxy(config.base_url),
         )
 
-    async def get_recording(self, recording_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
-        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``)."""
+    async def get_recording(
+        self, recording_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``).
+
+        :param retry_policy: retries of this request (default: the client's).
+        """
         request = api.get_recording(self.config.resolve_account_sid(account_sid), recording_sid)
-        return await self._call(request, api.parse_recording)
+        return await self._call(request, api.parse_recording, retry_policy)
 
     async def update_call_recording(
-        self, call_sid: str, recording_sid: str, status: str, *, account_sid: str | None = None
+        self,
+        call_sid: str,
+        recording_sid: str,
+        status: str,
+        *,
+        account_sid: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> dict[str, Any]:
-        """Pause (``paused``), resume (``in-progress``) or stop (``stopped``) a recording."""
+        """Pause (``paused``), resume (``in-progress``) or stop (``stopped``) a recording.
+
+        :param retry_policy: retries of this request (default: the client's).
+        """
         request = api.update_call_recording(
             self.config.resolve_account_sid(account_sid), call_sid, recording_sid, status
         )
-        return await self._call(request, api.parse_recording)
+        return await self._call(request, api.parse_recording, retry_policy)
+
+    async def stop_call_recording(
+        self,
+        call_sid: str,
+        recording_sid: str,
+        *,
+        account_sid: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
+        """Stop a recording (``Status=stopped``).
+
+        :param retry_policy: retries of this request (default: the client's).
+        """
+        return await self.update_call_recording(
+            call_sid, recording_sid, "stopped", account_sid=account_sid, retry_policy=retry_policy
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await self._client.aclose()
 
-    async def _call(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
-        # Almost every request succeeds at once: it is sent plainly, and the retry machinery (tenacity
-        # costs ~20 us a call) is entered only after a failure the shared policy retries.
-        started = time.monotonic()
-        try:
-            return await self._send(request, parse)
-        except TelnyxApiError as error:
-            if not is_retryable(error):
-                raise
-            first_failure: TelnyxApiError | None = error
-        async for attempt in AsyncRetrying(
-            **self.retry_policy.tenacity_kwargs(f"{request.method} {request.path}")
-        ):
+    async def _call(
+        self, request: api.ApiRequest, parse: Callable[..., T], policy: RetryPolicy | None = None
+    ) -> T:
+        policy = policy or self.retry_policy
+        async for attempt in AsyncRetrying(**policy.tenacity_kwargs(f"{request.method} {request.path}")):
             with attempt:
-                if first_failure is not None:
-                    # The failure is replayed as tenacity's first attempt, so the policy (attempts, waits,
-                    # log lines, the time budget counted from the first try) is exactly the sync hook's.
-                    attempt.retry_state.start_time = started
-                    failure, first_failure = first_failure, None
-                    raise failure
                 return await self._send(request, parse)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -216,99 +260,12 @@ class AsyncRecordingClient:
             page += 1
 
 
-class _Entry:
-    """A shared client (``None`` while it is being built) and the number of triggers using it."""
-
-    __slots__ = ("client", "error", "ready", "users")
-
-    def __init__(self) -> None:
-        self.client: AsyncRecordingClient | None = None
-        self.error: BaseException | None = None
-        self.ready = asyncio.Event()
-        self.users = 0
-
-
-#: The shared clients: event loop id -> connection id -> entry.
-_SHARED: dict[int, dict[str, _Entry]] = {}
-
-
-class _Lease:
-    """One trigger's use of the event loop's shared client for a connection (see :func:`shared_client`).
-
-    No lock: an entry is registered (and counted) before its client is built, without an ``await`` in
-    between, so the triggers arriving meanwhile just wait for it, and ten thousand triggers starting at once
-    queue on nothing. A small object rather than a generator-based context manager, as a triggerer holds
-    one per waiting recording.
-    """
-
-    __slots__ = ("_conn_id", "_entry", "_loop_id")
-
-    def __init__(self, conn_id: str) -> None:
-        self._conn_id = conn_id
-        self._loop_id = 0
-        self._entry: _Entry | None = None
-
-    async def __aenter__(self) -> AsyncRecordingClient:
-        self._loop_id = id(asyncio.get_running_loop())
-        while True:
-            clients = _SHARED.setdefault(self._loop_id, {})
-            entry = clients.get(self._conn_id)
-            if entry is None:
-                return await self._build(clients)
-            entry.users += 1
-            self._entry = entry
-            if entry.client is None:
-                try:
-                    await entry.ready.wait()
-                finally:
-                    if entry.client is None:  # cancelled while waiting, or the build failed
-                        await self._release()
-                if entry.client is None:
-                    if isinstance(entry.error, Exception):
-                        raise entry.error
-                    continue  # its builder was cancelled: build it ourselves
-            return entry.client
-
-    async def _build(self, clients: dict[str, _Entry]) -> AsyncRecordingClient:
-        entry = clients[self._conn_id] = _Entry()
-        entry.users = 1
-        try:
-            connection = await BaseHook.aget_connection(self._conn_id)
-            entry.client = AsyncRecordingClient(config_from_connection(connection))
-        except BaseException as error:
-            entry.error = error
-            self._unregister(entry)  # the next trigger to arrive tries again
-            raise
-        finally:
-            entry.ready.set()
-        self._entry = entry
-        return entry.client
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._release()
-
-    async def _release(self) -> None:
-        entry, self._entry = self._entry, None
-        if entry is None:
-            return
-        entry.users -= 1
-        if entry.users == 0:
-            self._unregister(entry)
-            if entry.client is not None:
-                await entry.client.aclose()
-
-    def _unregister(self, entry: _Entry) -> None:
-        clients = _SHARED.get(self._loop_id)
-        if clients is not None and clients.get(self._conn_id) is entry:
-            del clients[self._conn_id]
-            if not clients:
-                del _SHARED[self._loop_id]
-
-
 def shared_client(conn_id: str) -> AbstractAsyncContextManager[AsyncRecordingClient]:
     """Borrow the event loop's shared client for ``conn_id`` (``async with``); the last borrower closes it.
 
-    The connection is read the async way (``BaseHook.aget_connection``): the sync lookup can block or
-    deadlock inside the triggerer.
+    The connection is read the async way (``BaseHook.aget_connection``), and read again by a new borrower
+    when it was last read :data:`~telnyx_provider.hooks.shared_clients.CONNECTION_RECHECK_SECONDS` ago or
+    more: changed settings (key, host, account, TLS...) get a new client, while the waits already holding
+    the old one finish on it. See :mod:`telnyx_provider.hooks.shared_clients`.
     """
-    return _Lease(conn_id)
+    return Lease(conn_id, AsyncRecordingClient)

@@ -10,23 +10,25 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from telnyx_provider._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from telnyx_provider.errors import TelnyxValidationError
-from telnyx_provider.models import parse_recording_uri
-from telnyx_provider.params import require_identifier, require_positive_number
+from telnyx_provider.params import require_identifier, require_positive_number, resolve_recording
 from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     check_recording,
     default_deferrable,
-    has_template,
+    is_unresolved,
     recording_from_event,
     retry_overrides,
     seconds,
+    task_timeout_error,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from telnyx_provider.hooks.recording import RecordingHook
 
@@ -41,7 +43,17 @@ class RecordingCompletedSensor(BaseSensorOperator):
 
     Works in ``poke`` and ``reschedule`` mode and, with ``deferrable=True``, checks once and then waits
     on the triggerer (:class:`~telnyx_provider.triggers.recording.RecordingCompletedTrigger`), polling every
-    ``poke_interval`` until ``timeout``. The final recording is returned and lands in XCom.
+    ``poke_interval`` until ``timeout``; the trigger never stops the recording (the sensor did not start
+    it). The final recording is returned and lands in XCom.
+
+    A retryable failure (429, 5xx, no reply) that outlasts one request's retry budget does not end the wait
+    in any mode: the sensor keeps looking until ``timeout`` (overrunning it by one request timeout at most).
+    ``soft_fail`` turns every failure into a skip as Airflow's sensors do, the first check of a deferrable
+    sensor included.
+
+    The target may come from another task (``recording_uri=start.output["recording_uri"]``, a TaskFlow
+    call's result, a mapped argument, a template): such values are checked once resolved, before any
+    request; literal values (``.partial()`` ones included) are checked when the DAG is parsed.
 
     :param recording_sid: the recording to wait for; or give ``recording_uri``.
     :param recording_uri: the recording's ``uri`` (call-scoped or account-scoped form), e.g. the ``uri``
@@ -78,13 +90,29 @@ class RecordingCompletedSensor(BaseSensorOperator):
         self.account_sid = account_sid
         self.telnyx_conn_id = telnyx_conn_id
         self.retry_overrides = retry_overrides(max_retries, retry_max_wait, retry_budget)
-        self.not_found_grace_period = seconds(not_found_grace_period)
+        self.not_found_grace_period = _require_grace(not_found_grace_period)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        if self.not_found_grace_period < 0:
-            raise TelnyxValidationError("not_found_grace_period", not_found_grace_period, "0 or more seconds")
         require_positive_number("poke_interval", self.poke_interval)
         require_positive_number("timeout", self.timeout)
         self._resolve_target(validate_only=True)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """Airflow's ``.partial()``, refusing literal values that could never work when the DAG is parsed."""
+        for name in ("recording_sid", "account_sid"):
+            value = kwargs.get(name)
+            if value is not None and not is_unresolved(value):
+                require_identifier(name, value)
+        uri = kwargs.get("recording_uri")
+        if uri is not None and not is_unresolved(uri):
+            resolve_recording(None, uri, None, rendered=True)
+        grace = kwargs.get("not_found_grace_period")
+        if grace is not None and not is_unresolved(grace):
+            _require_grace(grace)
+        retry = {name: kwargs.get(name) for name in ("max_retries", "retry_max_wait", "retry_budget")}
+        if not any(is_unresolved(value) for value in retry.values()):
+            retry_overrides(**retry)
+        return super().partial(**kwargs)
 
     @cached_property
     def hook(self) -> RecordingHook:
@@ -95,21 +123,18 @@ class RecordingCompletedSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait for the recording: poke or reschedule through Airflow, or check once and defer."""
-        self._not_found_until = self._wait_started_at(context) + self.not_found_grace_period
+        target = self._resolve_target()  # values resolved only now are checked before any request
+        started = self._wait_started_at(context)
+        self._not_found_until = started + self.not_found_grace_period
+        self._deadline = started + self.timeout
         if not self.deferrable:
             return super().execute(context)
-        recording_sid, account_sid = self._resolve_target()
-        recording = check_recording(
-            self.hook,
-            recording_sid,
-            account_sid=account_sid,
-            not_found_until=self._not_found_until,
-            log=self.log,
-        )
+        recording = self._first_check(*target)
         if recording is not None:
             return recording
         from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
+        recording_sid, account_sid = target
         self.defer(
             trigger=RecordingCompletedTrigger(
                 recording_sid,
@@ -118,6 +143,8 @@ class RecordingCompletedSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 deadline=time.time() + self.timeout,
                 not_found_deadline=self._not_found_until,
+                stop_on_kill=False,  # the sensor did not start the recording: a kill leaves it alone
+                **self.retry_overrides,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_MARGIN,
@@ -132,8 +159,34 @@ class RecordingCompletedSensor(BaseSensorOperator):
             account_sid=account_sid,
             not_found_until=getattr(self, "_not_found_until", None),
             log=self.log,
+            deadline=getattr(self, "_deadline", None),
         )
         return PokeReturnValue(is_done=recording is not None, xcom_value=recording)
+
+    def _first_check(self, recording_sid: str, account_sid: str | None) -> dict[str, Any] | None:
+        """A deferrable sensor's look before deferring, failing (or skipping) as a poke would."""
+        try:
+            return check_recording(
+                self.hook,
+                recording_sid,
+                account_sid=account_sid,
+                not_found_until=self._not_found_until,
+                log=self.log,
+                deadline=self._deadline,
+            )
+        except AirflowSkipException:
+            raise
+        except (AirflowSensorTimeout, AirflowFailException, task_timeout_error()) as error:
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping as soft_fail is set: {error}") from error
+            raise
+        except Exception as error:
+            if getattr(self, "silent_fail", False):
+                self.log.error("The first look at recording %s failed: %s", recording_sid, error)
+                return None
+            if getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping as never_fail is set: {error}") from error
+            raise
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Called when the trigger fires: return the final recording or raise what went wrong."""
@@ -151,24 +204,12 @@ class RecordingCompletedSensor(BaseSensorOperator):
 
     def _resolve_target(self, *, validate_only: bool = False) -> tuple[str, str | None]:
         """The (recording_sid, account_sid) to poll, from ``recording_sid`` or ``recording_uri``."""
-        sid, uri, account = self.recording_sid, self.recording_uri, self.account_sid
-        if (sid is None) == (uri is None):
-            raise TelnyxValidationError(
-                "recording_sid/recording_uri",
-                {"recording_sid": sid, "recording_uri": uri},
-                "exactly one of the two",
-            )
-        if validate_only and any(has_template(value) for value in (sid, uri, account)):
-            return "", None
-        if account is not None:
-            require_identifier("account_sid", account)
-        if sid is not None:
-            return require_identifier("recording_sid", sid), account
-        ref = parse_recording_uri(uri) if isinstance(uri, str) else None
-        if ref is None:
-            raise TelnyxValidationError(
-                "recording_uri",
-                uri,
-                "a recording URI such as /v2/texml/Accounts/{account_sid}/Recordings/{recording_sid}.json",
-            )
-        return ref.recording_sid, account if account is not None else ref.account_sid
+        return resolve_recording(
+            self.recording_sid, self.recording_uri, self.account_sid, rendered=not validate_only
+        )
+
+
+def _require_grace(value: float | timedelta) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta) or seconds(value) < 0:
+        raise TelnyxValidationError("not_found_grace_period", value, "0 or more seconds (or a timedelta)")
+    return seconds(value)

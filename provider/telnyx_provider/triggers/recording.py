@@ -11,12 +11,24 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.models import Verdict, assess_recording
-from telnyx_provider.params import require_positive_number
+from telnyx_provider.params import require_identifier, require_positive_number
+from telnyx_provider.retry import RetryPolicy, failure_reason, is_retryable, requested_wait
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from telnyx_provider.hooks.recording_async import AsyncRecordingClient
+
 log = logging.getLogger(__name__)
+
+#: Seconds the stop of a killed wait may take, retries included: ``on_kill`` is bounded by the
+#: triggerer's ``[triggerer] on_kill_timeout`` (30 s by default), and a kill should not linger.
+KILL_STOP_BUDGET = 5.0
+#: Cap of one backoff wait while stopping a killed wait's recording.
+KILL_STOP_MAX_WAIT = 1.0
+#: Shortest retry budget given to a look at the recording when the deadline is (nearly) reached: one
+#: attempt, never a retry past the deadline.
+MIN_LOOK_BUDGET = 0.001
 
 
 class RecordingCompletedTrigger(BaseTrigger):
@@ -28,12 +40,30 @@ class RecordingCompletedTrigger(BaseTrigger):
     (with ``recording``), ``failed`` (with ``recording``), ``timeout`` and ``error`` (with ``message``);
     an error never turns into a busy loop.
 
+    Its first look comes one ``poll_interval`` after it starts: the task has just looked before
+    deferring. A retryable failure (429, 5xx, no reply) that outlasts one request's retry budget does not
+    end the wait: it is logged and the trigger keeps polling (waiting at least what the service asked) until
+    ``deadline``; each look's retry budget is capped at the time left, so the ``timeout`` event comes at most
+    one request timeout after the deadline. Only replies that will not change (401, 403, 422, a 404 after
+    the grace period, a failed TLS verification) end the wait with an ``error`` event.
+
+    When the task is killed by a user (marked failed or succeeded, or cleared) while deferred, Airflow 3.3+
+    calls :meth:`on_kill`: a trigger that owns its recording (``stop_on_kill``, set by
+    :class:`~telnyx_provider.operators.recording.StartCallRecordingOperator`) stops it. Airflow 3.1 and 3.2
+    never call ``on_kill``: there a killed deferred wait leaves its recording running.
+
     :param recording_sid: the recording to wait for.
     :param account_sid: the account; the connection's login when ``None``.
     :param telnyx_conn_id: the Telnyx connection.
     :param poll_interval: seconds between two looks at the recording.
     :param deadline: Unix time after which the trigger gives up with a ``timeout`` event (``None``: never).
     :param not_found_deadline: Unix time until which a 404 means "not visible yet" (``None``: 404 fails).
+    :param call_sid: the call the recording belongs to (what a stop needs).
+    :param stop_on_kill: the wait owns the recording: stop it when the task is killed (needs ``call_sid``).
+        A sensor's trigger never does: the sensor did not start the recording.
+    :param max_retries: retries of each request (``None``: the connection's).
+    :param retry_max_wait: cap of one backoff wait, in seconds (``None``: the connection's).
+    :param retry_budget: seconds one request may take with its retries (``None``: the connection's).
     """
 
     def __init__(
@@ -45,6 +75,11 @@ class RecordingCompletedTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         deadline: float | None = None,
         not_found_deadline: float | None = None,
+        call_sid: str | None = None,
+        stop_on_kill: bool = False,
+        max_retries: int | None = None,
+        retry_max_wait: float | None = None,
+        retry_budget: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.recording_sid = recording_sid
@@ -53,9 +88,15 @@ class RecordingCompletedTrigger(BaseTrigger):
         self.poll_interval = require_positive_number("poll_interval", poll_interval)
         self.deadline = deadline
         self.not_found_deadline = not_found_deadline
+        self.call_sid = None if call_sid is None else require_identifier("call_sid", call_sid)
+        self.stop_on_kill = bool(stop_on_kill)
+        self.max_retries = max_retries
+        self.retry_max_wait = retry_max_wait
+        self.retry_budget = retry_budget
+        RetryPolicy().replace(**self._retry_changes())  # refuse bad overrides when the trigger is built
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """The classpath and the JSON-safe keyword arguments that rebuild this trigger."""
+        """The classpath and the JSON-safe keyword arguments that rebuild this trigger (never the key)."""
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
@@ -65,6 +106,11 @@ class RecordingCompletedTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "not_found_deadline": self.not_found_deadline,
+                "call_sid": self.call_sid,
+                "stop_on_kill": self.stop_on_kill,
+                "max_retries": self.max_retries,
+                "retry_max_wait": self.retry_max_wait,
+                "retry_budget": self.retry_budget,
             },
         )
 
@@ -74,29 +120,65 @@ class RecordingCompletedTrigger(BaseTrigger):
         # the first event (as dag.test() does) must not leave a pooled client open.
         yield TriggerEvent(await self._wait())
 
-    async def _wait(self) -> dict[str, Any]:
-        # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
+    async def on_kill(self) -> None:
+        """Stop the recording when a user kills the deferred task and this wait owns it (Airflow 3.3+).
+
+        Runs after :meth:`run` was cancelled. The stop has a short retry budget of its own
+        (:data:`KILL_STOP_BUDGET`); a failure is logged, never raised.
+        """
+        if not (self.stop_on_kill and self.call_sid):
+            log.info("Wait for recording %s killed; the recording is left as it is.", self.recording_sid)
+            return
         from telnyx_provider.hooks.recording_async import shared_client
 
         try:
             async with shared_client(self.telnyx_conn_id) as client:
+                policy = self._policy(client)
+                policy = policy.replace(
+                    budget=min(policy.budget, KILL_STOP_BUDGET),
+                    max_wait=min(policy.max_wait, KILL_STOP_MAX_WAIT),
+                )
+                await client.stop_call_recording(
+                    self.call_sid, self.recording_sid, account_sid=self.account_sid, retry_policy=policy
+                )
+        except Exception as error:  # on_kill must never raise: say what happened instead
+            log.error(
+                "Could not stop recording %s on call %s after its wait was killed: %s",
+                self.recording_sid,
+                self.call_sid,
+                error,
+            )
+        else:
+            log.warning(
+                "Stopped recording %s on call %s because its wait was killed.",
+                self.recording_sid,
+                self.call_sid,
+            )
+
+    async def _wait(self) -> dict[str, Any]:
+        # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
+        from telnyx_provider.hooks.recording_async import shared_client
+
+        # The task looked just before deferring: the first look comes one interval later.
+        await asyncio.sleep(self._pause(self.poll_interval))
+        try:
+            async with shared_client(self.telnyx_conn_id) as client:
                 while True:
-                    event = await self._look(client)
-                    if event is not None:
-                        return event
-                    now = time.time()
-                    if self.deadline is not None and now >= self.deadline:
+                    outcome = await self._look(client)
+                    if isinstance(outcome, dict):
+                        return outcome
+                    if self.deadline is not None and time.time() >= self.deadline:
                         return self._event("timeout", message=self._timeout_message())
-                    wait = self.poll_interval
-                    if self.deadline is not None:
-                        wait = min(wait, max(0.0, self.deadline - now))
-                    await asyncio.sleep(wait)
+                    await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
         except Exception as error:  # any failure ends in one error event, never a retry loop here
             return self._event("error", message=f"{type(error).__name__}: {error}")
 
-    async def _look(self, client: Any) -> dict[str, Any] | None:
+    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float:
+        """One look: the final event, or the seconds the service asked us to wait (0.0: keep polling)."""
         try:
-            recording = await client.get_recording(self.recording_sid, account_sid=self.account_sid)
+            recording = await client.get_recording(
+                self.recording_sid, account_sid=self.account_sid, retry_policy=self._look_policy(client)
+            )
         except TelnyxApiError as error:
             if (
                 error.status == 404
@@ -104,7 +186,15 @@ class RecordingCompletedTrigger(BaseTrigger):
                 and time.time() < self.not_found_deadline
             ):
                 log.info("Recording %s is not visible yet (HTTP 404); still waiting.", self.recording_sid)
-                return None
+                return 0.0
+            if is_retryable(error):
+                log.warning(
+                    "Telnyx did not answer the look at recording %s (%s) within its retry budget; still "
+                    "waiting until the deadline.",
+                    self.recording_sid,
+                    failure_reason(error),
+                )
+                return requested_wait(error) or 0.0
             return self._event("error", message=str(error))
         assessment = assess_recording(recording)
         if assessment.verdict is Verdict.DONE:
@@ -113,7 +203,28 @@ class RecordingCompletedTrigger(BaseTrigger):
             return self._event("failed", recording=recording, message=assessment.reason)
         if assessment.unknown_status:
             log.warning("%s", assessment.reason)
-        return None
+        return 0.0
+
+    def _retry_changes(self) -> dict[str, Any]:
+        return {"max_retries": self.max_retries, "max_wait": self.retry_max_wait, "budget": self.retry_budget}
+
+    def _policy(self, client: AsyncRecordingClient) -> RetryPolicy:
+        """The connection's retry policy with the task's overrides."""
+        return client.retry_policy.replace(**self._retry_changes())
+
+    def _look_policy(self, client: AsyncRecordingClient) -> RetryPolicy:
+        """The task's policy, its budget capped at the time left before the deadline."""
+        policy = self._policy(client)
+        if self.deadline is None:
+            return policy
+        left = self.deadline - time.time()
+        return policy if left >= policy.budget else policy.replace(budget=max(left, MIN_LOOK_BUDGET))
+
+    def _pause(self, seconds: float) -> float:
+        """``seconds``, shortened so as not to sleep past the deadline."""
+        if self.deadline is None:
+            return seconds
+        return min(seconds, max(0.0, self.deadline - time.time()))
 
     def _event(self, status: str, **payload: Any) -> dict[str, Any]:
         return {"status": status, "recording_sid": self.recording_sid, **payload}
