@@ -235,14 +235,15 @@ class RecordingCompletedTrigger(BaseTrigger):
 
 # RecordingsFinishedTrigger's own imports, kept with it (the module's head belongs to the trigger above).
 from contextlib import aclosing  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 
 from airflow.triggers.base import BaseEventTrigger  # noqa: E402
 
 from telnyx_provider.errors import TelnyxValidationError  # noqa: E402
+from telnyx_provider.triggers.recordings_poll import aware_moment, relay  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Hashable
+    from datetime import datetime
 
     from telnyx_provider.recording_feed import RecordingFeed
     from telnyx_provider.triggers.recordings_poll import FeedStore
@@ -290,7 +291,7 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         self.account_sid = account_sid
         self.telnyx_conn_id = telnyx_conn_id
         self.poll_interval = require_positive_number("poll_interval", poll_interval)
-        self.since = _aware_moment("since", since)
+        self.since = aware_moment("since", since)
         self.lookback = require_positive_number("lookback", lookback)
         self.overlap = require_positive_number("overlap", overlap)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
@@ -362,7 +363,7 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """This watcher's events from the shared listings, judged by its own (stored) state."""
         feed, store = await self._open_feed()
-        async with aclosing(self._events(feed, store, _relay(shared_stream))) as events:
+        async with aclosing(self._events(feed, store, relay(shared_stream))) as events:
             async for event in events:
                 yield event
 
@@ -385,24 +386,3 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         async with aclosing(listings), aclosing(feed_events(feed, store, listings)) as events:
             async for event in events:
                 yield event
-
-
-async def _relay(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
-    """``stream`` as an async generator (the triggerer owns the shared stream and closes it itself)."""
-    async for item in stream:
-        yield item
-
-
-def _aware_moment(argument: str, value: object) -> datetime | None:
-    """``value`` (a timezone-aware datetime or an ISO 8601 string with an offset) as a UTC datetime."""
-    if value is None:
-        return None
-    moment: object = value
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-    if not isinstance(moment, datetime) or moment.utcoffset() is None:
-        raise TelnyxValidationError(argument, value, "a timezone-aware datetime or ISO 8601 string")
-    return moment.astimezone(timezone.utc)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import TriggerEvent
 
 from telnyx_provider._compat import AirflowException
+from telnyx_provider.errors import TelnyxValidationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -164,3 +165,24 @@ async def feed_events(
                 feed.unreport(batch[index + 1 :])
                 await store.save(feed)
                 raise
+
+
+async def relay(stream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """``stream`` as an async generator (the triggerer owns the shared stream and closes it itself)."""
+    async for item in stream:
+        yield item
+
+
+def aware_moment(argument: str, value: object) -> datetime | None:
+    """``value`` (a timezone-aware datetime or an ISO 8601 string with an offset) as a UTC datetime."""
+    if value is None:
+        return None
+    moment: object = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        raise TelnyxValidationError(argument, value, "a timezone-aware datetime or ISO 8601 string")
+    return moment.astimezone(timezone.utc)
