@@ -4,8 +4,9 @@ Both event sources update the same Asset, ``telnyx://{account_sid}/recordings``:
 
 - the signed status-callback receiver (:mod:`telnyx_provider.plugins.callbacks`): the event's extra holds
   the callback's fields (``RecordingSid``, ``CallSid``, ``RecordingStatus``, ``RecordingDuration``...);
-- an ``AssetWatcher`` with :class:`~telnyx_provider.triggers.recording.RecordingsFinishedTrigger`: the
-  event's extra is the recording as the API lists it (``sid``, ``call_sid``, ``status``, ``duration``...).
+- an ``AssetWatcher`` with :class:`~telnyx_provider.triggers.recording.RecordingsFinishedTrigger`: Airflow
+  stores the trigger's event as ``{"from_trigger": true, "payload": <recording>}``, the recording as the API
+  lists it (``sid``, ``call_sid``, ``status``, ``duration``...).
 
 :func:`recording_sid_of` and :func:`recording_status_of` read either shape, so one consuming DAG works
 with both.
@@ -50,13 +51,21 @@ def recordings_asset(account_sid: str, *, watchers: list[AssetWatcher] | None = 
     return Asset(name=uri, uri=uri, watchers=list(watchers or []))
 
 
+def recording_fields(extra: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The recording's fields in an event's extra: the callback's fields, or the watcher's ``payload``."""
+    payload = extra.get("payload")
+    return payload if extra.get("from_trigger") and isinstance(payload, dict) else extra
+
+
 def recording_sid_of(extra: Mapping[str, Any]) -> str | None:
     """The recording SID of an event of the recordings Asset, from a callback (``RecordingSid``) or a poll."""
-    value = extra.get("RecordingSid", extra.get("sid"))
+    fields = recording_fields(extra)
+    value = fields.get("RecordingSid", fields.get("sid"))
     return value if isinstance(value, str) and value else None
 
 
 def recording_status_of(extra: Mapping[str, Any]) -> str | None:
     """The final status (``completed`` or ``absent``) of a recordings Asset event, from either source."""
-    value = extra.get("RecordingStatus", extra.get("status"))
+    fields = recording_fields(extra)
+    value = fields.get("RecordingStatus", fields.get("status"))
     return value if isinstance(value, str) and value else None

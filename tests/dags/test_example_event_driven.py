@@ -85,7 +85,7 @@ def test_the_consumer_stores_each_completed_recording_once(monkeypatch):
     events = {
         "telnyx://acc/recordings": [
             event(RecordingSid="b", RecordingStatus="completed"),  # a callback
-            event(sid="a", status="completed"),  # a poll
+            event(from_trigger=True, payload={"sid": "a", "status": "completed"}),  # a poll (the watcher)
             event(RecordingSid="b", RecordingStatus="completed"),  # the same callback delivered twice
             event(RecordingSid="c", RecordingStatus="absent"),  # no audio to store
         ]

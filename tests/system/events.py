@@ -209,7 +209,8 @@ def verify_polling(checks: Checks, api: AirflowApi, setup: EventsSetup, deployme
         return started
 
     uri = f"telnyx://{sandbox.account_sid}/recordings"
-    reported = lambda: [e["extra"].get("sid") for e in _asset_events(api, uri)]  # noqa: E731
+    # Airflow stores a watcher's event as {"from_trigger": true, "payload": <the trigger's payload>}.
+    reported = lambda: [e["extra"]["payload"].get("sid") for e in _asset_events(api, uri)]  # noqa: E731
     first = finish(2)
     wait_for(lambda: set(first) <= set(reported()), "the watcher's events for the first two", 90)
     print("  killing the triggerer (SIGKILL) while two more recordings finish", flush=True)
