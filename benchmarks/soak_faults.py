@@ -1,28 +1,36 @@
-"""Soak: start and await 1,000 recordings through each path while 30 % of API requests fail.
+"""Soak: 1,000 calls, two recordings each, 30 % faults, a skewed clock, a lagging list and a 90 s outage.
 
-Prints figures; it is not a test. The TeXML sandbox runs in its own process
-(``python -m telnyx_provider.sandbox``) on 127.0.0.1 with fault injection on every ``/v2`` request: 429
-with ``Retry-After``, 500, 503, connection resets (half of them *after* the request was carried out, so the
-reply of a start that really happened is lost) and slow replies. Recordings end by themselves
-(``--recording-seconds``) and complete after the sandbox's processing delay. The connection has no extra:
-the provider's default retry policy (8 retries, 60 s per request) is what is soaked.
+Prints figures; it is not a test. The TeXML sandbox runs in its own process (``python -m
+telnyx_provider.sandbox``) on 127.0.0.1, every call live until the end. On every ``/v2`` request it injects
+faults at ``--fault-rate``: 429 with ``Retry-After``, 500, 503, 504 (answered after the request was carried
+out), connection resets before and after the request was carried out (a start whose reply is lost) and slow
+replies. Its clock is ``--clock-skew`` seconds off ours (every date it reports is shifted), a new recording
+stays out of the list endpoints for ``--list-lag`` seconds, and list pages hold at most ``--max-page-size``
+recordings. In the middle of each path (once half the tasks have begun) the service is down for
+``--outage`` seconds: every request gets a 503.
 
+Each call gets **two** ``StartCallRecordingOperator`` tasks, ``recording_track="inbound"`` and
+``"outbound"``, whose first tries start at the same moment from two threads. They run as Airflow 3.3 runs
+them: ``execute(context)`` with a task state store (``context["task_state_store"]``, a dict here) that
+outlives the task's tries, and a task retry (``--retry-delay``, ``--task-tries``) whenever a try fails.
 Two paths, one after the other, each on its own calls:
 
-* **sync hook**: ``--workers`` threads, each with its own ``RecordingHook``, do what
-  ``StartCallRecordingOperator(wait_for_completion=True)`` does: ``start_call_recording``, then
-  ``get_recording`` every ``--poll-interval`` until the recording is final.
-* **trigger**: the same starts (threads), each followed by a ``RecordingCompletedTrigger`` rebuilt from its
-  ``serialize()`` JSON and run in one asyncio event loop, as the triggerer does.
+* **poke**: ``wait_for_completion=True, deferrable=False``: the task starts and polls in its thread.
+* **deferred**: ``wait_for_completion=True, deferrable=True``: the start runs in a thread and raises
+  ``TaskDeferred``; the ``RecordingCompletedTrigger`` it carries is rebuilt from its ``serialize()`` JSON and
+  run in one asyncio event loop, as the triggerer does; its event goes to ``execute_complete``.
 
-When a request still fails after its retries, the script does what Airflow would do next, and counts it:
-a failed start is a task retry (it adopts what the lost start created, else starts again), a failed poll is
-the next poke, a trigger ``error`` event is a re-deferral. Reported per path: recordings completed, lost,
-duplicate starts per call (from the sandbox's own counts), retries by reason, seconds waited as the service
-asked (``Retry-After``) and in backoff, adoptions, faults injected by kind, requests, wall time.
+What is reported is read from the service's side, with the faults off, once a path is done: every
+recording of every call (all pages), and each recording a task returned. A **wrong adoption** is a task
+that returned a recording of another call or of the other track, or the same recording as another task;
+**lost** is a task without a completed recording of its own or a call x track with no recording at all;
+a **duplicate** is a call x track recorded more than once. A **wait ended by the outage** is a try that
+failed after its recording existed (a poke wait that raised, a trigger's ``error`` event): Airflow would
+retry the task, the retry resumes the recording. Retries are counted from the provider's retry warnings
+(their ``telnyx_retry`` extra), faults from the sandbox's own counters.
 
-    python benchmarks/soak_faults.py                      # 1,000 recordings per path, a few minutes
-    python benchmarks/soak_faults.py --recordings 100     # a quick look
+    python benchmarks/soak_faults.py                        # 1,000 calls per path, ~10 minutes on 2 cores
+    python benchmarks/soak_faults.py --calls 50 --outage 20 # a quick look
     python benchmarks/soak_faults.py --markdown benchmarks/SOAK.md   # also write the figures as Markdown
 """
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,234 +50,377 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sandbox_process import SandboxProcess  # benchmarks/ is on sys.path when a script runs
 
-HERE = Path(__file__).resolve().parent
 CONN_ID = "telnyx_soak"
-FAULT_KINDS = ("429", "500", "503", "reset", "slow")
+FAULT_KINDS = ("429", "500", "503", "504", "reset_before", "reset_after", "slow")
+TRACKS = ("inbound", "outbound")
 PROCESSING_DELAY = 0.5
-TASK_TRIES = 3  # a task's tries (the first and two retries), as a DAG would set ``retries=2``
+PATHS = ("poke", "deferred")
 
 
 # -- the sandbox process ------------------------------------------------------------------------------
 
 
 def sandbox_options(args: argparse.Namespace) -> list[str]:
-    """CLI flags: recording length, processing delay and the faults to inject."""
-    return [
-        "--recording-seconds",
-        str(args.recording_seconds),
-        "--processing-delay",
-        str(PROCESSING_DELAY),
-        "--fault-rate",
-        str(args.fault_rate),
-        "--faults",
-        ",".join(FAULT_KINDS),
-        "--retry-after",
-        str(args.retry_after),
-        "--slow-seconds",
-        str(args.slow_seconds),
-        "--seed",
-        str(args.seed),
-    ]
+    """CLI flags: recording length, processing delay, faults, clock skew, list lag and page cap."""
+    options = {
+        "--recording-seconds": args.recording_seconds,
+        "--processing-delay": PROCESSING_DELAY,
+        "--fault-rate": args.fault_rate,
+        "--faults": ",".join(FAULT_KINDS),
+        "--retry-after": args.retry_after,
+        "--slow-seconds": args.slow_seconds,
+        "--seed": args.seed,
+        "--clock-skew": args.clock_skew,
+        "--list-lag": args.list_lag,
+        "--max-page-size": args.max_page_size,
+    }
+    return [str(part) for option, value in options.items() for part in (option, value)]
+
+
+def set_faults(sandbox: SandboxProcess, rate: float, kinds: tuple[str, ...]) -> None:
+    """Change the sandbox's faults over its control surface (never faulted itself)."""
+    body = json.dumps({"fault_rate": rate, "faults": list(kinds)}).encode()
+    request = urllib.request.Request(
+        f"{sandbox.origin}/_sandbox/faults", body, {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=60):
+        pass
+
+
+class Outage:
+    """Takes the service down (every request a 503) once ``trigger`` tasks have begun, for ``seconds``."""
+
+    def __init__(self, sandbox: SandboxProcess, args: argparse.Namespace, trigger: int) -> None:
+        self.sandbox, self.args, self.trigger = sandbox, args, trigger
+        self.begun = 0
+        self.window: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+        self._reached = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outage", daemon=True)
+        self._thread.start()
+
+    def task_begun(self) -> None:
+        with self._lock:
+            self.begun += 1
+            if self.begun >= self.trigger:
+                self._reached.set()
+
+    def _run(self) -> None:
+        self._reached.wait()
+        if self._done.is_set() or self.args.outage <= 0:
+            return
+        set_faults(self.sandbox, 1.0, ("503",))
+        began = time.time()
+        self._done.wait(self.args.outage)
+        set_faults(self.sandbox, self.args.fault_rate, FAULT_KINDS)
+        self.window = (began, time.time())
+
+    def finish(self) -> None:
+        """End the outage early if the path finished first (it should not), and wait for the restore."""
+        self._done.set()
+        self._reached.set()
+        self._thread.join(120)
 
 
 # -- counting what the provider logs ------------------------------------------------------------------
 
 
 class Tally(logging.Handler):
-    """Counts the provider's retry warnings (by reason and wait) and adoptions, silently.
+    """Counts the provider's retry warnings (reason, wait) and what starts and task retries log, silently."""
 
-    A retry logged from the event loop's thread is a trigger's; any other is a hook's (starts, polls).
-    """
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "Adopting recording": "lost start replies adopted",
+        "sending the start again": "failed starts sent again",
+        "Resuming recording": "task retries resuming their recording",
+        "started by an earlier try, is": "task retries returning their final recording",
+        "died before storing its recording": "task retries finding a start lost in a crash",
+    }
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.loop_thread: int | None = None
         self._counting = threading.Lock()  # not ``self.lock``: that is the Handler's own lock
         self.reset()
 
     def reset(self) -> None:
-        self.retries: dict[str, Counter[str]] = {"hook": Counter(), "trigger": Counter()}
-        self.waited: dict[str, Counter[str]] = {"hook": Counter(), "trigger": Counter()}
-        self.adoptions = 0
-        self.resent_starts = 0
-        self.timed_out_starts = 0
+        self.retries: Counter[str] = Counter()
+        self.waited: Counter[str] = Counter()
+        self.messages: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
         retry = getattr(record, "telnyx_retry", None)
         with self._counting:
             if retry is not None:
-                side = "trigger" if record.thread == self.loop_thread else "hook"
-                self.retries[side][retry["reason"]] += 1
-                self.waited[side]["asked" if retry["asked"] else "backoff"] += retry["wait"]
+                reason = "no reply" if retry["reason"].startswith("no reply") else retry["reason"]
+                self.retries[reason] += 1
+                self.waited["asked" if retry["asked"] else "backoff"] += retry["wait"]
                 return
             message = record.getMessage()
-            if message.startswith("Adopting recording"):
-                self.adoptions += 1
-            elif "sending the start again" in message:
-                self.resent_starts += 1
+            for needle, label in self.MESSAGES.items():
+                if needle in message:
+                    self.messages[label] += 1
 
 
-def quiet_provider_logs(tally: Tally) -> None:
-    """Route the provider's logs to the tally only (thousands of retry warnings would drown the figures)."""
-    for name in ("telnyx_provider", "telnyx_provider.retry", "telnyx_provider.hooks.recording"):
+def quiet_logs(tally: Tally) -> None:
+    """Route the provider's and the operators' logs to the tally only (thousands of warnings otherwise).
+
+    Operators log through structlog: it is pointed at the standard library's loggers, so their messages
+    reach the tally too.
+    """
+    import structlog
+
+    structlog.configure(
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[structlog.stdlib.PositionalArgumentsFormatter(), structlog.stdlib.render_to_log_kwargs],
+    )
+    for name in ("telnyx_provider", "airflow.task"):
         logger = logging.getLogger(name)
         logger.handlers = [tally]
         logger.propagate = False
         logger.setLevel(logging.INFO)
 
 
-# -- one recording, the way Airflow would drive it ------------------------------------------------------
+# -- one task, the way Airflow would run it -----------------------------------------------------------
+
+
+class TaskStateStore:
+    """Stands in for Airflow 3.3's ``context["task_state_store"]``: JSON values that outlive the tries."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self._values[key] = json.loads(json.dumps(value))
 
 
 @dataclass
-class Outcome:
-    """What happened to one recording."""
+class TaskInstance:
+    """What the operator reads of ``context["ti"]``: the try number, and XCom pushes."""
+
+    try_number: int = 1
+    xcom: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+@dataclass
+class Task:
+    """One ``StartCallRecordingOperator`` task (a call and a track) through its tries."""
 
     call_sid: str
-    recording_sid: str | None = None
-    final_status: str | None = None
-    started_at: float = 0.0
-    final_at: float | None = None
-    start_task_retries: int = 0
-    failed_polls: int = 0
-    trigger_errors: int = 0
-    error: str | None = None
+    track: str
+    together: threading.Barrier  # the call's two first tries start at the same moment
+    store: TaskStateStore = field(default_factory=TaskStateStore)
+    tries: int = 0
+    failed_starts: int = 0  # tries that failed before their recording existed
+    failed_waits: list[float] = field(default_factory=list)  # when tries failed after it existed
+    ambiguous: int = 0
+    errors: list[str] = field(default_factory=list)
+    recording: dict[str, Any] | None = None  # the final recording the task returned
+    began: float = 0.0
+    ended: float | None = None
 
-    @property
-    def completed(self) -> bool:
-        return self.final_status == "completed"
+    def operator(self, deferrable: bool, args: argparse.Namespace) -> Any:
+        from telnyx_provider.operators.recording import StartCallRecordingOperator
 
+        return StartCallRecordingOperator(
+            task_id=f"record_{self.track}",
+            call_sid=self.call_sid,
+            recording_track=self.track,
+            play_beep=False,
+            telnyx_conn_id=CONN_ID,
+            wait_for_completion=True,
+            deferrable=deferrable,
+            poll_interval=args.poll_interval,
+            timeout=args.wait_timeout,
+        )
 
-@dataclass
-class Starter:
-    """Starts recordings as ``StartCallRecordingOperator`` does, one ``RecordingHook`` per thread."""
+    def context(self) -> tuple[dict[str, Any], TaskInstance]:
+        self.tries += 1
+        ti = TaskInstance(try_number=self.tries)
+        return {"ti": ti, "task_state_store": self.store}, ti
 
-    local: threading.local = field(default_factory=threading.local)
+    def first_try_begins(self, outage: Outage) -> None:
+        self.began = time.time()
+        outage.task_begun()
+        with contextlib.suppress(threading.BrokenBarrierError):  # a partner that never came: go alone
+            self.together.wait(10)
 
-    def hook(self) -> Any:
-        from telnyx_provider.hooks.recording import RecordingHook
+    def failed(self, error: BaseException, ti: TaskInstance) -> None:
+        """Count a failed try, as a wait that gave up if the task's recording existed by then."""
+        from telnyx_provider.errors import AmbiguousStartError
+        from telnyx_provider.operators.start_memory import STATE_KEY
 
-        if not hasattr(self.local, "hook"):
-            self.local.hook = RecordingHook(CONN_ID)
-        return self.local.hook
-
-    def start(self, outcome: Outcome) -> dict[str, Any] | None:
-        """Start (or, on a task retry, adopt) the recording of ``outcome.call_sid``."""
-        from telnyx_provider.errors import TelnyxApiError
-
-        hook = self.hook()
-        first_try = datetime.now(timezone.utc)
-        outcome.started_at = time.time()
-        for task_try in range(TASK_TRIES):
-            try:
-                if task_try:
-                    outcome.start_task_retries += 1
-                    adopted = hook.find_recording_started_since(
-                        outcome.call_sid, first_try, active_only=False
-                    )
-                    if adopted is not None:
-                        return dict(adopted)
-                return dict(hook.start_call_recording(outcome.call_sid, play_beep=False))
-            except TelnyxApiError as error:
-                outcome.error = str(error)
-        return None
-
-
-def sync_path(call_sid: str, starter: Starter, poll_interval: float, deadline: float) -> Outcome:
-    """Start, then poll ``get_recording`` until final: ``wait_for_completion=True`` without deferring."""
-    from telnyx_provider.errors import TelnyxApiError
-    from telnyx_provider.models import Verdict, assess_recording
-
-    outcome = Outcome(call_sid)
-    recording = starter.start(outcome)
-    if recording is None:
-        return outcome
-    outcome.recording_sid = recording["sid"]
-    hook = starter.hook()
-    while time.time() < deadline:
-        try:
-            recording = hook.get_recording(outcome.recording_sid)
-        except TelnyxApiError as error:  # the next poke looks again
-            outcome.failed_polls += 1
-            outcome.error = str(error)
+        self.errors.append(f"{type(error).__name__}: {error}"[:300])
+        self.ambiguous += isinstance(error, AmbiguousStartError)
+        stored = self.store.get(STATE_KEY) or {}
+        if "recording_sid" in ti.xcom or stored.get("recording_sid"):
+            self.failed_waits.append(time.time())
         else:
-            verdict = assess_recording(recording).verdict
-            if verdict is not Verdict.WAIT:
-                outcome.final_status, outcome.final_at = recording.get("status"), time.time()
-                return outcome
-        time.sleep(poll_interval)
-    return outcome
+            self.failed_starts += 1
+
+    def done(self, recording: dict[str, Any]) -> None:
+        self.recording, self.ended = recording, time.time()
 
 
-async def trigger_path(
-    call_sid: str, starter: Starter, pool: ThreadPoolExecutor, poll_interval: float, deadline: float
-) -> Outcome:
-    """Start in a thread, then wait with a ``RecordingCompletedTrigger`` in this event loop."""
+def poke_task(task: Task, args: argparse.Namespace, outage: Outage) -> Task:
+    """Run the task's tries in this thread, retrying as Airflow would."""
+    task.first_try_begins(outage)
+    while task.tries < args.task_tries:
+        context, ti = task.context()
+        try:
+            task.done(task.operator(False, args).execute(context))
+            return task
+        except Exception as error:
+            task.failed(error, ti)
+        time.sleep(args.retry_delay)
+    return task
+
+
+def _execute_to_deferral(task: Task, args: argparse.Namespace) -> tuple[str, Any, Any, Any]:
+    """One try up to its deferral: ``("deferred", operator, TaskDeferred, ti)``, ``("done", ...)`` or
+    ``("failed", ...)``."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    context, ti = task.context()
+    operator = task.operator(True, args)
+    try:
+        return "done", operator, operator.execute(context), ti
+    except TaskDeferred as deferral:
+        return "deferred", operator, deferral, ti
+    except Exception as error:
+        return "failed", operator, error, ti
+
+
+def _complete(operator: Any, task: Task, event: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    context = {"ti": TaskInstance(try_number=task.tries), "task_state_store": task.store}
+    return operator.execute_complete(context, event, **kwargs)
+
+
+async def deferred_task(
+    task: Task, args: argparse.Namespace, outage: Outage, pool: ThreadPoolExecutor
+) -> Task:
+    """Each try: start in a thread until it defers, run its trigger in this loop, ``execute_complete``."""
     from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
-    outcome = Outcome(call_sid)
-    recording = await asyncio.get_running_loop().run_in_executor(pool, starter.start, outcome)
-    if recording is None:
-        return outcome
-    outcome.recording_sid = recording["sid"]
-    trigger = RecordingCompletedTrigger(
-        recording["sid"], telnyx_conn_id=CONN_ID, poll_interval=poll_interval, deadline=deadline
-    )
-    for _ in range(TASK_TRIES):
-        _, kwargs = trigger.serialize()  # as the triggerer does: rebuilt from the stored JSON
-        rebuilt = RecordingCompletedTrigger(**json.loads(json.dumps(kwargs)))
-        event = await anext(rebuilt.run())
-        status = event.payload["status"]
-        if status == "error":  # the task would fail and be retried: it defers again
-            outcome.trigger_errors += 1
-            outcome.error = event.payload.get("message")
-            continue
-        if status in ("success", "failed"):
-            outcome.final_status = event.payload["recording"].get("status")
-            outcome.final_at = time.time()
-        return outcome
-    return outcome
-
-
-# -- the two phases -----------------------------------------------------------------------------------
-
-
-def run_sync(calls: list[str], args: argparse.Namespace) -> tuple[list[Outcome], Starter, float]:
-    starter = Starter()
-    deadline = time.time() + args.time_limit
-    began = time.monotonic()
-    with ThreadPoolExecutor(args.workers) as pool:
-        outcomes = list(pool.map(lambda c: sync_path(c, starter, args.poll_interval, deadline), calls))
-    return outcomes, starter, time.monotonic() - began
-
-
-def run_triggers(
-    calls: list[str], args: argparse.Namespace, tally: Tally
-) -> tuple[list[Outcome], Starter, float]:
-    starter = Starter()
-    deadline = time.time() + args.time_limit
-
-    async def main() -> list[Outcome]:
-        tally.loop_thread = threading.get_ident()
-        with ThreadPoolExecutor(args.workers) as pool:
-            return list(
-                await asyncio.gather(
-                    *(trigger_path(c, starter, pool, args.poll_interval, deadline) for c in calls)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(pool, task.first_try_begins, outage)
+    while task.tries < args.task_tries:
+        kind, operator, result, ti = await loop.run_in_executor(pool, _execute_to_deferral, task, args)
+        if kind == "done":
+            task.done(result)
+            return task
+        if kind == "deferred":
+            _, kwargs = result.trigger.serialize()  # as the triggerer does: rebuilt from the stored JSON
+            trigger = RecordingCompletedTrigger(**json.loads(json.dumps(kwargs)))
+            event = (await anext(trigger.run())).payload
+            try:
+                final = await loop.run_in_executor(
+                    pool, _complete, operator, task, event, result.kwargs or {}
                 )
-            )
+            except Exception as error:
+                task.failed(error, TaskInstance(xcom={"recording_sid": event.get("recording_sid")}))
+            else:
+                task.done(final)
+                return task
+        else:
+            task.failed(result, ti)
+        await asyncio.sleep(args.retry_delay)
+    return task
 
+
+# -- the two paths ------------------------------------------------------------------------------------
+
+
+def make_tasks(calls: list[str]) -> list[Task]:
+    tasks = []
+    for call_sid in calls:
+        together = threading.Barrier(len(TRACKS))
+        tasks += [Task(call_sid, track, together) for track in TRACKS]
+    return tasks
+
+
+def run_path(path: str, tasks: list[Task], args: argparse.Namespace, outage: Outage) -> float:
     began = time.monotonic()
-    outcomes = asyncio.run(main())
-    return outcomes, starter, time.monotonic() - began
+    if path == "poke":
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda task: poke_task(task, args, outage), tasks))
+    else:
+
+        async def main() -> None:
+            with ThreadPoolExecutor(args.workers) as pool:
+                await asyncio.gather(*(deferred_task(task, args, outage, pool) for task in tasks))
+
+        asyncio.run(main())
+    return time.monotonic() - began
+
+
+# -- the service's side -------------------------------------------------------------------------------
+
+
+def service_view(tasks: list[Task], args: argparse.Namespace) -> dict[str, Any]:
+    """Every recording of the path's calls, and each returned recording, read back with the faults off."""
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    local = threading.local()
+
+    def hook() -> Any:
+        if not hasattr(local, "hook"):
+            local.hook = RecordingHook(CONN_ID)
+        return local.hook
+
+    calls = sorted({task.call_sid for task in tasks})
+    returned = sorted({task.recording["sid"] for task in tasks if task.recording})
+    time.sleep(args.list_lag + 0.5)  # every recording is in the lists by now
+    with ThreadPoolExecutor(16) as pool:
+        by_call = dict(
+            zip(calls, pool.map(lambda call: hook().list_call_recordings(call), calls), strict=True)
+        )
+        by_sid = dict(zip(returned, pool.map(lambda sid: hook().get_recording(sid), returned), strict=True))
+    return {"by_call": by_call, "by_sid": by_sid}
+
+
+def judge(tasks: list[Task], view: dict[str, Any]) -> dict[str, int]:
+    """Wrong adoptions, lost recordings and duplicates, from the service's side."""
+    per_call_track: Counter[tuple[str, str]] = Counter(
+        (call, recording.get("track"))
+        for call, recordings in view["by_call"].items()
+        for recording in recordings
+    )
+    sid_owners = Counter(task.recording["sid"] for task in tasks if task.recording)
+    figures = Counter()
+    for task in tasks:
+        if task.recording is None:
+            figures["no recording returned"] += 1
+            continue
+        seen = view["by_sid"][task.recording["sid"]]
+        figures["other call"] += seen.get("call_sid") != task.call_sid
+        figures["other track"] += seen.get("track") != task.track
+        figures["shared with another task"] += sid_owners[task.recording["sid"]] > 1
+        figures["not completed"] += seen.get("status") != "completed"
+    figures["wrong adoptions"] = (
+        figures["other call"] + figures["other track"] + figures["shared with another task"]
+    )
+    missing = sum(per_call_track[(task.call_sid, task.track)] == 0 for task in tasks)
+    figures["call x track never recorded"] = missing
+    figures["lost"] = figures["no recording returned"] + figures["not completed"] + missing
+    figures["duplicates"] = sum(n > 1 for (call, track), n in per_call_track.items() if track in TRACKS)
+    figures["recordings on the service"] = sum(per_call_track.values())
+    return dict(figures)
 
 
 # -- figures ------------------------------------------------------------------------------------------
@@ -279,74 +431,72 @@ def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> Counter[s
     return Counter({name: a.get(name, 0) - b.get(name, 0) for name in a})
 
 
-def _slashed(counts: Counter[str], names: tuple[str, ...]) -> str:
-    return " / ".join(str(counts.get(name, 0)) for name in names)
+def _slashed(counts: Counter[str] | dict[str, Any], names: tuple[str, ...]) -> str:
+    return " / ".join(str(round(counts.get(name, 0), 1)) for name in names)
 
 
-RETRY_REASONS = ("HTTP 429", "HTTP 500", "HTTP 503", "no reply")
-
-
-def _by_reason(counts: Counter[str]) -> Counter[str]:
-    """Retry reasons with every "no reply (...)" folded into "no reply"."""
-    folded: Counter[str] = Counter()
-    for reason, count in counts.items():
-        folded["no reply" if reason.startswith("no reply") else reason] += count
-    return folded
+RETRY_REASONS = ("HTTP 429", "HTTP 500", "HTTP 503", "HTTP 504", "no reply")
+ROUTES = ("POST /Calls/{call_sid}/Recordings", "GET /Calls/{call_sid}/Recordings", "GET /Recordings/{sid}")
 
 
 def summarize(
-    name: str,
-    outcomes: list[Outcome],
+    path: str,
+    tasks: list[Task],
+    judged: dict[str, int],
     wall: float,
     before: dict[str, Any],
     after: dict[str, Any],
     tally: Tally,
+    outage: Outage,
 ) -> dict[str, Any]:
     """The figures of one path, as ``{label: value}`` in the order they are shown."""
-    calls = {o.call_sid for o in outcomes}
-    starts = {call: n for call, n in after["starts_per_call"].items() if call in calls}
-    latencies = sorted(o.final_at - o.started_at for o in outcomes if o.final_at is not None)
-    routes = _delta(after, before, "requests_by_route")
-    faults = _delta(after, before, "faults_injected")
-    hook_retries, trigger_retries = _by_reason(tally.retries["hook"]), _by_reason(tally.retries["trigger"])
-    retries = sum(hook_retries.values()) + sum(trigger_retries.values())
+    routes, faults = _delta(after, before, "requests_by_route"), _delta(after, before, "faults_injected")
+    latencies = sorted(task.ended - task.began for task in tasks if task.ended is not None)
+    outage_seconds = outage.window[1] - outage.window[0] if outage.window else 0.0
+
+    def in_outage(moment: float) -> bool:
+        """During the outage, or within one retry budget (60 s) after it: a request it made fail."""
+        return outage.window is not None and outage.window[0] <= moment <= outage.window[1] + 60
+
     return {
-        "path": name,
-        "recordings started and awaited": len(outcomes),
-        "completed": sum(o.completed for o in outcomes),
-        "ended otherwise (absent, failed)": sum(
-            o.final_status is not None and not o.completed for o in outcomes
+        "path": path,
+        "calls / recordings asked (two tracks per call)": f"{len(tasks) // 2} / {len(tasks)}",
+        "completed recordings returned": sum(
+            bool(t.recording) and t.recording.get("status") == "completed" for t in tasks
         ),
-        "**lost**": sum(o.final_status is None for o in outcomes),
-        "**calls recorded more than once** (sandbox's starts per call)": sum(n > 1 for n in starts.values()),
-        "calls never started": len(calls) - len(starts),
-        "requests: start / get recording / list call's recordings / total": " / ".join(
+        "**wrong adoptions** (other call / other track / same recording as another task)": judged[
+            "wrong adoptions"
+        ],
+        "wrong adoptions: other call / other track / shared": _slashed(
+            judged, ("other call", "other track", "shared with another task")
+        ),
+        "**lost** (no completed recording of its own)": judged["lost"],
+        "**duplicates** (call x track recorded more than once)": judged["duplicates"],
+        "recordings on the service / asked": f"{judged['recordings on the service']} / {len(tasks)}",
+        "**waits ended by the outage** (tasks whose wait gave up in it)": sum(
+            bool(t.failed_waits) and in_outage(t.failed_waits[0]) for t in tasks
+        ),
+        "waits that gave up outside the outage": sum(
+            bool(t.failed_waits) and not in_outage(t.failed_waits[0]) for t in tasks
+        ),
+        "outage (every request a 503), s": round(outage_seconds, 1),
+        "failed tries (retried): before / after the recording existed": (
+            f"{sum(t.failed_starts for t in tasks)} / {sum(len(t.failed_waits) for t in tasks)}"
+        ),
+        "ambiguous starts refused": sum(t.ambiguous for t in tasks),
+        "tasks needing more than one try": sum(t.tries > 1 for t in tasks),
+        "requests: start / list call's recordings / get recording / total": " / ".join(
             [
-                str(routes["POST /Calls/{call_sid}/Recordings"]),
-                str(routes["GET /Recordings/{sid}"]),
-                str(routes["GET /Calls/{call_sid}/Recordings"]),
+                *(str(routes[route]) for route in ROUTES),
                 str(after["requests_total"] - before["requests_total"]),
             ]
         ),
-        "faults injected: 429 / 500 / 503 / reset / slow": _slashed(faults, FAULT_KINDS),
-        "resets after the request was carried out (reply lost)": after["resets_after_handling"]
-        - before["resets_after_handling"],
-        "**retries made** (logged warnings)": retries,
-        "retries by reason: 429 / 500 / 503 / no reply": _slashed(
-            hook_retries + trigger_retries, RETRY_REASONS
-        ),
-        "retries by the trigger's async client (polls)": sum(trigger_retries.values()),
-        "faults with no logged retry (slow replies aside)": sum(faults.values()) - faults["slow"] - retries,
-        "**waited as the service asked** (Retry-After), s": round(
-            sum(w["asked"] for w in tally.waited.values()), 1
-        ),
-        "waited in backoff, s": round(sum(w["backoff"] for w in tally.waited.values()), 1),
-        "lost start replies adopted (no second recording)": tally.adoptions,
-        "failed starts sent again (nothing had started)": tally.resent_starts,
-        "starts failed after all retries (task retries)": sum(o.start_task_retries for o in outcomes),
-        "polls failed after all retries (next poke)": sum(o.failed_polls for o in outcomes),
-        "trigger error events (re-deferred)": sum(o.trigger_errors for o in outcomes),
-        "start to final, p50 / p95, s": (
+        "faults injected: " + " / ".join(FAULT_KINDS): _slashed(faults, FAULT_KINDS),
+        "**retries made** (logged warnings)": sum(tally.retries.values()),
+        "retries by reason: 429 / 500 / 503 / 504 / no reply": _slashed(tally.retries, RETRY_REASONS),
+        "waited as the service asked / in backoff, s": _slashed(tally.waited, ("asked", "backoff")),
+        **{label: tally.messages[label] for label in Tally.MESSAGES.values()},
+        "first try to final recording, p50 / p95, s": (
             f"{statistics.median(latencies):.1f} / {latencies[int(0.95 * (len(latencies) - 1))]:.1f}"
             if latencies
             else "-"
@@ -364,21 +514,26 @@ def describe(result: dict[str, Any]) -> list[str]:
 def markdown(args: argparse.Namespace, command: str, results: list[dict[str, Any]], total: float) -> str:
     rows = [key for key in results[0] if key != "path"]
     lines = [
-        "# Soak: recordings under 30 % faults",
+        "# Soak: two recordings per call in a harsh world",
         "",
-        "Produced by `benchmarks/soak_faults.py` (see its docstring); copy the table into the README.",
+        "Produced by `benchmarks/soak_faults.py` (see its docstring); the README carries the main rows.",
         "",
         "```bash",
         command,
         "```",
         "",
         f"Sandbox in its own process on 127.0.0.1: {args.fault_rate:.0%} of `/v2` requests faulted, "
-        f"uniformly among {', '.join(FAULT_KINDS)} (429 with `Retry-After: {args.retry_after}`, slow = "
-        f"{args.slow_seconds:g} s, half the resets after the request was carried out); recordings last "
-        f"{args.recording_seconds:g} s and complete {PROCESSING_DELAY:g} s later; polls every "
-        f"{args.poll_interval:g} s; {args.workers} worker threads; connection without extra (default retry "
-        f"policy: 8 retries, 60 s per request). Machine: {platform.python_implementation()} "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs. Total wall time {total:.0f} s.",
+        f"uniformly among {', '.join(FAULT_KINDS)} (429 with `Retry-After: {args.retry_after}`, 504 after "
+        f"the request was carried out, slow = {args.slow_seconds:g} s); its clock {args.clock_skew:+g} s off "
+        f"ours; new recordings out of the lists for {args.list_lag:g} s; list pages of at most "
+        f"{args.max_page_size}; a {args.outage:g} s outage (every request a 503) once half the tasks had "
+        f"begun. {args.calls} calls per path, two `StartCallRecordingOperator` tasks per call (inbound and "
+        f"outbound track, first tries started together), recordings of {args.recording_seconds:g} s, polls "
+        f"every {args.poll_interval:g} s, task retries after {args.retry_delay:g} s (up to "
+        f"{args.task_tries} tries) with the task state store of Airflow 3.3; {args.workers} worker threads; "
+        f"connection without extra (default retry policy: 8 retries, 60 s per request). Machine: "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs. Total wall "
+        f"time {total:.0f} s.",
         "",
         "| | " + " | ".join(r["path"] for r in results) + " |",
         "| --- | " + " | ".join("---" for _ in results) + " |",
@@ -393,23 +548,20 @@ def markdown(args: argparse.Namespace, command: str, results: list[dict[str, Any
 NOTES = [
     "Reading the figures:",
     "",
-    "- *Lost* counts recordings not seen final by the end; *calls recorded more than once* comes from the "
-    "sandbox's own count of recordings started per call, not from the client.",
-    "- Every start goes through `RecordingHook.start_call_recording`, in both paths. A start whose reply "
-    "was lost (a reset after the sandbox carried it out) is found by listing the call's recordings and "
-    "*adopted*; after a failure that started nothing (a reset before, a 500, a 503) it is sent again; after "
-    "a 429 it is sent again without listing.",
-    "- Each retry is one warning in the log, counted here from those warnings (their `telnyx_retry` extra: "
-    "reason, wait, whether the service asked for it); the sandbox counts the faults it injected, so *faults "
-    "with no logged retry* checks one against the other. A slow reply arrives within the read timeout "
-    "(30 s): it costs time, not a retry.",
-    "- *Faults with no logged retry*, when not 0 on the trigger path: the async client's HTTP library "
-    "(aiohttp) re-sends a GET once by itself after a reset, before the retry policy sees a failure, so that "
-    "attempt is neither logged nor counted.",
-    "- *Waited as the service asked* is the sum of the `Retry-After` waits (one per 429); *backoff* is the "
-    "exponential backoff with full jitter the policy chose for the other failures.",
-    "- The trigger path is faster because its threads only start recordings; the waiting happens in one "
-    "event loop, while on the sync path each thread also polls until its recording is final.",
+    "- Wrong adoptions, lost and duplicates are read from the service once the path is done, with the "
+    "faults off: every page of every call's recordings (track, call) and every recording a task returned. "
+    "None of them comes from the client's own account of what it did.",
+    "- A start whose reply was lost (a reset after the sandbox carried it out, a 504) is found among the "
+    "call's recordings that were not there before the start was first sent (the snapshot) and match its "
+    "track and channels, and *adopted*; the call's other track, started at the same moment, never "
+    "matches. After a failure that started nothing (a reset before, a 500, a 503) the start is sent again "
+    "once the call shows nothing new for a few seconds (the list lags).",
+    "- *Waits ended by the outage*: tries whose wait gave up while the service was down (a poke wait "
+    "raising after its retry budget, a trigger's `error` event). The task retry then resumes the same "
+    "recording from the task state store, so nothing is lost or duplicated, but the task went through a "
+    "failed try.",
+    "- Each retry is one warning in the log, counted here from its `telnyx_retry` extra; faults are the "
+    "sandbox's own count. Most retries are the 503s of the outage.",
 ]
 
 
@@ -418,21 +570,33 @@ NOTES = [
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recordings", type=int, default=1000, help="recordings per path (default 1000)")
-    parser.add_argument("--fault-rate", type=float, default=0.3, help="fraction of API requests faulted")
-    parser.add_argument("--workers", type=int, default=32, help="threads starting and polling (default 32)")
-    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
-    parser.add_argument("--recording-seconds", type=float, default=2.0, help="length of each recording")
-    parser.add_argument("--retry-after", type=int, default=1, help="Retry-After of injected 429s")
-    parser.add_argument("--slow-seconds", type=float, default=1.0, help="delay of slow replies")
-    parser.add_argument("--seed", type=int, default=2026, help="seed of the sandbox's fault generator")
-    parser.add_argument("--time-limit", type=float, default=600, help="seconds per path before giving up")
-    parser.add_argument("--markdown", type=Path, help="also write the figures to this Markdown file")
+    add = parser.add_argument
+    add("--calls", type=int, default=1000, help="calls per path, two recordings each (default 1000)")
+    add("--paths", default=",".join(PATHS), help="comma-separated among poke, deferred (default both)")
+    add("--fault-rate", type=float, default=0.3, help="fraction of API requests faulted (default 0.3)")
+    add("--outage", type=float, default=90.0, help="seconds of outage mid-path (default 90)")
+    add("--clock-skew", type=float, default=30.0, help="seconds the service's clock is off (default 30)")
+    add("--list-lag", type=float, default=2.0, help="seconds a new recording stays out of lists (default 2)")
+    add("--max-page-size", type=int, default=2, help="largest list page served (default 2)")
+    add("--workers", type=int, default=100, help="threads running tries (default 100)")
+    add("--poll-interval", type=float, default=1.0, help="seconds between polls (default 1)")
+    add("--recording-seconds", type=float, default=3.0, help="length of each recording (default 3)")
+    add("--retry-after", type=int, default=1, help="Retry-After of injected 429s (default 1)")
+    add("--slow-seconds", type=float, default=1.0, help="delay of slow replies (default 1)")
+    add("--task-tries", type=int, default=5, help="tries per task, as retries=4 would give (default 5)")
+    add("--retry-delay", type=float, default=5.0, help="seconds before a task retry (default 5)")
+    add("--wait-timeout", type=float, default=900.0, help="the operator's timeout, s (default 900)")
+    add("--seed", type=int, default=2026, help="seed of the sandbox's fault generator")
+    add("--show-errors", type=int, default=5, help="failed tries to print in full (default 5)")
+    add("--markdown", type=Path, help="also write the figures to this Markdown file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    paths = [path.strip() for path in args.paths.split(",") if path.strip()]
+    if not paths or set(paths) - set(PATHS):
+        raise SystemExit(f"--paths: choose among {', '.join(PATHS)}")
     given = sys.argv[1:] if argv is None else argv
     command = " ".join(["python benchmarks/soak_faults.py", shlex.join(given)]).strip()
     home = Path(tempfile.mkdtemp(prefix="telnyx-soak-"))
@@ -446,48 +610,57 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # stop the sandbox on the way out
-    print(f"Starting the sandbox with {2 * args.recordings} calls...", file=sys.stderr, flush=True)
-    sandbox = SandboxProcess(2 * args.recordings, sandbox_options(args))
+    print(f"Starting the sandbox with {len(paths) * args.calls} calls...", file=sys.stderr, flush=True)
+    sandbox = SandboxProcess(len(paths) * args.calls, sandbox_options(args))
     tally = Tally()
     results = []
     began = time.monotonic()
     try:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = sandbox.conn_json()
-        import telnyx_provider.hooks.recording  # noqa: F401 - imports Airflow, which sets up logging
+        import telnyx_provider.operators.recording  # noqa: F401 - imports Airflow, which sets up logging
 
-        quiet_provider_logs(tally)
-        calls = sandbox.call_sids
-        phases = [("sync hook", calls[: args.recordings]), ("trigger", calls[args.recordings :])]
-        for name, phase_calls in phases:
-            print(f"{name}: {len(phase_calls)} recordings...", file=sys.stderr, flush=True)
+        quiet_logs(tally)
+        for number, path in enumerate(paths):
+            calls = sandbox.call_sids[number * args.calls : (number + 1) * args.calls]
+            tasks = make_tasks(calls)
+            print(f"{path}: {len(tasks)} recordings on {len(calls)} calls...", file=sys.stderr, flush=True)
             tally.reset()
+            set_faults(sandbox, args.fault_rate, FAULT_KINDS)
             before = sandbox.stats()
-            if name == "trigger":
-                outcomes, _, wall = run_triggers(phase_calls, args, tally)
-            else:
-                outcomes, _, wall = run_sync(phase_calls, args)
+            outage = Outage(sandbox, args, trigger=len(tasks) // 2)
+            try:
+                wall = run_path(path, tasks, args, outage)
+            finally:
+                outage.finish()
             after = sandbox.stats()
-            results.append(summarize(name, outcomes, wall, before, after, tally))
-        final = sandbox.stats()
+            set_faults(sandbox, 0.0, FAULT_KINDS)
+            judged = judge(tasks, service_view(tasks, args))
+            results.append(summarize(path, tasks, judged, wall, before, after, tally, outage))
+            errors = Counter(error.split(":")[0] for task in tasks for error in task.errors)
+            print(f"  failed tries by error type: {dict(errors)}", file=sys.stderr, flush=True)
+            for error in [error for task in tasks for error in task.errors][: args.show_errors]:
+                print(f"    {error}", file=sys.stderr, flush=True)
     finally:
         sandbox.stop()
     total = time.monotonic() - began
-    print(f"\nSoak: {args.recordings} recordings per path, {args.fault_rate:.0%} of API requests faulted")
+    print(
+        f"\nSoak: {args.calls} calls per path, two recordings each, {args.fault_rate:.0%} of requests failing"
+    )
     print(f"  command: {command}")
     for result in results:
         print(f"\n{result['path']} path")
         print("\n".join(describe(result)))
-    duplicates = sum(n > 1 for n in final["starts_per_call"].values())
-    lost = sum(r["**lost**"] for r in results)
-    print(
-        f"\nAll paths: {sum(r['completed'] for r in results)} completed, {lost} lost, {duplicates} calls "
-        f"recorded more than once; the sandbox holds {final['recordings']} recordings for "
-        f"{len(final['starts_per_call'])} started calls; total wall time {total:.0f} s."
+    bad = sum(
+        result[key]
+        for result in results
+        for key in result
+        if key.startswith(("**wrong", "**lost", "**duplicates", "**waits ended"))
     )
+    print(f"\nTotal wall time {total:.0f} s; wrong adoptions + lost + duplicates + waits ended: {bad}.")
     if args.markdown:
         args.markdown.write_text(markdown(args, command, results, total))
         print(f"Figures written to {args.markdown}")
-    return 0 if lost == 0 and duplicates == 0 else 1
+    return 0 if bad == 0 else 1
 
 
 if __name__ == "__main__":
