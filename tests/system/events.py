@@ -47,7 +47,7 @@ def prepare(deployment: Deployment, sandbox: SandboxClient) -> EventsSetup:
     """Before the components start: the example's settings in their environment, and a second sandbox."""
     poll_account = str(uuid.uuid4())
     deployment.env["TELNYX_ACCOUNT_SID"] = sandbox.account_sid
-    deployment.env["TELNYX_RECORDINGS_DST"] = (deployment.home / "recordings").as_uri() + "/"
+    deployment.env["TELNYX_RECORDINGS_DST"] = (deployment.home / "event-recordings").as_uri() + "/"
     deployment.env["TELNYX_POLL_ACCOUNT_SID"] = poll_account
     argv = [sys.executable, "-m", "telnyx_provider.sandbox", "--port", "0", "--processing-delay", "0.5"]
     process = deployment.start("sandbox-poll", [*argv, "--account-sid", poll_account], pipe_stdout=True)
@@ -172,7 +172,7 @@ def verify_callbacks(checks: Checks, api: AirflowApi, sandbox: SandboxClient, de
     checks.equal(
         sorted(everything), sorted(sids), "every completed recording stored exactly once across the runs"
     )
-    files = sorted(path.name.split(".")[0] for path in (deployment.home / "recordings").glob("*"))
+    files = sorted(path.name.split(".")[0] for path in (deployment.home / "event-recordings").glob("*"))
     checks.equal(files, sorted(sids), "the stored audio files, one per recording")
     checks.equal({run["state"] for run in _runs(api, STORE_DAG)}, {"success"}, "every consumer run succeeded")
     events = _asset_events(api, uri)
