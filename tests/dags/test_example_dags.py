@@ -44,6 +44,8 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
     assert set(bag.dag_ids) == {
         "example_telnyx_call_recording",
         "example_telnyx_record_many_calls",
+        "example_telnyx_start_recording_with_callback",
+        "example_telnyx_store_finished_recordings",
         "example_telnyx_recording_arrived",
         "example_telnyx_taskflow",
     }

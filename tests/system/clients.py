@@ -138,6 +138,7 @@ class SandboxClient:
             raise RuntimeError(f"the sandbox did not start (status {process.poll()})")
         process.stdout.close()
         self.base_url, self.api_key, self.account_sid = info["base_url"], info["api_key"], info["account_sid"]
+        self.public_key = info.get("public_key", "")  # verifies the sandbox's signed status callbacks
         self.origin = self.base_url.removesuffix("/v2")
         self.session = requests.Session()
 
