@@ -187,7 +187,8 @@ class Scenario:
                 marked = self.runs["marked_failed"]
                 if marked.now_in("record_call", "deferred"):
                     self._mark_failed()
-                self._hang_up(*(call for _, _, _, call in self._deferred_waits()))
+                # The marked-failed task's caller keeps talking: only the trigger's on_kill may end it.
+                self._hang_up(*(call for run, _, _, call in self._deferred_waits() if run is not marked))
                 restarted = True
             pending = {run.name: run.state for run in self.runs.values() if not run.done}
             if not pending or time.monotonic() > deadline:

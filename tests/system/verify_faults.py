@@ -94,7 +94,9 @@ def verify_marked_failed(checks: Checks, scenario: Scenario) -> None:
     except TimeoutError:
         recording = scenario.sandbox.recording(sid)
     checks.check(
-        recording["status"] in STOPPED, "its recording was stopped (the call is still live)", recording
+        recording["status"] in STOPPED,
+        "its recording was stopped by the trigger's on_kill (its caller never hung up)",
+        recording,
     )
 
 
