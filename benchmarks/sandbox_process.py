@@ -44,6 +44,7 @@ class SandboxProcess:
             self.stop()
             raise RuntimeError(f"the sandbox did not start (status {self.process.poll()})")
         self.base_url, self.api_key, self.account_sid = info["base_url"], info["api_key"], info["account_sid"]
+        self.public_key = info.get("public_key")  # the key that verifies its signed callbacks, if it signs
         self.origin = self.base_url.removesuffix("/v2")
 
     def conn_json(self) -> str:

@@ -1,20 +1,30 @@
-"""Record one live call with Telnyx, wait for the finished recording, and report it.
+"""Record one live call with Telnyx, wait for the finished recording, and store its audio.
+
+The whole path: start recording, wait on the triggerer (deferrable sensor), then store the audio under the
+folder given as the ``destination`` param (an ``ObjectStoragePath`` URL: ``file:///...``, ``s3://...``,
+``gs://...``, with ``dest_conn_id`` for credentials). The storage task has an Asset outlet: each stored
+recording is an asset event whose extra is what was stored, and ``example_telnyx_recording_arrived`` runs
+on it.
 
 Trigger it with the call to record, e.g. ``airflow dags test example_telnyx_call_recording -c
-'{"call_sid": "v3:..."}'``. The ``telnyx_default`` connection holds the API key (password), the account
-SID (login) and the base URL (host); point it at the local sandbox to try this without a Telnyx account.
+'{"call_sid": "v3:...", "destination": "file:///tmp/telnyx-recordings/"}'``. The ``telnyx_default``
+connection holds the API key (password), the account SID (login) and the base URL (host); point it at the
+local sandbox to try this without a Telnyx account.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag
 
 from telnyx_provider.operators.recording import StartCallRecordingOperator
 from telnyx_provider.sensors.recording import RecordingCompletedSensor
+from telnyx_provider.transfers.recording import RecordingToStorageOperator
+
+#: Stored call recordings; example_telnyx_recording_arrived is scheduled on it.
+CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-recordings")
 
 
 @dag(
@@ -24,7 +34,11 @@ from telnyx_provider.sensors.recording import RecordingCompletedSensor
     catchup=False,
     params={
         "call_sid": Param("", type="string", description="The live call to record (Telnyx CallSid, v3:...)."),
-        "poke_interval": Param(2, type="number", exclusiveMinimum=0, description="Seconds between checks."),
+        "destination": Param(
+            "file:///tmp/telnyx-recordings/",
+            type="string",
+            description="Folder (an ObjectStoragePath URL ending in /) the audio is stored under.",
+        ),
     },
     # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
     # (apache/airflow #71172; see the README's Troubleshooting section).
@@ -42,29 +56,17 @@ def example_telnyx_call_recording() -> None:
     wait = RecordingCompletedSensor(
         task_id="wait_for_recording",
         recording_uri="{{ ti.xcom_pull(task_ids='start_recording')['uri'] }}",
+        deferrable=True,
         poke_interval=2,
         timeout=15 * 60,
     )
-
-    @task
-    def report(recording: dict[str, Any]) -> dict[str, Any]:
-        """Log the final recording's sid, duration and media URL."""
-        import logging
-
-        logging.getLogger(__name__).info(
-            "Recording %s finished: %s s, media at %s",
-            recording["sid"],
-            recording["duration"],
-            recording.get("media_url"),
-        )
-        return {
-            "sid": recording["sid"],
-            "duration": recording["duration"],
-            "media_url": recording.get("media_url"),
-        }
-
-    start >> wait
-    report(wait.output)  # type: ignore[arg-type]
+    store = RecordingToStorageOperator(
+        task_id="store_recording",
+        recording_sid="{{ ti.xcom_pull(task_ids='wait_for_recording')['sid'] }}",
+        dst="{{ params.destination }}",
+        outlets=[CALL_RECORDINGS],
+    )
+    start >> wait >> store
 
 
 example_telnyx_call_recording()

@@ -46,6 +46,29 @@ CONN_FIELDS: dict[str, Any] = {
 }
 
 
+#: ``[telnyx]`` options of the status-callback receiver (read by the API server).
+TELNYX_CONFIG: dict[str, Any] = {
+    "description": "Telnyx provider: the signed recording status-callback receiver on the API server.",
+    "options": {
+        "callback_tolerance_seconds": {
+            "description": "Seconds a callback's telnyx-timestamp may differ from the API server's clock "
+            "(older or newer callbacks are refused; replays are refused within this window).",
+            "version_added": None,
+            "type": "float",
+            "example": None,
+            "default": "300",
+        },
+        "callback_max_body_bytes": {
+            "description": "Largest status-callback body (or GET query string) accepted, in bytes.",
+            "version_added": None,
+            "type": "integer",
+            "example": None,
+            "default": "8192",
+        },
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's providers manager."""
     from telnyx_provider import __version__
@@ -70,6 +93,13 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "Telnyx", "python-modules": ["telnyx_provider.triggers.recording"]}
         ],
+        "plugins": [
+            {
+                "name": "telnyx_callbacks",
+                "plugin-class": "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin",
+            }
+        ],
+        "config": {"telnyx": TELNYX_CONFIG},
         "transfers": [
             {
                 "source-integration-name": "Telnyx",

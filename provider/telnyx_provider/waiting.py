@@ -86,7 +86,9 @@ def check_recording(
         wait overruns it by one request timeout at most.
     """
     try:
-        recording = _get_recording(hook, recording_sid, account_sid, _capped_policy(hook, deadline))
+        recording = hook.get_recording(
+            recording_sid, account_sid=account_sid, retry_policy=_capped_policy(hook, deadline)
+        )
     except TelnyxApiError as error:
         if error.status == 404 and not_found_until is not None and time.time() < not_found_until:
             log.info("Recording %s is not visible yet (HTTP 404); still waiting.", recording_sid)
@@ -129,20 +131,6 @@ def _capped_policy(hook: RecordingHook, deadline: float | None) -> RetryPolicy |
     policy = hook.retry_policy
     left = deadline - time.time()
     return None if left >= policy.budget else policy.replace(budget=max(left, MIN_LOOK_BUDGET))
-
-
-def _get_recording(
-    hook: RecordingHook, recording_sid: str, account_sid: str | None, policy: RetryPolicy | None
-) -> dict[str, Any]:
-    if policy is None:
-        return hook.get_recording(recording_sid, account_sid=account_sid)
-    # A hook of the same connection with the capped policy (only in the last retry budget before the
-    # deadline): RecordingHook.get_recording takes no per-call policy.
-    capped = type(hook)(hook.telnyx_conn_id, retry_policy=policy)
-    try:
-        return capped.get_recording(recording_sid, account_sid=account_sid)
-    finally:
-        capped.close()
 
 
 def recording_from_event(event: object) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from telnyx_provider import api
+from telnyx_provider import api, media_api
 from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
 from telnyx_provider.params import format_date_filter
 
@@ -137,7 +137,7 @@ def test_transcription_replies_are_parsed_and_dates_normalized():
     ],
 )
 def test_media_request_sends_the_key_only_to_the_apis_own_origin(media_url, own):
-    request = api.media_request("r", media_url, base_url=BASE, api_key=KEY)
+    request = media_api.media_request("r", media_url, base_url=BASE, api_key=KEY)
     assert ("Authorization" in request.headers) is own
     assert request.headers["User-Agent"] == api.USER_AGENT
     assert KEY not in repr(request)
@@ -147,7 +147,7 @@ def test_media_request_sends_the_key_only_to_the_apis_own_origin(media_url, own)
 @pytest.mark.parametrize("bad", [None, "", "ftp://host/r.wav", "/relative/r.wav", "https://", 12])
 def test_media_request_refuses_a_missing_or_unusable_link_without_quoting_it(bad):
     with pytest.raises(TelnyxApiError, match="no http") as caught:
-        api.media_request("rec-1", bad, base_url=BASE, api_key=KEY)
+        media_api.media_request("rec-1", bad, base_url=BASE, api_key=KEY)
     assert "rec-1" in str(caught.value)
     if isinstance(bad, str) and bad:
         assert bad not in str(caught.value)
@@ -157,9 +157,9 @@ def test_media_error_names_status_and_code_but_never_the_link():
     link = (
         "https://bucket.s3.amazonaws.com/rec/r.wav?X-Amz-Credential=CRED12345678&X-Amz-Signature=SIG123456789"
     )
-    request = api.media_request("rec-1", link, base_url=BASE, api_key=KEY)
+    request = media_api.media_request("rec-1", link, base_url=BASE, api_key=KEY)
     body = json.dumps({"errors": [{"code": "10007", "title": "Expired", "detail": f"link {link} expired"}]})
-    error = api.media_error(request, 403, {"Retry-After": "3"}, body.encode())
+    error = media_api.media_error(request, 403, {"Retry-After": "3"}, body.encode())
     text = str(error)
     assert "HTTP 403" in text
     assert "10007" in text
@@ -168,13 +168,13 @@ def test_media_error_names_status_and_code_but_never_the_link():
     for secret in ("SIG123456789", "CRED12345678", "/rec/r.wav"):
         assert secret not in text
     assert error.headers == {"retry-after": "3"}
-    assert api.media_error(request, 500, {}, b"").hint is None
+    assert media_api.media_error(request, 500, {}, b"").hint is None
 
 
 def test_redact_link_removes_the_link_its_path_and_long_query_values():
     link = "https://h.example/a/b.wav?token=abcdefgh123&x=1"
     text = f"GET {link} failed; path /a/b.wav?token=abcdefgh123&x=1; token abcdefgh123"
-    redacted = api.redact_link(text, link)
+    redacted = media_api.redact_link(text, link)
     assert "abcdefgh123" not in redacted
     assert "/a/b.wav" not in redacted
     assert redacted.startswith("GET *** failed")

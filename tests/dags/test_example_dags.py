@@ -44,14 +44,19 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
     assert set(bag.dag_ids) == {
         "example_telnyx_call_recording",
         "example_telnyx_record_many_calls",
+        "example_telnyx_start_recording_with_callback",
+        "example_telnyx_store_finished_recordings",
+        "example_telnyx_recording_arrived",
         "example_telnyx_taskflow",
     }
     assert looked_up == []
 
 
-def test_example_call_recording_runs_to_success(airflow_db, sandbox_for_dags):
+def test_example_call_recording_runs_to_success(airflow_db, sandbox_for_dags, tmp_path):
     call_sid = sandbox_for_dags.create_call()
-    run = dag_from_folder("example_telnyx_call_recording").test(run_conf={"call_sid": call_sid})
+    run = dag_from_folder("example_telnyx_call_recording").test(
+        run_conf={"call_sid": call_sid, "destination": f"file://{tmp_path}/"}
+    )
     assert str(run.state) == "success", task_states(run)
     assert set(task_states(run).values()) == {"success"}
     stats = sandbox_for_dags.stats()

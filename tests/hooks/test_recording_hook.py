@@ -313,3 +313,21 @@ def test_iter_recordings_follows_pages(hook, requests_mock):
     )
     assert [r["sid"] for r in hook.iter_recordings(page_size=1)] == [RECORDING_SID, "second"]
     assert [r.qs["page"] for r in requests_mock.request_history] == [["0"], ["1"]]
+
+
+def test_a_delete_whose_reply_was_lost_is_done_when_the_retry_finds_it_gone(hook, requests_mock, caplog):
+    requests_mock.delete(
+        GET_URL, [{"exc": requests.ConnectionError("reset")}, {"status_code": 404, "json": {}}]
+    )
+    hook.delete_recording(RECORDING_SID)  # no error: the first attempt deleted it
+    assert requests_mock.call_count == 2
+    assert any("earlier attempt" in record.getMessage() for record in caplog.records)
+
+
+def test_a_delete_of_an_unknown_recording_fails(hook, requests_mock):
+    requests_mock.delete(
+        GET_URL, status_code=404, json={"errors": [{"code": "10005", "detail": "not found"}]}
+    )
+    with pytest.raises(TelnyxApiError) as raised:
+        hook.delete_recording(RECORDING_SID)
+    assert raised.value.status == 404

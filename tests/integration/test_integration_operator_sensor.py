@@ -50,7 +50,7 @@ def test_sensor_fails_at_once_on_an_absent_recording(sandbox):
 def test_sensor_tolerates_404_for_its_grace_period_then_fails(sandbox):
     missing = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(TelnyxApiError) as raised:
-        _sensor(recording_sid=missing, not_found_grace_period=0.3).execute(context={})
+        _sensor(recording_sid=missing, not_found_grace_period=1.0).execute(context={})
     assert raised.value.status == 404
     assert sandbox.stats()["gets_per_recording"][missing] >= 2  # waited through the grace period
 

@@ -65,6 +65,13 @@ class AirflowApi:
         parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
         return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
 
+    def processed_files(self) -> set[str]:
+        """Names of the DAG files the DAG processor has processed: with a DAG, or with an import error."""
+        dags = self.json("GET", "/api/v2/dags", params={"limit": 100})["dags"]
+        errors = self.json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
+        paths = [dag.get("fileloc") or "" for dag in dags] + [error["filename"] for error in errors]
+        return {path.rsplit("/", 1)[-1] for path in paths}
+
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         """Start a DAG run with ``conf``; its run id."""
         body = {"logical_date": None, "conf": conf}
@@ -131,6 +138,7 @@ class SandboxClient:
             raise RuntimeError(f"the sandbox did not start (status {process.poll()})")
         process.stdout.close()
         self.base_url, self.api_key, self.account_sid = info["base_url"], info["api_key"], info["account_sid"]
+        self.public_key = info.get("public_key", "")  # verifies the sandbox's signed status callbacks
         self.origin = self.base_url.removesuffix("/v2")
         self.session = requests.Session()
 

@@ -26,13 +26,6 @@ EXTRA_FIELDS = {
 }
 
 
-def installed_source(module_file: str) -> str:
-    """The source of one module of the installed provider, e.g. ``operators/recording.py``."""
-    import telnyx_provider
-
-    return (Path(telnyx_provider.__file__).parent / module_file).read_text()
-
-
 def verify_artifact(checks: Checks) -> str:
     """The provider here is the built wheel: not editable, with ``py.typed``, the sandbox and its entry point.
 
@@ -89,43 +82,43 @@ def verify_registration(checks: Checks, api: AirflowApi, version: str) -> None:
         ("Telnyx", "telnyx_provider.hooks.recording.RecordingHook"),
         "hook_meta: hook name and class",
     )
-    fields = form.get("standard_fields") or {}
-    # Airflow 3.3 calls the schema field "url_schema" in this reply.
-    schema = fields.get("url_schema") or fields.get("schema") or {}
-    labels = {name: (fields.get(name) or {}).get("title") for name in ("host", "port", "login", "password")}
-    labels["schema"] = schema.get("title")
+    # The form Airflow serves must be the one the installed package declares (read through the entry
+    # point by the API server); the labels users know the connection by are pinned here too.
+    from telnyx_provider.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+    fields = {
+        ("schema" if k == "url_schema" else k): v for k, v in (form.get("standard_fields") or {}).items()
+    }
+    relabeling, placeholders = UI_FIELD_BEHAVIOUR["relabeling"], UI_FIELD_BEHAVIOUR["placeholders"]
+    served = {name: (fields.get(name) or {}).get("title") for name in relabeling}
+    checks.equal(served, relabeling, "hook_meta: the field labels the provider declares")
     checks.equal(
-        labels,
-        {
-            "host": "Base URL or host",
-            "schema": "Scheme (for a bare host)",
-            "port": "Port (for a host without one)",
-            "login": "Account SID",
-            "password": "API key",
-        },
-        "hook_meta: field labels",
+        (served.get("login"), served.get("password")),
+        ("Account SID", "API key"),
+        "hook_meta: login and key labels",
     )
+    shown = {name: (fields.get(name) or {}).get("placeholder") for name in placeholders if name != "extra"}
     checks.equal(
-        (fields.get("host") or {}).get("placeholder"),
-        "https://api.telnyx.com/v2",
-        "hook_meta: base URL placeholder",
+        shown, {k: v for k, v in placeholders.items() if k != "extra"}, "hook_meta: the placeholders"
     )
-    checks.check(
-        not schema.get("hidden") and not (fields.get("port") or {}).get("hidden"),
-        "hook_meta: schema and port shown (the base URL is built from host, schema and port)",
-        fields,
-    )
+    checks.equal(shown.get("host"), "https://api.telnyx.com/v2", "hook_meta: base URL placeholder")
+    hidden = {name for name, field in fields.items() if isinstance(field, dict) and field.get("hidden")}
+    checks.equal(hidden, set(UI_FIELD_BEHAVIOUR["hidden_fields"]), "hook_meta: the hidden fields")
     extra = form.get("extra_fields") or {}
     checks.equal(set(extra), EXTRA_FIELDS, "hook_meta: the extra fields")
+    labels = {name: json.dumps(extra.get(name)) for name in CONN_FIELDS}
     checks.check(
-        "Read timeout" in json.dumps(extra.get("timeout")),
-        "hook_meta: extra fields carry their labels",
-        extra.get("timeout"),
+        all(spec["label"] in labels[name] for name, spec in CONN_FIELDS.items()),
+        "hook_meta: the extra fields carry their labels",
+        extra,
     )
 
 
-def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -> None:
-    """The stored connection, and the test button with the right and with a wrong key."""
+def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -> str:
+    """The stored connection, and the test button with the right and with a wrong key.
+
+    :return: the wrong key tried (no log may show it either).
+    """
     stored = api.request("GET", "/api/v2/connections/telnyx_default")
     body = stored.json() if stored.ok else {}
     checks.equal(
@@ -156,6 +149,17 @@ def verify_connection(checks: Checks, api: AirflowApi, sandbox: SandboxClient) -
         wrong_key not in reply.text and sandbox.api_key not in reply.text,
         "connection test: no key in the reply",
     )
+    return wrong_key
+
+
+def verify_connection_fetched(checks: Checks, api_server_log: Path) -> None:
+    """Tasks read ``telnyx_default`` from the database through the execution API (no AIRFLOW_CONN_*)."""
+    fetched = sum(
+        1
+        for line in api_server_log.read_text(errors="replace").splitlines()
+        if "path=/execution/connections/telnyx_default" in line and "status_code=200" in line
+    )
+    checks.check(fetched > 0, f"tasks fetched telnyx_default through the execution API ({fetched} times)")
 
 
 def verify_no_key_in_logs(checks: Checks, home: Path, keys: list[str]) -> None:

@@ -34,13 +34,44 @@ def _reply(status: str, duration: str | None = None) -> Reply:
 
 
 def test_serialize_round_trip_is_json_safe_and_keyless():
-    trigger = _trigger(account_sid="acct", deadline=1.5e9, not_found_deadline=1.4e9, telnyx_conn_id="c")
+    trigger = _trigger(
+        account_sid="acct",
+        deadline=1.5e9,
+        not_found_deadline=1.4e9,
+        telnyx_conn_id="c",
+        call_sid="v3:abc",
+        stop_on_kill=True,
+        max_retries=2,
+        retry_max_wait=0.5,
+        retry_budget=7,
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "telnyx_provider.triggers.recording.RecordingCompletedTrigger"
     text = json.dumps(kwargs)
     assert SECRET_KEY not in text
     rebuilt = RecordingCompletedTrigger(**json.loads(text))
     assert rebuilt.serialize() == (classpath, kwargs)
+    assert (rebuilt.call_sid, rebuilt.stop_on_kill) == ("v3:abc", True)
+    assert (rebuilt.max_retries, rebuilt.retry_max_wait, rebuilt.retry_budget) == (2, 0.5, 7)
+
+
+def test_a_trigger_built_the_old_way_neither_stops_nor_overrides():
+    """Triggers serialised before these arguments existed rebuild with their old meaning."""
+    trigger = RecordingCompletedTrigger(
+        RECORDING_SID, poll_interval=1.0, deadline=None, not_found_deadline=None
+    )
+    assert (trigger.call_sid, trigger.stop_on_kill) == (None, False)
+    assert (trigger.max_retries, trigger.retry_max_wait, trigger.retry_budget) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_retries": -1}, {"retry_budget": 0}, {"retry_max_wait": "5"}, {"call_sid": "a/b"}]
+)
+def test_bad_arguments_are_refused_when_the_trigger_is_built(kwargs):
+    from telnyx_provider.errors import TelnyxValidationError
+
+    with pytest.raises(TelnyxValidationError):
+        _trigger(**kwargs)
 
 
 async def test_waits_through_processing_until_completed(scripted_api):

@@ -6,7 +6,7 @@ Behind :meth:`telnyx_provider.hooks.recording.RecordingHook.download_recording`.
 once complete; a failure at any point removes it, so nothing is ever left at ``dst``.
 
 A media link is a bearer capability to personal data: it never reaches a log line or a message here (the
-recording SID and the link's host do). :func:`telnyx_provider.api.media_request` decides its headers.
+recording SID and the link's host do). :func:`telnyx_provider.media_api.media_request` decides its headers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import requests
 from tenacity import Retrying
 
-from telnyx_provider import api
+from telnyx_provider import media_api
 from telnyx_provider.errors import (
     RecordingFailedError,
     RecordingNotReadyError,
@@ -143,10 +143,12 @@ def _download_once(
         request, response = _open_media(hook, recording_sid, recording)
     try:
         if response.status_code != 200:
-            raise api.media_error(request, response.status_code, response.headers, _error_body(response))
+            raise media_api.media_error(
+                request, response.status_code, response.headers, _error_body(response)
+            )
         content_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if is_folder:
-            target = target / f"{recording_sid}.{api.media_extension(content_type, request.url)}"
+            target = target / f"{recording_sid}.{media_api.media_extension(content_type, request.url)}"
             _refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
         size, sha256 = _write_atomically(response, request, target, overwrite)
@@ -184,12 +186,14 @@ def _final_recording(hook: RecordingHook, recording_sid: str, account_sid: str |
 
 def _open_media(
     hook: RecordingHook, recording_sid: str, recording: dict[str, Any]
-) -> tuple[api.MediaRequest, requests.Response]:
+) -> tuple[media_api.MediaRequest, requests.Response]:
     """GET the media (headers only so far), following redirects by hand so each hop gets its own headers."""
     config = hook.config
     url: object = recording.get("media_url")
     for _ in range(MAX_REDIRECTS + 1):
-        request = api.media_request(recording_sid, url, base_url=config.base_url, api_key=config.api_key)
+        request = media_api.media_request(
+            recording_sid, url, base_url=config.base_url, api_key=config.api_key
+        )
         own = "Authorization" in request.headers
         try:
             response = hook.get_conn().get(
@@ -216,12 +220,12 @@ def _open_media(
                 continue
             return request, response
         # Out of the except block: the requests error (holding the link) is neither cause nor context.
-        raise api.media_failure(request, failure, detail) from None
-    raise api.media_failure(request, "connection", f"more than {MAX_REDIRECTS} redirects")
+        raise media_api.media_failure(request, failure, detail) from None
+    raise media_api.media_failure(request, "connection", f"more than {MAX_REDIRECTS} redirects")
 
 
 def _write_atomically(
-    response: requests.Response, request: api.MediaRequest, target: ObjectStoragePath, overwrite: bool
+    response: requests.Response, request: media_api.MediaRequest, target: ObjectStoragePath, overwrite: bool
 ) -> tuple[int, str]:
     """Stream the body to a temporary object beside ``target``, then move it there; remove it on failure."""
     if (target.protocol or "file") in _LOCAL_PROTOCOLS:
@@ -238,7 +242,7 @@ def _write_atomically(
         expected = response.headers.get("Content-Length")
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         if expected is not None and expected.isdigit() and not encoded and int(expected) != size:
-            raise api.media_failure(
+            raise media_api.media_failure(
                 request, "connection", f"the transfer ended after {size} of {expected} bytes"
             )
         _refuse_existing(target, overwrite)  # someone else may have stored it meanwhile
@@ -249,7 +253,7 @@ def _write_atomically(
     return size, digest.hexdigest()
 
 
-def _chunks(response: requests.Response, request: api.MediaRequest) -> Iterator[bytes]:
+def _chunks(response: requests.Response, request: media_api.MediaRequest) -> Iterator[bytes]:
     try:
         for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
             if chunk:
@@ -260,12 +264,12 @@ def _chunks(response: requests.Response, request: api.MediaRequest) -> Iterator[
         failure, detail = "connection", f"the transfer was cut: {_describe(error, request)}"
     else:
         return
-    raise api.media_failure(request, failure, detail) from None
+    raise media_api.media_failure(request, failure, detail) from None
 
 
-def _describe(error: BaseException, request: api.MediaRequest) -> str:
+def _describe(error: BaseException, request: media_api.MediaRequest) -> str:
     """The transport failure in a few words, the link cut out *before* shortening (no partial link left)."""
-    text = " ".join(api.redact_link(str(error), request.url).split())
+    text = " ".join(media_api.redact_link(str(error), request.url).split())
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 

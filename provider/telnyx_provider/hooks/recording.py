@@ -17,7 +17,7 @@ from urllib3.exceptions import NewConnectionError
 
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
-from telnyx_provider.errors import transport_detail
+from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, RecordingStart
 from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
@@ -191,10 +191,15 @@ class RecordingHook(BaseHook):
             if "sid" in recording
         ]
 
-    def get_recording(self, recording_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
-        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``)."""
+    def get_recording(
+        self, recording_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """Fetch one recording (``GET .../Recordings/{recording_sid}.json``).
+
+        :param retry_policy: retries of this request (default: the hook's).
+        """
         request = api.get_recording(self.config.resolve_account_sid(account_sid), recording_sid)
-        return self._call(request, api.parse_recording)
+        return self._call(request, api.parse_recording, retry_policy)
 
     def list_call_recordings(
         self, call_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
@@ -230,10 +235,28 @@ class RecordingHook(BaseHook):
         return self.update_call_recording(call_sid, recording_sid, "stopped", account_sid=account_sid)
 
     def delete_recording(self, recording_sid: str, *, account_sid: str | None = None) -> None:
-        """Delete a recording."""
-        self._call(
-            api.delete_recording(self.config.resolve_account_sid(account_sid), recording_sid), api.parse_reply
-        )
+        """Delete a recording.
+
+        A 404 that answers a retry, after an attempt that got no usable reply (reset, 5xx, timeout), means the
+        earlier attempt deleted it: that is success, logged as such. A 404 to the first attempt is an error.
+        """
+        request = api.delete_recording(self.config.resolve_account_sid(account_sid), recording_sid)
+        retried = False
+        for attempt in self._attempts(request):
+            with attempt:
+                try:
+                    self._send(request, api.parse_reply)
+                    return
+                except TelnyxApiError as error:
+                    if error.status == 404 and retried:
+                        log.warning(
+                            "Recording %s is gone (HTTP 404 on a retry): the earlier attempt, whose reply "
+                            "was lost, deleted it.",
+                            recording_sid,
+                        )
+                        return
+                    retried = True
+                    raise
 
     def iter_recordings(
         self,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
+    from datetime import datetime
 
     from telnyx_provider.connection import TelnyxConnectionConfig
     from telnyx_provider.retry import RetryPolicy
@@ -236,6 +237,27 @@ class AsyncRecordingClient:
         return api.read_reply(
             parse, request, *await self._client.exchange(request, self.config), api_key=self.config.api_key
         )
+
+    async def list_recordings_created_since(
+        self, date_created_after: datetime, *, account_sid: str | None = None, page_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every recording of the account created at or after ``date_created_after``, all pages read.
+
+        One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
+        client's policy, and fails the whole listing if it still fails.
+        """
+        account = self.config.resolve_account_sid(account_sid)
+        recordings: list[dict[str, Any]] = []
+        page = 0
+        while True:
+            request = api.list_recordings(
+                account, page=page, page_size=page_size, date_created_after=date_created_after
+            )
+            reply = await self._call(request, api.parse_recording_page)
+            recordings.extend(reply["recordings"])
+            if not reply.get("next_page_uri") or not reply["recordings"]:
+                return recordings
+            page += 1
 
 
 def shared_client(conn_id: str) -> AbstractAsyncContextManager[AsyncRecordingClient]:

@@ -76,12 +76,15 @@ class Lease:
 
     async def __aenter__(self) -> AsyncRecordingClient:
         self._loop_id = id(asyncio.get_running_loop())
+        checked = False  # the connection is read at most once per borrower
         while True:
             clients = _SHARED.setdefault(self._loop_id, {})
             entry = clients.get(self._conn_id)
             if entry is None:
                 return await self._build(clients)
-            if entry.client is not None and time.monotonic() - entry.checked_at >= CONNECTION_RECHECK_SECONDS:
+            stale = time.monotonic() - entry.checked_at >= CONNECTION_RECHECK_SECONDS
+            if entry.client is not None and stale and not checked:
+                checked = True
                 # Claimed before awaiting: the borrowers arriving meanwhile do not read it too.
                 entry.checked_at = time.monotonic()
                 config = await self._read_config()

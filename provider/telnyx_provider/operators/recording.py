@@ -237,6 +237,7 @@ class StartCallRecordingOperator(BaseOperator):
                 account_sid=account_sid,
                 not_found_until=not_found_until,
                 log=self.log,
+                deadline=deadline,
             )
             if final is not None:
                 self._recording = None

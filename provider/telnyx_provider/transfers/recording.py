@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from telnyx_provider.errors import RecordingStorageError, TelnyxValidationError
 from telnyx_provider.links import TelnyxRecordingLink
 from telnyx_provider.params import require_bool, require_identifier, resolve_recording
-from telnyx_provider.waiting import has_template
+from telnyx_provider.waiting import is_unresolved
 
 if TYPE_CHECKING:
     import os
@@ -86,12 +86,12 @@ class RecordingToStorageOperator(BaseOperator):
 
     def _check_destination(self, *, rendered: bool) -> None:
         dst, conn = self.dst, self.dest_conn_id
-        unresolved = not rendered and (has_template(dst) or hasattr(dst, "iter_references"))
+        unresolved = not rendered and is_unresolved(dst)
         if isinstance(dst, str) and not unresolved and (not dst.strip() or dst != dst.strip()):
             raise TelnyxValidationError("dst", dst, "a URL (file://, s3://, gs://...) or a local path")
         if dst is None:
             raise TelnyxValidationError("dst", dst, "an ObjectStoragePath, a URL or a local path")
-        if conn is not None and (rendered or not has_template(conn)):
+        if conn is not None and (rendered or not is_unresolved(conn)):
             require_identifier("dest_conn_id", conn)
 
     def execute(self, context: Context) -> dict[str, Any]:

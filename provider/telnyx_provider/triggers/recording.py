@@ -231,3 +231,158 @@ class RecordingCompletedTrigger(BaseTrigger):
 
     def _timeout_message(self) -> str:
         return f"Recording {self.recording_sid} was not final by the deadline; gave up waiting."
+
+
+# RecordingsFinishedTrigger's own imports, kept with it (the module's head belongs to the trigger above).
+from contextlib import aclosing  # noqa: E402
+
+from airflow.triggers.base import BaseEventTrigger  # noqa: E402
+
+from telnyx_provider.errors import TelnyxValidationError  # noqa: E402
+from telnyx_provider.triggers.recordings_poll import aware_moment, relay  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Hashable
+    from datetime import datetime
+
+    from telnyx_provider.recording_feed import RecordingFeed
+    from telnyx_provider.triggers.recordings_poll import FeedStore
+
+
+class RecordingsFinishedTrigger(BaseEventTrigger):
+    """An event per recording of an account that finishes (``completed``, ``absent``), for ``AssetWatcher``.
+
+    It lists the account's recordings once per ``poll_interval`` (the ``DateCreated`` filter, every page):
+    one request per interval for the whole account, plus one per further page, however many recordings are
+    in progress. Each event's payload (the asset event's extra) is the recording as the API lists it, without
+    its short-lived ``media_url``. Failures and outages never end it: it logs them and keeps polling.
+
+    Exactly once across triggerer restarts on Airflow 3.3: the watermark and the recordings already reported
+    are kept in the asset's state store, written before the events leave. On older Airflow (no state store)
+    it is exactly once while the triggerer runs; after a restart it starts afresh, so recordings that
+    finished while it was down are not reported (unless ``since`` covers them). Recordings already final when
+    the watcher first starts are not reported unless ``since`` asks for them. Watchers of one account (same
+    connection, account, interval, page size and look-back) share one poll on Airflow 3.3.
+
+    :param account_sid: the account; the connection's login when ``None``.
+    :param telnyx_conn_id: the Telnyx connection.
+    :param poll_interval: seconds between two listings.
+    :param since: when first started, also report recordings already final created at or after this moment
+        (a timezone-aware datetime or an ISO 8601 string).
+    :param lookback: seconds the first listing reaches back for recordings in progress (the longest
+        recording expected; TeXML calls last 4 hours at most by default).
+    :param overlap: seconds each listing reaches back before the oldest recording still in progress and the
+        newest one seen (a margin for late listings; dates are Telnyx's, so clock skew does not matter).
+    :param page_size: recordings per page.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_sid: str | None = None,
+        telnyx_conn_id: str = "telnyx_default",
+        poll_interval: float = 10.0,
+        since: str | datetime | None = None,
+        lookback: float = 4 * 3600.0,
+        overlap: float = 120.0,
+        page_size: int = 1000,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.account_sid = account_sid
+        self.telnyx_conn_id = telnyx_conn_id
+        self.poll_interval = require_positive_number("poll_interval", poll_interval)
+        self.since = aware_moment("since", since)
+        self.lookback = require_positive_number("lookback", lookback)
+        self.overlap = require_positive_number("overlap", overlap)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise TelnyxValidationError("page_size", page_size, "a whole number >= 1")
+        self.page_size = page_size
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The classpath and the JSON-safe keyword arguments that rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "account_sid": self.account_sid,
+                "telnyx_conn_id": self.telnyx_conn_id,
+                "poll_interval": self.poll_interval,
+                "since": self.since.isoformat() if self.since else None,
+                "lookback": self.lookback,
+                "overlap": self.overlap,
+                "page_size": self.page_size,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the account on its own and fire an event per newly finished recording."""
+        from telnyx_provider.triggers.recordings_poll import poll_listings
+
+        feed, store = await self._open_feed()
+        listings = poll_listings(
+            conn_id=self.telnyx_conn_id,
+            account_sid=self.account_sid,
+            page_size=self.page_size,
+            poll_interval=self.poll_interval,
+            window_start=lambda now: feed.window_start(now, self.lookback),
+        )
+        async with aclosing(self._events(feed, store, listings)) as events:
+            async for event in events:
+                yield event
+
+    def shared_stream_key(self) -> Hashable | None:
+        """Watchers of the same account through the same connection and settings share one poll (3.3)."""
+        return (
+            "telnyx-recordings",
+            self.telnyx_conn_id,
+            self.account_sid,
+            self.poll_interval,
+            self.page_size,
+            self.lookback,
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """The shared poll: yields each listing, covering what every watcher of the group still waits for."""
+        from telnyx_provider.recording_feed import RecordingFeed
+        from telnyx_provider.triggers.recordings_poll import poll_listings
+
+        # A feed of its own only steers the window (before every recording in progress); what each watcher
+        # reports is decided by the watcher's own feed, in filter_shared_stream.
+        trigger = cls(**kwargs)
+        window = RecordingFeed(account_sid=trigger.account_sid or "", overlap=trigger.overlap)
+        async for listing in poll_listings(
+            conn_id=trigger.telnyx_conn_id,
+            account_sid=trigger.account_sid,
+            page_size=trigger.page_size,
+            poll_interval=trigger.poll_interval,
+            window_start=lambda now: window.window_start(now, trigger.lookback),
+        ):
+            window.observe(listing)
+            yield listing
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """This watcher's events from the shared listings, judged by its own (stored) state."""
+        feed, store = await self._open_feed()
+        async with aclosing(self._events(feed, store, relay(shared_stream))) as events:
+            async for event in events:
+                yield event
+
+    async def _open_feed(self) -> tuple[RecordingFeed, FeedStore]:
+        from telnyx_provider.recording_feed import RecordingFeed
+        from telnyx_provider.triggers.recordings_poll import FeedStore
+
+        feed = RecordingFeed(account_sid=self.account_sid or "", overlap=self.overlap, since=self.since)
+        store = FeedStore(getattr(self, "asset_state_store", None))  # injected on 3.3, for watchers only
+        await store.load(feed)
+        return feed, store
+
+    async def _events(
+        self, feed: RecordingFeed, store: FeedStore, listings: AsyncGenerator[list[dict[str, Any]], None]
+    ) -> AsyncGenerator[TriggerEvent, None]:
+        from telnyx_provider.triggers.recordings_poll import feed_events
+
+        # Closing this generator closes the events (which put back what they did not hand over) and the
+        # listings (which release the shared client).
+        async with aclosing(listings), aclosing(feed_events(feed, store, listings)) as events:
+            async for event in events:
+                yield event

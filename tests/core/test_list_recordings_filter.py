@@ -1,0 +1,23 @@
+"""The ``DateCreated>=`` filter of the account's recording list (the request the polling trigger sends)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import pytest
+
+from telnyx_provider import api
+from telnyx_provider.errors import TelnyxValidationError
+
+
+def test_the_filter_is_sent_as_date_created_with_the_greater_or_equal_operator_in_utc():
+    moment = datetime(2026, 12, 1, 4, 30, 15, 999_000, tzinfo=timezone(timedelta(hours=1)))
+    request = api.list_recordings("acc", page=2, page_size=1000, date_created_after=moment)
+    assert request.query == {"Page": "2", "PageSize": "1000", "DateCreated>": "2026-12-01T03:30:15Z"}
+    assert urlencode(request.query).endswith("DateCreated%3E=2026-12-01T03%3A30%3A15Z")
+
+
+def test_a_naive_datetime_is_refused_before_any_request():
+    with pytest.raises(TelnyxValidationError, match="date_created_after"):
+        api.list_recordings("acc", date_created_after=datetime(2026, 12, 1))

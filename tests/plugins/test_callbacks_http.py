@@ -1,0 +1,69 @@
+"""The receiver behind a real uvicorn on loopback: oversize bodies are refused before they are read."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import uvicorn
+
+from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture
+def receiver_port(signer) -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(ReceiverSettings()), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _exchange(port: int, head: bytes, body_parts: list[bytes]) -> bytes:
+    """Send a request's head and body parts; return the status line the server answers with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(head)
+        for part in body_parts:
+            try:
+                conn.sendall(part)
+            except OSError:  # the server answered and closed: it stopped reading
+                break
+        return conn.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_a_declared_length_over_the_limit_is_refused_without_waiting_for_the_body(receiver_port):
+    head = (
+        b"POST /recording-status HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000\r\n\r\n"
+    )
+    started = time.monotonic()
+    status = _exchange(receiver_port, head, [b"AccountSid=a"])  # 1 GB promised, a few bytes sent
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert time.monotonic() - started < 5  # it did not wait for the promised gigabyte
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(receiver_port):
+    head = (
+        b"POST /recording-status HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"1000\r\n" + b"x" * 4096 + b"\r\n"
+    # Three 4 KiB chunks cross the 8 KiB limit; the rest (never ending) is not needed for the answer.
+    status = _exchange(receiver_port, head, [chunk, chunk, chunk])
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
