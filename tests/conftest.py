@@ -120,3 +120,19 @@ def _airflow_31_async_connection_lookup() -> Iterator[None]:
     supervisor.asend = answer
     with mock.patch.object(task_runner, "SUPERVISOR_COMMS", supervisor, create=True):
         yield
+
+
+def hang_up_once_recorded(sandbox, call_sid: str, after: float = 0.5) -> None:
+    """Play the caller: hang up ``after`` seconds once a recording has started on the call (however long the
+    start took: a fixed hang-up time could come before a slow start on a loaded machine)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while not sandbox.stats()["starts_per_call"].get(call_sid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(after)
+        sandbox.hangup(call_sid)
+
+    threading.Thread(target=watch, name="caller", daemon=True).start()

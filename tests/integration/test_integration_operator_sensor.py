@@ -9,6 +9,7 @@ from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.operators.recording import StartCallRecordingOperator
 from telnyx_provider.sensors.recording import RecordingCompletedSensor
+from tests.conftest import hang_up_once_recorded
 from tests.sandbox.conftest import wait_for
 
 
@@ -19,7 +20,8 @@ def _sensor(**kwargs) -> RecordingCompletedSensor:
 
 
 def test_operator_then_sensor_on_the_operators_uri(sandbox):
-    call_sid = sandbox.create_call(hangup_after=0.5)
+    call_sid = sandbox.create_call()
+    hang_up_once_recorded(sandbox, call_sid)
     started = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
     assert started["status"] == "in-progress"
     final = _sensor(recording_uri=started["uri"]).execute(context={})
@@ -62,7 +64,8 @@ def test_sensor_times_out_in_poke_mode(sandbox):
 
 
 def test_operator_waits_for_completion_in_poke_mode(sandbox):
-    call_sid = sandbox.create_call(hangup_after=0.5)
+    call_sid = sandbox.create_call()
+    hang_up_once_recorded(sandbox, call_sid)
     op = StartCallRecordingOperator(
         task_id="start", call_sid=call_sid, wait_for_completion=True, deferrable=False, poll_interval=0.05
     )

@@ -7,6 +7,7 @@ import time
 
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
+from tests.conftest import hang_up_once_recorded
 
 
 async def _run(trigger: RecordingCompletedTrigger) -> dict:
@@ -18,7 +19,8 @@ async def _run(trigger: RecordingCompletedTrigger) -> dict:
 
 
 async def test_trigger_fires_success_when_the_recording_completes(sandbox):
-    call_sid = sandbox.create_call(hangup_after=0.5)
+    call_sid = sandbox.create_call()
+    hang_up_once_recorded(sandbox, call_sid)
     sid = RecordingHook().start_call_recording(call_sid)["sid"]
     event = await _run(RecordingCompletedTrigger(sid, poll_interval=0.1))
     assert event["status"] == "success"

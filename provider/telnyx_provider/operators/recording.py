@@ -255,20 +255,22 @@ class StartCallRecordingOperator(BaseOperator):
     ) -> None:
         from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
+        trigger = RecordingCompletedTrigger(
+            recording_sid,
+            account_sid=account_sid,
+            telnyx_conn_id=self.telnyx_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            not_found_deadline=not_found_until,
+            call_sid=self.call_sid,
+            stop_on_kill=True,
+            **self.retry_overrides,
+        )
+        # Marked only once the trigger is built: a try that fails before deferring was never deferred.
         if self._memory is not None and self._record is not None:
             self._record = self._memory.update(self._record, deferred=True)
         self.defer(
-            trigger=RecordingCompletedTrigger(
-                recording_sid,
-                account_sid=account_sid,
-                telnyx_conn_id=self.telnyx_conn_id,
-                poll_interval=self.poll_interval,
-                deadline=deadline,
-                not_found_deadline=not_found_until,
-                call_sid=self.call_sid,
-                stop_on_kill=True,
-                **self.retry_overrides,
-            ),
+            trigger=trigger,
             method_name="execute_complete",
             kwargs={"account_sid": account_sid},
             timeout=None
