@@ -116,8 +116,12 @@ def _airflow_31_async_connection_lookup() -> Iterator[None]:
         # What the API server answers for a connection no secrets backend knows.
         return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": message.conn_id})  # type: ignore[attr-defined]
 
+    def answer_sync(message: object) -> ErrorResponse:
+        return ErrorResponse(error=ErrorType.CONNECTION_NOT_FOUND, detail={"conn_id": message.conn_id})  # type: ignore[attr-defined]
+
     supervisor = mock.MagicMock()
     supervisor.asend = answer
+    supervisor.send = answer_sync  # the sync lookup (Connection.get_connection_from_secrets) asks it too
     with mock.patch.object(task_runner, "SUPERVISOR_COMMS", supervisor, create=True):
         yield
 

@@ -286,6 +286,10 @@ def test_airflow_finds_the_receiver_among_its_fastapi_plugins():
 
     (plugin,) = get_provider_info()["plugins"]
     assert plugin["plugin-class"] == "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin"
-    apps, _ = plugins_manager.get_fastapi_plugins()
+    if hasattr(plugins_manager, "get_fastapi_plugins"):  # Airflow 3.2+
+        apps, _ = plugins_manager.get_fastapi_plugins()
+    else:  # Airflow 3.1: module-level lists filled by initialize_fastapi_plugins()
+        plugins_manager.initialize_fastapi_plugins()
+        apps = plugins_manager.fastapi_apps or []
     (mounted,) = [app for app in apps if app["url_prefix"] == "/telnyx"]
     assert [route.path for route in mounted["app"].routes] == ["/recording-status"]
