@@ -195,8 +195,9 @@ async def test_trigger_polls_with_the_tasks_retry_overrides(sandbox, outage, cap
     looks = len([r for r in caplog.records if STILL_WAITING in r.getMessage()])
     assert looks >= 2
     assert {match.group(1) for match in retries if match} == {"1"}  # the task's max_retries, not 8
-    # Each look: one try and the one retry allowed (the last, capped at the deadline, may have no retry).
-    assert looks - 1 <= len(retries) <= looks
+    # Each look: one try and at most the one retry allowed (a look near the deadline has its budget capped
+    # and may have none; on a loaded machine that can be more than the last one).
+    assert looks // 2 <= len(retries) <= looks
     gets = sandbox.stats()["requests_by_route"][GET_ONE]
     assert gets == looks + len(retries)
 
