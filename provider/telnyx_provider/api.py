@@ -263,62 +263,59 @@ def parse_recording(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
 ) -> dict[str, Any]:
     """Like :func:`parse_reply`, for replies that are one recording; returns the normalized recording."""
-    payload = parse_reply(request, status, headers, body)
-    if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
-        raise TelnyxApiError(
-            status=status,
-            method=request.method,
-            path=request.path,
-            detail=f"the reply is not a recording (no 'sid'): {_preview(body)}",
-        )
-    return normalize_recording(payload)
+    return _parse_one("recording", request, status, headers, body)
 
 
 def parse_recording_page(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
 ) -> dict[str, Any]:
     """Like :func:`parse_reply`, for list replies; returns the page with its recordings normalized."""
-    payload = parse_reply(request, status, headers, body)
-    recordings = payload.get("recordings") if isinstance(payload, dict) else None
-    if not isinstance(recordings, list) or not all(isinstance(item, dict) for item in recordings):
-        raise TelnyxApiError(
-            status=status,
-            method=request.method,
-            path=request.path,
-            detail=f"the reply is not a list of recordings: {_preview(body)}",
-        )
-    return {**payload, "recordings": [normalize_recording(item) for item in recordings]}
+    return _parse_page("recordings", request, status, headers, body)
 
 
 def parse_transcription(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
 ) -> dict[str, Any]:
     """Like :func:`parse_reply`, for one transcription (dates in ISO 8601, as for recordings)."""
-    payload = parse_reply(request, status, headers, body)
-    if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
-        raise TelnyxApiError(
-            status=status,
-            method=request.method,
-            path=request.path,
-            detail=f"the reply is not a transcription (no 'sid'): {_preview(body)}",
-        )
-    return normalize_recording(payload)  # the same date and duration fields as a recording
+    return _parse_one("transcription", request, status, headers, body)
 
 
 def parse_transcription_page(
     request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
 ) -> dict[str, Any]:
     """Like :func:`parse_reply`, for transcription list replies; returns the page, its items normalized."""
+    return _parse_page("transcriptions", request, status, headers, body)
+
+
+def _parse_one(
+    kind: str, request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """One resource with a ``sid``; dates and duration normalized (transcriptions share those fields)."""
     payload = parse_reply(request, status, headers, body)
-    items = payload.get("transcriptions") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
+        raise TelnyxApiError(
+            status=status,
+            method=request.method,
+            path=request.path,
+            detail=f"the reply is not a {kind} (no 'sid'): {_preview(body)}",
+        )
+    return normalize_recording(payload)
+
+
+def _parse_page(
+    key: str, request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """A list page whose items are under ``key``; each item normalized."""
+    payload = parse_reply(request, status, headers, body)
+    items = payload.get(key) if isinstance(payload, dict) else None
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise TelnyxApiError(
             status=status,
             method=request.method,
             path=request.path,
-            detail=f"the reply is not a list of transcriptions: {_preview(body)}",
+            detail=f"the reply is not a list of {key}: {_preview(body)}",
         )
-    return {**payload, "transcriptions": [normalize_recording(item) for item in items]}
+    return {**payload, key: [normalize_recording(item) for item in items]}
 
 
 def read_reply(
