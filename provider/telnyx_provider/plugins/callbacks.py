@@ -13,9 +13,13 @@ anything is parsed. In order:
    signature, replay (a signature already accepted within the tolerance): 401, all with the same answer
    (the API server's log says which);
 4. a body that is not a form, or lacks ``AccountSid``, ``RecordingSid`` or ``RecordingStatus``: 400;
+   a URL carrying ``start_token`` (an exact start's): the sighting is kept in the shared store (503 if it
+   cannot be), whatever the status (:mod:`telnyx_provider.plugins.start_tokens`);
 5. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event.
+
+``GET /telnyx/starts/{token}`` tells an exact start what the callbacks carrying its token said.
 
 The GET signature is assumed to cover the raw query string as received (Telnyx does not document it).
 ``RecordingUrl``, a short-lived bearer link to the audio, goes into the event's extra, never into a log line.
@@ -33,6 +37,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from telnyx_provider.exact_start import TOKEN_PARAMETER, is_token
 from telnyx_provider.params import require_identifier
 from telnyx_provider.plugins.recording_events import (
     PublicKeys,
@@ -40,6 +45,7 @@ from telnyx_provider.plugins.recording_events import (
     UnknownAssetError,
     store_recording_event,
 )
+from telnyx_provider.plugins.start_tokens import SightingStore, answer, record_sighting, shared_store
 from telnyx_provider.signatures import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/telnyx"
 ROUTE = "/recording-status"
+#: Exact starts ask here what the callbacks carrying their token said (see ``plugins.start_tokens``).
+STARTS_ROUTE = "/starts/{token}"
 DEFAULT_CONN_ID = "telnyx_default"
 #: A status callback is a few hundred bytes; anything much larger is not one.
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -84,12 +92,14 @@ class ReceiverSettings:
     :param max_body_bytes: the largest body (or query string) accepted.
     :param public_keys: reads a connection's public key (``conn_id -> raw key``).
     :param store_event: stores an asset event (``account_sid, extra -> event id``).
+    :param start_sightings: the shared store of exact starts' sightings (built when first needed).
     """
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     public_keys: Callable[[str], bytes] = field(default_factory=lambda: PublicKeys().get)
     store_event: Callable[[str, dict[str, str]], int] = store_recording_event
+    start_sightings: Callable[[], SightingStore] = shared_store
 
 
 def settings_from_airflow_config() -> ReceiverSettings:
@@ -125,6 +135,11 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
             log.warning("Refused a Telnyx status callback (HTTP %s): %s", refusal.status, refusal)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
 
+    @app.get(STARTS_ROUTE)
+    async def start_sightings(token: str) -> Response:
+        status, body = await run_in_threadpool(answer, settings.start_sightings(), token)
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
     return app
 
 
@@ -148,6 +163,11 @@ async def _handle(request: Request, settings: ReceiverSettings, replays: ReplayC
     try:
         fields = _parse_fields(payload, drop_conn_id=request.method == "GET")
         keep = True  # a verified request that cannot be parsed will not parse any better next time
+        token = request.query_params.get(TOKEN_PARAMETER)
+        if is_token(token):
+            keep = False
+            await _record_sighting(settings, str(token), fields)
+            keep = True
         status = fields["RecordingStatus"]
         if status not in FINAL_STATUSES:
             log.info("Telnyx callback: recording %s is %s; no event.", fields["RecordingSid"], status)
@@ -172,6 +192,19 @@ async def _handle(request: Request, settings: ReceiverSettings, replays: ReplayC
     finally:
         if not keep:  # nothing was stored: the same request may come again, and must then be accepted
             replays.release(verified)
+
+
+async def _record_sighting(settings: ReceiverSettings, token: str, fields: dict[str, str]) -> None:
+    try:
+        new = await run_in_threadpool(record_sighting, settings.start_sightings(), token, fields)
+    except Exception as error:  # the store is down: Telnyx may send the callback again
+        raise Refusal(503, "The callback could not be stored; send it again.", f"sighting: {error}") from None
+    log.info(
+        "Telnyx callback: recording %s (%s) carries a start token; sighting %s.",
+        fields["RecordingSid"],
+        fields["RecordingStatus"],
+        "kept" if new else "already kept",
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -224,7 +257,7 @@ def _parse_fields(payload: bytes, *, drop_conn_id: bool) -> dict[str, str]:
         raise Refusal(400, "The callback is not a UTF-8 form (name=value pairs joined by '&').") from None
     fields: dict[str, str] = {}
     for name, value in pairs:
-        if drop_conn_id and name == "conn_id":
+        if drop_conn_id and name in ("conn_id", TOKEN_PARAMETER):
             continue
         if name in fields:
             raise Refusal(400, f"The field {name!r} appears more than once.")

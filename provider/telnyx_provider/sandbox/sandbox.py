@@ -198,6 +198,18 @@ class Sandbox:
         for recording_sid in self._store.hangup(call_sid):
             self._notifier.watch(recording_sid)
 
+    def started_on(self, call_sid: str) -> list[dict[str, Any]]:
+        """What the sandbox started on a call, as it knows it: ``{"sid", "track", "channels",
+        "callback_url"}`` per recording, oldest first, deleted ones included.
+
+        Telnyx's fetch and list replies carry no ``track``: this is the service's own side, for tests and
+        benchmarks that judge what a client did (also ``GET /_sandbox/calls/{call_sid}/started``).
+
+        :param call_sid: the call.
+        :raises telnyx_provider.sandbox.errors.ApiError: 404 for an unknown call.
+        """
+        return self._store.started_on(call_sid)
+
     def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
         """Change fault injection while running.
 
