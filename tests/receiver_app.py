@@ -1,57 +1,28 @@
 """The real status-callback receiver, mounted at ``/telnyx`` on uvicorn on loopback, for exact starts.
 
-Its shared store is :class:`MemoryReceiverStore`, a one-process stand-in for the metadata-database
-``ReceiverStore`` (``telnyx_provider.plugins.receiver_store``) with the same interface: values are copied
-in and out, keys expire.
+Its shared store is the provider's own ``ReceiverStore`` on a SQLite file (in production: Airflow's
+metadata database); two servers given the same store play two API-server workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import socket
+import tempfile
 import threading
 import time
 from typing import Any
 
 
-class MemoryReceiverStore:
-    """``add_if_absent``/``get``/``list_prefix``/``purge_expired`` in memory, thread-safe, copying values."""
+def sqlite_store(path: str | None = None) -> Any:
+    """The provider's real ``ReceiverStore`` on a SQLite file: what several API-server workers share."""
+    from sqlalchemy import create_engine
 
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+    from telnyx_provider.plugins.receiver_store import ReceiverStore
 
-    def add_if_absent(self, namespace: str, key: str, value: dict[str, Any], ttl_seconds: float) -> bool:
-        with self._lock:
-            now = time.time()
-            held = self._values.get((namespace, key))
-            if held is not None and held[0] > now:
-                return False
-            self._values[(namespace, key)] = (now + ttl_seconds, copy.deepcopy(value))
-            return True
-
-    def get(self, namespace: str, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            held = self._values.get((namespace, key))
-            return copy.deepcopy(held[1]) if held is not None and held[0] > time.time() else None
-
-    def list_prefix(self, namespace: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        with self._lock:
-            now = time.time()
-            return sorted(
-                (key, copy.deepcopy(value))
-                for (space, key), (expires, value) in self._values.items()
-                if space == namespace and key.startswith(prefix) and expires > now
-            )
-
-    def purge_expired(self) -> int:
-        with self._lock:
-            now = time.time()
-            expired = [name for name, (expires, _) in self._values.items() if expires <= now]
-            for name in expired:
-                del self._values[name]
-            return len(expired)
+    if path is None:
+        path = tempfile.mkstemp(prefix="telnyx-receiver-", suffix=".db")[1]
+    return ReceiverStore(create_engine(f"sqlite:///{path}"))
 
 
 class ReceiverServer:
@@ -60,13 +31,13 @@ class ReceiverServer:
     Public keys come from the Airflow connection named in each callback URL (as in production).
     """
 
-    def __init__(self, store: MemoryReceiverStore | None = None) -> None:
+    def __init__(self, store: Any = None) -> None:
         import uvicorn
         from fastapi import FastAPI
 
         from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
 
-        self.store = store or MemoryReceiverStore()
+        self.store = store if store is not None else sqlite_store()
         root = FastAPI()
         root.mount("/telnyx", create_app(ReceiverSettings(start_sightings=lambda: self.store)))
         self._sock = socket.socket()

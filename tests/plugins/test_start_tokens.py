@@ -13,12 +13,12 @@ from telnyx_provider.exact_start import new_token
 from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
 from telnyx_provider.plugins.start_tokens import NAMESPACE
 from tests.plugins.test_callbacks import MEDIA_URL, callback, post
-from tests.receiver_app import MemoryReceiverStore
+from tests.receiver_app import sqlite_store
 
 
 @pytest.fixture
-def store():
-    return MemoryReceiverStore()
+def store(tmp_path):
+    return sqlite_store(str(tmp_path / "receiver.db"))
 
 
 @pytest.fixture
@@ -79,12 +79,12 @@ def test_other_tokens_see_nothing_and_a_malformed_token_is_not_found(client, sig
     assert client.get(f"/starts/{token[:-1]}!").status_code == 404
 
 
-def test_a_sighting_that_cannot_be_stored_asks_telnyx_to_send_again(signer):
-    class Down(MemoryReceiverStore):
-        def add_if_absent(self, *args, **kwargs):
-            raise RuntimeError("database is down")
+def test_a_sighting_that_cannot_be_stored_asks_telnyx_to_send_again(signer, store):
+    def down(*args, **kwargs):
+        raise RuntimeError("database is down")
 
-    settings = ReceiverSettings(tolerance=300, start_sightings=Down, store_event=lambda *_: 1)
+    store.add_if_absent = down
+    settings = ReceiverSettings(tolerance=300, start_sightings=lambda: store, store_event=lambda *_: 1)
     with TestClient(create_app(settings)) as client:
         body = urlencode(callback("in-progress")).encode()
         reply = post(client, signer, body, params={"start_token": new_token()})

@@ -312,3 +312,37 @@ def test_a_late_recording_of_an_earlier_attempt_is_stopped_as_superseded(faulty_
     first = RecordingHook().get_recording(started[0])
     assert first["status"] in ("stopped", "completed")
     assert any("Stopped recording " + started[0] in r.getMessage() for r in caplog.records)
+
+
+def test_exact_mode_works_across_api_server_workers(faulty_sandbox, tmp_path, monkeypatch, caplog):
+    # Two receivers (two API-server workers), each with its own engine on one database: Telnyx calls the
+    # first, the workers ask the second (the connection extra receiver_url).
+    import json
+
+    from tests.receiver_app import ReceiverServer, sqlite_store
+
+    database = str(tmp_path / "metadata.db")
+    called, asked = (
+        ReceiverServer(sqlite_store(database)).start(),
+        ReceiverServer(sqlite_store(database)).start(),
+    )
+    try:
+        sandbox = faulty_sandbox()
+        conn = json.loads(sandbox.airflow_conn_json())
+        conn["extra"]["receiver_url"] = f"http://127.0.0.1:{asked.port}/telnyx"
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+        call = sandbox.create_call()
+        sandbox.inject(START_ROUTE, "reset_after")
+        caplog.set_level(logging.INFO, logger="telnyx_provider")
+
+        recording = RecordingHook(adoption_wait=3.0, retry_policy=quick_policy()).start_call_recording(
+            call, recording_track="outbound", recording_status_callback=called.callback_url
+        )
+    finally:
+        called.stop()
+        asked.stop()
+
+    assert posts(sandbox) == 1
+    assert [item["sid"] for item in sandbox.started_on(call)] == [recording["sid"]]
+    [adopted] = adoption_records(caplog)
+    assert "evidence: its start token" in adopted.getMessage()

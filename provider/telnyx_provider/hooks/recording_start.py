@@ -33,12 +33,12 @@ from telnyx_provider.adoption import (
     describe_recordings,
     is_one_track,
     judge,
-    matches_start,
     may_have_started,
     may_still_start,
 )
 from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
-from telnyx_provider.exact_start import new_token, sightings_url, token_params
+from telnyx_provider.exact_start import new_token, token_params
+from telnyx_provider.hooks.start_sightings import TokenSightings, stop_superseded
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a start whose reply was lost keeps looking for its recording (default of ``adoption_wait``).
 DEFAULT_ADOPTION_WAIT = 5.0
-#: Seconds one question to the receiver may take.
-RECEIVER_TIMEOUT = 5.0
 EXACT_HINT = (
     "To make starts exact, send the status callback to this provider's receiver "
     "(recording_status_callback='https://<airflow api server>/telnyx/recording-status'), or record the call "
@@ -267,52 +265,11 @@ class RecordingStart:
 
     def sighted(self) -> tuple[list[dict[str, Any]], bool]:
         """The verified recordings this start's tokens name (oldest first); whether any answer came."""
-        found: dict[str, dict[str, Any]] = {}
-        answered = False
         if self.exact is None:
             return [], False
-        for token in self.tokens:
-            sightings = self._ask(token)
-            answered = answered or sightings is not None
-            for sid in dict.fromkeys(str(s.get("recording_sid")) for s in sightings or ()):
-                recording = self._verified(sid, token)
-                if recording is not None:
-                    found.pop(sid, None)
-                    found[sid] = recording
-        return list(found.values()), answered
-
-    def _ask(self, token: str) -> list[dict[str, Any]] | None:
-        """The receiver's sightings of ``token``, or ``None`` when it could not be asked."""
-        assert self.exact is not None
-        try:
-            reply = self.hook.get_conn().get(
-                sightings_url(self.exact.receiver, token), timeout=RECEIVER_TIMEOUT, allow_redirects=False
-            )
-            if reply.status_code != 200:
-                raise ValueError(f"HTTP {reply.status_code}")
-            sightings = reply.json()["sightings"]
-            return [s for s in sightings if isinstance(s, dict) and s.get("recording_sid")]
-        except Exception as error:  # an unreachable or wrong receiver: asked again, then reported
-            log.warning("Could not ask the receiver %s about a start token: %s", self.exact.receiver, error)
-            return None
-
-    def _verified(self, sid: str, token: str) -> dict[str, Any] | None:
-        """The sighted recording as the service has it, if it is on this call and fits the start."""
-        try:
-            recording = self.hook.get_recording(sid, account_sid=self.account_sid)
-        except TelnyxApiError as error:
-            log.info("Recording %s, named by a start token, cannot be read yet: %s", sid, error)
-            return None
-        if recording.get("call_sid") != self.call_sid or not matches_start(recording, self.params):
-            log.warning(
-                "A callback with this start's token named recording %s, which is not on call %s or does not "
-                "match the start: ignored.",
-                sid,
-                self.call_sid,
-            )
-            return None
-        recording["start_token"] = token
-        return recording
+        return TokenSightings(self.hook, self.call_sid, self.account_sid, self.params, self.exact).found(
+            self.tokens
+        )
 
     def _settle(self, recording: dict[str, Any]) -> dict[str, Any]:
         """Stop what the start's other attempts created, as the receiver sees it within ``adoption_wait``.
@@ -396,23 +353,3 @@ class RecordingStart:
                 f"recordings and stop the ones you do not want. {EXACT_HINT}"
             ),
         )
-
-
-def stop_superseded(
-    hook: RecordingHook, recording: dict[str, Any], kept: dict[str, Any], *, account_sid: str | None
-) -> None:
-    """Stop a recording an earlier attempt of a start created, now that another one is the start's."""
-    sid, call = str(recording.get("sid")), str(recording.get("call_sid"))
-    try:
-        hook.stop_call_recording(call, sid, account_sid=account_sid)
-    except TelnyxApiError as error:
-        if error.status != 422:  # 422: it has ended already
-            log.error("Could not stop superseded recording %s on call %s: %s", sid, call, error)
-            return
-    log.warning(
-        "Stopped recording %s on call %s: an earlier attempt of this start created it (its token proves it), "
-        "and recording %s is the start's own.",
-        sid,
-        call,
-        kept.get("sid"),
-    )

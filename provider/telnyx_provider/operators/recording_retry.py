@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from telnyx_provider.adoption import Evidence, Outcome, describe_recordings, is_active, judge
 from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
 from telnyx_provider.exact_start import exact_start_for
-from telnyx_provider.hooks.recording_start import EXACT_HINT, RecordingStart, stop_superseded
+from telnyx_provider.hooks.recording_start import EXACT_HINT, RecordingStart
+from telnyx_provider.hooks.start_sightings import stop_superseded
 from telnyx_provider.models import Verdict, assess_recording
 
 if TYPE_CHECKING:
