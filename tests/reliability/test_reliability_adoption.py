@@ -346,3 +346,32 @@ def test_exact_mode_works_across_api_server_workers(faulty_sandbox, tmp_path, mo
     assert [item["sid"] for item in sandbox.started_on(call)] == [recording["sid"]]
     [adopted] = adoption_records(caplog)
     assert "evidence: its start token" in adopted.getMessage()
+
+
+def test_the_journal_hears_each_attempt_before_it_is_sent_and_a_refused_token_is_reused(
+    faulty_sandbox, receiver
+):
+    # 429 twice: a definite no, nothing started, so the next attempt reuses the token.
+    sandbox = faulty_sandbox(retry_after=0)
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "429", count=2)
+    heard = []
+
+    class Journal:
+        def sending(self, token):
+            heard.append(("sending", token, posts(sandbox)))
+
+        def refused(self, error):
+            heard.append(("refused", error.status, posts(sandbox)))
+
+        def reply_lost(self, error):
+            heard.append(("reply_lost", error.failure, posts(sandbox)))
+
+    RecordingHook(adoption_wait=1.0, retry_policy=quick_policy()).start_call_recording(
+        call, recording_status_callback=receiver.callback_url, journal=Journal()
+    )
+
+    tokens = {entry[1] for entry in heard if entry[0] == "sending"}
+    assert len(tokens) == 1
+    assert [entry[0] for entry in heard] == ["sending", "refused", "sending", "refused", "sending"]
+    assert [entry[2] for entry in heard if entry[0] == "sending"] == [0, 1, 2]  # told before each POST

@@ -134,6 +134,7 @@ class RecordingStart:
         """
         deadline = time.monotonic() + self.policy.budget
         failure: TelnyxApiError | None = None
+        token: str | None = None
         description = f"POST {api.start_call_recording(self.account_sid, self.call_sid, self.params).path}"
         try:
             for attempt in Retrying(**self.policy.tenacity_kwargs(description)):
@@ -142,7 +143,8 @@ class RecordingStart:
                         adopted = self._after_lost_reply(failure, deadline)
                         if adopted is not None:
                             return self._settle(adopted)
-                    token = new_token() if self.exact is not None else None
+                    if self.exact is not None and (failure is None or may_have_started(failure)):
+                        token = new_token()  # a refused attempt started nothing: its token is reused
                     try:
                         recording = self._send(token)
                     except TelnyxApiError as error:
@@ -163,7 +165,8 @@ class RecordingStart:
     def _send(self, token: str | None) -> dict[str, Any]:
         params = self.params
         if token is not None:
-            self.tokens.append(token)
+            if token not in self.tokens:
+                self.tokens.append(token)
             params = token_params(params, token)
         if self.journal is not None:
             self.journal.sending(token)

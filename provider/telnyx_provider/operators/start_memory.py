@@ -136,7 +136,9 @@ class StoredJournal:
 
     def sending(self, token: str | None) -> None:
         """Stored before the POST: a worker dying from here on leaves ``sending`` (and the token)."""
-        tokens = [*self.record.tokens, token] if token else self.record.tokens
+        tokens = self.record.tokens
+        if token and token not in tokens:
+            tokens = [*tokens, token]
         self.record = self.memory.update(self.record, state="sending", tokens=tokens)
 
     def refused(self, error: TelnyxApiError) -> None:
