@@ -252,6 +252,8 @@ class Task:
 
         return StartCallRecordingOperator(
             recording_status_callback=self.callback_url,
+            # Exact starts need the in-progress callback only (no asset events here: no metadata database).
+            recording_status_callback_event="in-progress" if self.callback_url else None,
             task_id=f"record_{self.track}",
             call_sid=self.call_sid,
             recording_track=self.track,

@@ -92,3 +92,14 @@ def test_a_sighting_that_cannot_be_stored_asks_telnyx_to_send_again(signer, stor
         # Refused without being claimed as seen: the same signed request is not taken for a replay.
         reply = post(client, signer, body, params={"start_token": new_token()})
         assert reply.status_code == 503
+
+
+def test_a_get_callback_carries_its_token_in_the_signed_query_and_keeps_it_out_of_the_fields(client, signer):
+    token = new_token()
+    fields = callback("in-progress")
+    query = urlencode({"start_token": token, **fields})
+    reply = client.get(f"/recording-status?{query}", headers=signer.headers(query.encode()))
+    assert reply.status_code == 204, reply.text
+    [sighting] = client.get(f"/starts/{token}").json()["sightings"]
+    assert sighting["recording_sid"] == fields["RecordingSid"]
+    assert token not in str(sighting)
