@@ -39,7 +39,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "snippets/README.md"]
+exclude_patterns = ["_build"]
 nitpicky = True
 
 # MyST: the pages are Markdown (the README's own syntax), with Sphinx directives in fences.
