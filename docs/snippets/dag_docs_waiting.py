@@ -66,6 +66,9 @@ def docs_operator_waits() -> None:
         send_recording_url=True,
         account_sid=None,  # default: the connection's login
         telnyx_conn_id="telnyx_default",
+        max_retries=None,
+        retry_max_wait=None,
+        retry_budget=None,  # default: the connection's retry settings
         # return the final recording: wait in this task (poke), or on the triggerer with deferrable=True
         wait_for_completion=True,
         poll_interval=2,
