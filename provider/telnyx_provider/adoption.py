@@ -2,10 +2,10 @@
 
 Pure: no I/O, no clock. A recording is a start's own only on evidence no other start could produce:
 
-- **the reply** to its own POST (:attr:`Evidence.REPLY`);
-- **its start token** (exact mode, :attr:`Evidence.TOKEN`): the start put a secret token of its own in its
+- **the reply** to its own POST (``Evidence.REPLY``);
+- **its start token** (exact mode, ``Evidence.TOKEN``): the start put a secret token of its own in its
   status-callback URL, and a signed callback carrying that token named the recording;
-- for a ``both``-track start only, **the sole new match** (:attr:`Evidence.SOLE_MATCH`): exactly one
+- for a ``both``-track start only, **the sole new match** (``Evidence.SOLE_MATCH``): exactly one
   recording on the call that was not there before the start was first sent (the *snapshot*) and agrees
   with it on every field Telnyx's fetch/list schema has (``channels``, ``source``; the call). It holds when
   the call has one start at a time (one ``dual`` recording per call); a second start with the same
@@ -13,7 +13,7 @@ Pure: no I/O, no clock. A recording is a start's own only on evidence no other s
 
 The fetch/list schema (``TexmlGetCallRecordingResponseBody``) has no ``track``: an ``inbound`` and an
 ``outbound`` recording with the same channels look alike. So a one-track start never adopts on visible
-fields: any new match makes its start :attr:`Outcome.AMBIGUOUS`. No timestamp decides anything: dates come
+fields: any new match makes its start ``Outcome.AMBIGUOUS``. No timestamp decides anything: dates come
 from the service's clock.
 """
 

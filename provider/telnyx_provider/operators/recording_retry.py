@@ -68,7 +68,8 @@ def carry_on(
     """What a retry does with an earlier try's ``record`` (see the module docstring).
 
     :raises UncertainStartError: an earlier POST may have started a recording that cannot be proven this
-        task's, or an unconfirmed stop cannot be sent now.
+        task's.
+    :raises TelnyxApiError: an unconfirmed stop of the earlier try's recording cannot be sent now.
     """
     if record.recording_sid is None:
         return _without_sid(hook, record, params, account_sid=account_sid, exact_start=exact_start)
@@ -130,7 +131,7 @@ def _finish_stop(
     except TelnyxApiError as error:
         if error.status == 422:  # it ended meanwhile: nothing to stop
             return memory.update(record, stop_requested=None)
-        raise UncertainStartError(
+        raise TelnyxApiError(
             status=error.status,
             method=error.method,
             path=error.path,
