@@ -13,13 +13,14 @@ NEXT_VENV ?= .venv-next
 SYSTEM_DIST ?= build/system-dist
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next
+.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next contract
 
 help:
 	@echo "make demo   - run example_telnyx_call_recording against the local TeXML sandbox"
 	@echo "make test   - lint, type-check and run the whole suite on Airflow $(AIRFLOW_VERSION) and $(AIRFLOW_FLOOR)"
 	@echo "make system-test - the example DAGs on a real Airflow $(AIRFLOW_VERSION) (API server, scheduler, DAG processor, triggerer)"
 	@echo "make test-next   - the suite on the Airflow pre-release $(AIRFLOW_NEXT)"
+	@echo "make contract    - the sandbox against Telnyx's response schemas, the hook against Prism serving the spec"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,10 @@ test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test: lint unit test-floor
+
+# Also part of `make unit`; the Prism check installs @stoplight/prism-cli into build/prism (npm) when missing.
+contract: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest tests/contract $(PYTEST_ARGS)
 
 test-next: $(NEXT_VENV)/.installed
 	$(NEXT_VENV)/bin/python -c "import airflow; print('Airflow next', airflow.__version__)"
