@@ -52,7 +52,8 @@ class PageGuard:
         """
         number = page.get("page")
         number = number if isinstance(number, int) and not isinstance(number, bool) else None
-        sids = tuple(str(item.get("sid")) for item in page.get(self.key) or () if isinstance(item, dict))
+        items = page.get(self.key) or ()
+        sids = tuple(str(item["sid"]) for item in items if isinstance(item, dict) and item.get("sid"))
         self.pages += 1
         previous, self._previous = self._previous, (number, sids)
         if previous is None:
@@ -109,7 +110,7 @@ class PageGuard:
                 detail=(
                     f"the {self.key} run past {self.max_pages} pages"
                     + (f" of {size}" if size else "")
-                    + f", the bound of this listing{self.bound_reason and ' (' + self.bound_reason + ')'}; "
+                    + f", the bound of this listing ({self.bound_reason or f'max_pages={self.max_pages}'}); "
                     "no further page was requested"
                 ),
             )

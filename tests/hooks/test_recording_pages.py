@@ -82,6 +82,7 @@ def test_a_call_list_that_never_ends_is_bounded_for_a_start(scripted_api, hook):
     message = str(caught.value)
     assert f"run past {SNAPSHOT_MAX_PAGES} pages of {CALL_PAGE_SIZE}" in message
     assert "the bound of this listing" in message
+    assert f"a start's snapshot of its call reads at most SNAPSHOT_MAX_PAGES={SNAPSHOT_MAX_PAGES}" in message
     assert scripted_api.count("GET", CALL_PATH) == SNAPSHOT_MAX_PAGES
     assert scripted_api.count("POST", CALL_PATH) == 0
 

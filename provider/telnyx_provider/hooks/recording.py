@@ -227,7 +227,10 @@ class RecordingHook(BaseHook):
         """
         account = self.config.resolve_account_sid(account_sid)
         guard = PageGuard(
-            "recordings", max_pages=max_pages, bound_reason=f"{CALL_PAGE_SIZE} recordings per page"
+            "recordings",
+            max_pages=max_pages,
+            bound_reason=f"max_pages={max_pages}; a start's snapshot of its call reads at most "
+            f"SNAPSHOT_MAX_PAGES={SNAPSHOT_MAX_PAGES} pages",
         )
         recordings: list[dict[str, Any]] = []
         page_number = 0
