@@ -187,8 +187,8 @@ class RecordingHook(BaseHook):
     def call_recording_sids(self, call_sid: str, *, account_sid: str | None = None) -> list[str]:
         """The SIDs of every recording the call has now (every page): a start's snapshot.
 
-        At most :data:`~telnyx_provider.hooks.recording_start.SNAPSHOT_MAX_PAGES` pages are read: a call
-        whose list runs past them (or never ends) fails the start before it is sent.
+        At most ``SNAPSHOT_MAX_PAGES`` (100, in ``telnyx_provider.hooks.recording_start``) pages are read: a
+        call whose list runs past them (or never ends) fails the start before it is sent.
         """
         return [
             str(recording["sid"])

@@ -61,7 +61,7 @@ class Sandbox:
     :param media_cut_rate: fraction of media transfers cut midway (full ``Content-Length``, half the bytes).
     :param strict_schema: every reply has exactly the fields of its response schema in Telnyx's spec:
         start and update replies carry ``track`` but no ``status``; fetched and listed recordings carry
-        ``status`` but no ``track`` (see :mod:`telnyx_provider.sandbox.schema`). Off: the sandbox's fuller
+        ``status`` but no ``track`` (see ``telnyx_provider.sandbox.schema``). Off: the sandbox's fuller
         replies, with ``track`` and ``status`` everywhere.
     :param date_format: how dates are written: ``rfc2822`` (``Fri, 11 Aug 2023 19:12:11 +0000``, as Telnyx's
         documented examples) or ``iso8601`` (``2023-08-11T19:12:11Z``, the spec's ``date-time``).
