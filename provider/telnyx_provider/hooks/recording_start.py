@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds a start whose reply was lost keeps looking for its recording (default of ``adoption_wait``).
 DEFAULT_ADOPTION_WAIT = 5.0
+#: The most pages of the call's recordings a start reads, for its snapshot and for each look after a lost
+#: reply: 100 pages of 100, ten thousand recordings on one call. A list that runs past them (or never ends)
+#: fails the start with an error saying so; before the snapshot, nothing was sent.
+SNAPSHOT_MAX_PAGES = 100
 EXACT_HINT = (
     "To make starts exact, send the status callback to this provider's receiver "
     "(recording_status_callback='https://<airflow api server>/telnyx/recording-status'), or record the call "
@@ -261,7 +265,7 @@ class RecordingStart:
         # The look-ups share the start's window rather than each getting a whole budget.
         policy = self.policy.replace(budget=max(until - time.monotonic(), 0.001))
         return self.hook.list_call_recordings(
-            self.call_sid, account_sid=self.account_sid, retry_policy=policy
+            self.call_sid, account_sid=self.account_sid, retry_policy=policy, max_pages=SNAPSHOT_MAX_PAGES
         )
 
     # -- exact mode: what the receiver saw -----------------------------------------------------------
