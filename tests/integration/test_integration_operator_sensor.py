@@ -25,7 +25,7 @@ def test_operator_then_sensor_on_the_operators_uri(sandbox):
     call_sid = sandbox.create_call()
     hang_up_once_recorded(sandbox, call_sid)
     started = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
-    assert started["status"] == "in-progress"
+    assert RecordingHook().get_recording(started["sid"])["status"] == "in-progress"
     final = _sensor(recording_uri=started["uri"]).execute(context={})
     assert final["sid"] == started["sid"]
     assert final["status"] == "completed"
