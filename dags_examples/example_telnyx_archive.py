@@ -14,17 +14,33 @@ example_telnyx_archive --from-date 2026-01-01 --to-date 2026-03-31``. Runs are i
 again downloads nothing that is already stored with the same size and SHA-256. Recordings still in progress
 when their day is archived are named in the log and the manifest, and archived by a re-run of that day
 (clear the task) once final. The manifests' Asset (``telnyx_archive_manifests``) gets one event per day.
+
+Settings (read at parse time from the environment, so parsing looks nothing up): ``TELNYX_ARCHIVE_START``
+(the first day to archive, ISO 8601; default 2026-01-01), ``TELNYX_ARCHIVE_DST`` (the default destination)
+and ``TELNYX_ARCHIVE_KEEP_FOR`` (the default retention period).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, Param, dag
+from airflow.sdk import Asset, Param, dag
+
+try:
+    from airflow.sdk import CronTriggerTimetable
+except ImportError:  # Airflow 3.1
+    from airflow.timetables.trigger import CronTriggerTimetable  # type: ignore[assignment]
 
 from telnyx_provider.transfers.recording import RecordingsArchiveOperator, RecordingsRetentionOperator
 
+#: The first day archived: the first run, at the midnight that ends it, archives it.
+FIRST_DAY = pendulum.instance(
+    datetime.fromisoformat(os.environ.get("TELNYX_ARCHIVE_START", "2026-01-01")), tz="UTC"
+)
+DESTINATION = os.environ.get("TELNYX_ARCHIVE_DST", "file:///tmp/telnyx-archive/")
+KEEP_FOR = os.environ.get("TELNYX_ARCHIVE_KEEP_FOR", "P90D")
 #: One event per archived day; its extra is the archive's result (manifest URL, counts, bytes).
 ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive-manifests")
 
@@ -34,18 +50,18 @@ ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive
     # Each run at midnight UTC covers the day before: a data interval of one day. (A plain "@daily" gives
     # runs no data interval on Airflow 3: CronTriggerTimetable without an interval.)
     schedule=CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=timedelta(days=1)),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=FIRST_DAY + timedelta(days=1),
     catchup=True,
     is_paused_upon_creation=True,  # the backfill starts when you unpause the DAG
     max_active_runs=2,
     params={
         "destination": Param(
-            "file:///tmp/telnyx-archive/",
+            DESTINATION,
             type="string",
             description="The archive's prefix (an ObjectStoragePath URL): recordings and _manifests/ below.",
         ),
         "keep_for": Param(
-            "P90D",
+            KEEP_FOR,
             type="string",
             description="How long Telnyx keeps a recording once archived (ISO 8601 duration: P90D, P7Y...).",
         ),
