@@ -29,7 +29,6 @@ this machine's CPUs busy and more copies in flight cannot help.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -38,7 +37,6 @@ import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -46,42 +44,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from download_memory import PeakRss
 from sandbox_process import SandboxProcess
 
 RESULTS = Path(__file__).resolve().parent / "ARCHIVE.md"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRss:
-    """Samples RSS in a thread; ``growth`` is the peak seen minus the RSS when sampling began."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def __enter__(self) -> PeakRss:
-        gc.collect()
-        self.start = self.peak = rss_bytes()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
 
 
 def cpu_seconds() -> float:
@@ -125,7 +91,7 @@ def run_once(sandbox: SandboxProcess, workers: int, interval: dict[str, datetime
     )
     before, cpu = counters(sandbox), cpu_seconds()
     began = time.perf_counter()
-    with PeakRss() as memory:
+    with PeakRss(interval=0.005) as memory:
         result = op.execute({})
     elapsed = time.perf_counter() - began
     after = counters(sandbox)

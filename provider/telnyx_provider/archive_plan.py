@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 
 from telnyx_provider.errors import TelnyxValidationError
-from telnyx_provider.models import Verdict, assess_recording, parse_timestamp
+from telnyx_provider.models import Verdict, assess_recording
+from telnyx_provider.params import is_unresolved, require_identifier
+from telnyx_provider.recording_feed import parse_moment as parse_moment_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -132,14 +134,7 @@ def parse_interval(date_from: object, date_to: object) -> Interval:
 
 def created_at(recording: Mapping[str, Any]) -> datetime | None:
     """A recording's ``date_created`` (RFC 2822 or ISO 8601) as an aware UTC datetime, if readable."""
-    text = parse_timestamp(recording.get("date_created"))
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.astimezone(timezone.utc) if moment.tzinfo else None
+    return parse_moment_of(recording.get("date_created"))
 
 
 class Layout:
@@ -207,6 +202,19 @@ def _safe(value: object) -> str:
         return "none"
     text = str(value).replace("/", "_").replace("\\", "_")
     return "_" if text in (".", "..") else text
+
+
+def check_destination(dst: object, ids: Mapping[str, object], *, rendered: bool) -> None:
+    """Check an archive task's ``dst`` and identifiers (``dest_conn_id``, ``account_sid``...): literal ones
+    when the DAG is parsed (``rendered=False``), all of them once rendered, before any request.
+
+    :raises TelnyxValidationError: a blank ``dst`` or an identifier with spaces, ``/``, ``?`` or ``#``.
+    """
+    if dst is None or (isinstance(dst, str) and (rendered or not is_unresolved(dst)) and not dst.strip()):
+        raise TelnyxValidationError("dst", dst, "an ObjectStoragePath, a URL or a local path")
+    for name, value in ids.items():
+        if value is not None and (rendered or not is_unresolved(value)):
+            require_identifier(name, value)
 
 
 class Disposition(str, enum.Enum):

@@ -118,7 +118,8 @@ def test_faults_everywhere_lose_nothing_and_store_nothing_twice(world):
 
 def test_an_outage_mid_interval_keeps_what_is_stored_and_a_rerun_finishes_it(world):
     sandbox = world(seed=12)
-    expected = finals_of(sandbox, 2)
+    both_days = {"date_from": day(2)["date_from"], "date_to": day(1)["date_to"]}  # ~36 recordings
+    expected = {**finals_of(sandbox, 2), **finals_of(sandbox, 1)}
     conn_id, bucket = attached(CountingMemoryFileSystem())
 
     def outage_after_some_copies() -> None:
@@ -129,7 +130,7 @@ def test_an_outage_mid_interval_keeps_what_is_stored_and_a_rerun_finishes_it(wor
 
     threading.Thread(target=outage_after_some_copies, daemon=True).start()
     op = archive_operator(
-        dst=f"s3://{bucket}/archive", dest_conn_id=conn_id, max_retries=3, retry_budget=0.5, **day(2)
+        dst=f"s3://{bucket}/archive", dest_conn_id=conn_id, max_retries=3, retry_budget=0.5, **both_days
     )
     with pytest.raises(RecordingStorageError, match="could not be copied") as failed:
         op.execute({})
@@ -144,12 +145,13 @@ def test_an_outage_mid_interval_keeps_what_is_stored_and_a_rerun_finishes_it(wor
     # The outage stopped new copies: as many failures in a row as workers (and those in flight with them),
     # and the rest were never tried, so an outage does not cost every recording its whole retry budget.
     failed_count = int(str(failed.value).split(" recording(s)")[0])
-    assert 4 <= failed_count <= 2 * 4 - 1
+    assert failed_count >= 4  # as many in a row as workers
     tried = set(sandbox.stats()["gets_per_recording"])
-    assert len(tried) == len(done) + failed_count < len(expected)
+    assert len(tried) == len(done) + failed_count
+    assert len(tried) < len(expected)  # the rest were never tried
 
     sandbox.set_faults(0.0)
-    rerun = archive_operator(dst=f"s3://{bucket}/archive", dest_conn_id=conn_id, **day(2)).execute({})
+    rerun = archive_operator(dst=f"s3://{bucket}/archive", dest_conn_id=conn_id, **both_days).execute({})
 
     assert (rerun["downloaded"], rerun["already_stored"]) == (len(expected) - len(done), len(done))
     assert media_gets(sandbox) == len(expected)  # nothing downloaded twice

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import threading
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -21,6 +20,7 @@ import requests
 from fsspec.implementations.memory import MemoryFileSystem
 
 from telnyx_provider.sandbox.media import wav_bytes
+from tests.transfers.test_recording_to_storage import attached as attached
 
 #: Media served per recording, in seconds (the sandbox's cap): ~32-64 kB per recording, fast tests.
 MEDIA_CAP = 2
@@ -117,15 +117,6 @@ class RotOnReadFileSystem(MemoryFileSystem):
         data = bytearray(handle.read())
         data[len(data) // 2] ^= 0xFF
         return io.BytesIO(bytes(data))
-
-
-def attached(fs: MemoryFileSystem) -> tuple[str, str]:
-    """Attach ``fs`` as the ``s3`` store of a new connection id; returns it and a fresh bucket name."""
-    from airflow.sdk.io import attach
-
-    conn_id = f"store_{uuid.uuid4().hex[:8]}"
-    attach(protocol="s3", conn_id=conn_id, fs=fs)
-    return conn_id, f"bucket-{uuid.uuid4().hex[:8]}"
 
 
 def archive_operator(**kwargs):

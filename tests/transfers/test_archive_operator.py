@@ -216,11 +216,12 @@ def test_waiting_gives_up_after_the_timeout_and_still_names_them(history, tmp_pa
         not_final_timeout=0.5,
         **day(1),
     )
+    lists = route(history, "GET /Recordings")
     began = time.monotonic()
     result = op.execute({})
-    assert 0.5 <= time.monotonic() - began < 30
+    assert time.monotonic() - began >= 0.5  # the wait starts once the final ones are stored
     assert result["not_final"] == 2
-    assert route(history, "GET /Recordings") >= 2  # it looked again while waiting (the test did not list)
+    assert route(history, "GET /Recordings") - lists >= 2  # it looked again while waiting
 
 
 def test_delete_after_archive_deletes_exactly_the_stored_copies_once_read_back(history, tmp_path):
@@ -371,6 +372,7 @@ def test_a_manifest_of_another_account_is_never_overwritten(history, tmp_path):
 def test_a_stopped_task_starts_no_more_copies_and_records_what_it_stored(history, tmp_path):
     op = archive_operator(dst=str(tmp_path), max_active_downloads=1, **day(2))
     expected = finals_of(history, 2)
+    history.inject("GET /Recordings/{sid}", "slow", count=100)  # each copy takes a second: a stop lands
 
     def stop_after_two() -> None:
         deadline = time.monotonic() + 30
@@ -383,5 +385,6 @@ def test_a_stopped_task_starts_no_more_copies_and_records_what_it_stored(history
         op.execute({})
 
     manifest = json.loads(next((tmp_path / "_manifests").glob("*.json")).read_text())
-    assert 2 <= len(manifest["recordings"]) < len(expected)
+    assert len(manifest["recordings"]) in (2, 3)  # the copy in flight when it was stopped may land
+    assert len(manifest["recordings"]) < len(expected)
     assert media_gets(history) == len(manifest["recordings"])

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from telnyx_provider._compat import AirflowException
-from telnyx_provider.archive_plan import DEFAULT_LAYOUT, Layout, parse_interval
+from telnyx_provider.archive_plan import DEFAULT_LAYOUT, Layout, check_destination, parse_interval
 from telnyx_provider.errors import TelnyxValidationError
-from telnyx_provider.params import require_bool, require_choice, require_identifier, require_positive_number
+from telnyx_provider.params import require_bool, require_choice, require_positive_number
 from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     default_deferrable,
@@ -74,7 +74,8 @@ class RecordingsArchiveOperator(BaseOperator):
     :param not_final: ``"skip"`` or ``"wait"`` for recordings not final yet.
     :param deferrable: wait on the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between two listings while waiting.
-    :param not_final_timeout: how long to wait for them (seconds or ``timedelta``); then they are skipped.
+    :param not_final_timeout: how long to wait for them once the final ones are stored (seconds or
+        ``timedelta``); then they are left for a later run.
     :param verify_existing: ``"sha256"`` (read the stored copy back) or ``"size"``.
     :param page_size: recordings per list page.
     :param account_sid: the account; else the connection's login.
@@ -160,12 +161,8 @@ class RecordingsArchiveOperator(BaseOperator):
             Layout(self.layout)
         if known(self.date_from) and known(self.date_to):
             parse_interval(self.date_from, self.date_to)
-        if self.dst is None or (isinstance(self.dst, str) and known(self.dst) and not self.dst.strip()):
-            raise TelnyxValidationError("dst", self.dst, "an ObjectStoragePath, a URL or a local path")
-        for name in ("dest_conn_id", "account_sid"):
-            value = getattr(self, name)
-            if value is not None and known(value):
-                require_identifier(name, value)
+        ids = {"dest_conn_id": self.dest_conn_id, "account_sid": self.account_sid}
+        check_destination(self.dst, ids, rendered=rendered)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Archive the interval; defer when told to wait for recordings not final yet."""
@@ -251,7 +248,8 @@ class RecordingsArchiveOperator(BaseOperator):
 
     def _passes(self, run: ArchivePass, resumed: bool) -> None:
         """List and copy (again while waiting in the task), then delete what is proven."""
-        manifest, deadline = run.manifest, time.monotonic() + self.not_final_timeout
+        manifest, deadline = run.manifest, None
+        waiting = self.not_final == "wait" and not self.deferrable and not resumed
         while True:
             listing = run.list_interval(self.hook, self.page_size)
             manifest.set_unarchived(listing.not_final, listing.no_audio)
@@ -262,7 +260,8 @@ class RecordingsArchiveOperator(BaseOperator):
                 len(listing.not_final),
             )
             run.copy(listing.archive)
-            waiting = self.not_final == "wait" and not self.deferrable and not resumed
+            # The wait for the not-final ones starts once what is final is stored.
+            deadline = time.monotonic() + self.not_final_timeout if deadline is None else deadline
             if not (
                 waiting and manifest.not_final and time.monotonic() < deadline and not run.outcome.stopped
             ):

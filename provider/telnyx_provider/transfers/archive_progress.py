@@ -65,14 +65,10 @@ class ArchiveProgress:
     @classmethod
     def of(cls, context: Context | Mapping[str, Any], run_identity: str) -> ArchiveProgress | None:
         """The progress of the running task for this configuration, or ``None`` before Airflow 3.3."""
-        store = context.get("task_state_store")
-        if (
-            store is None
-            or not callable(getattr(store, "get", None))
-            or not callable(getattr(store, "set", None))
-        ):
-            return None
-        return cls(store, f"{KEY_PREFIX}:{run_identity}")
+        from telnyx_provider.operators.start_memory import task_state_store
+
+        store = task_state_store(context)
+        return None if store is None else cls(store, f"{KEY_PREFIX}:{run_identity}")
 
     def load(self) -> list[dict[str, Any]]:
         """Every entry an earlier try recorded (a malformed one is dropped: its recording is copied again)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.archive_manifest import archived_entry, brief
-from telnyx_provider.archive_plan import Disposition, disposition
+from telnyx_provider.archive_plan import LAYOUT_FIELDS, Disposition, disposition
 from telnyx_provider.errors import RecordingFailedError, RecordingStorageError, TelnyxApiError
 from telnyx_provider.hooks import media
 from telnyx_provider.transfers.archive_report import PassOutcome
@@ -36,13 +36,7 @@ log = logging.getLogger(__name__)
 #: Fields of a listed recording kept for the pass (the rest, media link included, is dropped at once).
 KEPT_FIELDS = (
     "sid",
-    "call_sid",
-    "conference_sid",
-    "account_sid",
-    "source",
-    "channels",
-    "duration",
-    "date_created",
+    *(name for name in LAYOUT_FIELDS if name not in ("recording_sid", "ext")),
     "status",
     "error_code",
 )

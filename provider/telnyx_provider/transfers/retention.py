@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from telnyx_provider.archive_manifest import Manifest, ManifestError
-from telnyx_provider.archive_plan import parse_keep_for
+from telnyx_provider.archive_plan import check_destination, parse_keep_for
 from telnyx_provider.errors import RecordingStorageError, TelnyxApiError, TelnyxValidationError
-from telnyx_provider.params import require_bool, require_identifier
+from telnyx_provider.params import require_bool
 from telnyx_provider.waiting import is_unresolved, retry_overrides
 
 if TYPE_CHECKING:
@@ -95,17 +95,10 @@ class RecordingsRetentionOperator(BaseOperator):
         return RecordingHook(telnyx_conn_id=self.telnyx_conn_id, **self.retry_overrides)
 
     def _check(self, *, rendered: bool) -> None:
-        def known(value: object) -> bool:
-            return rendered or not is_unresolved(value)
-
-        if known(self.keep_for):
+        if rendered or not is_unresolved(self.keep_for):
             parse_keep_for(self.keep_for)
-        if self.dst is None or (isinstance(self.dst, str) and known(self.dst) and not self.dst.strip()):
-            raise TelnyxValidationError("dst", self.dst, "an ObjectStoragePath, a URL or a local path")
-        for name in ("dest_conn_id", "account_sid"):
-            value = getattr(self, name)
-            if value is not None and known(value):
-                require_identifier(name, value)
+        ids = {"dest_conn_id": self.dest_conn_id, "account_sid": self.account_sid}
+        check_destination(self.dst, ids, rendered=rendered)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Delete (or, in a dry run, list) the old recordings the manifests prove archived."""
