@@ -1,12 +1,13 @@
 """Archive every recording of the Telnyx account, one day at a time, then apply the retention period.
 
-Each daily run (at midnight UTC) archives the recordings created in its data interval, the day before
-(``[data_interval_start, data_interval_end)``), from every source (``<Record>``, ``<Dial record>``, the API,
-conferences, trunks...) under ``params.destination`` (an ``ObjectStoragePath`` URL: ``file:///...``,
-``s3://...``, ``gs://...``; give the archive a ``dest_conn_id`` for a bucket's credentials), laid out as
-``{YYYY}/{MM}/{DD}/{call_sid}/{recording_sid}.wav``, with a manifest per day in ``_manifests/``. Then the
-retention task deletes from Telnyx the recordings older than ``params.keep_for`` that a manifest proves
-archived (their copy still there with the manifest's size); nothing unarchived is ever deleted.
+Each daily run (at midnight UTC) archives the recordings created in its data interval, the day that just
+ended (``[data_interval_start, data_interval_end)`` of a ``CronDataIntervalTimetable``), from every source
+(``<Record>``, ``<Dial record>``, the API, conferences, trunks...) under ``params.destination`` (an
+``ObjectStoragePath`` URL: ``file:///...``, ``s3://...``, ``gs://...``; give the archive a ``dest_conn_id``
+for a bucket's credentials), laid out as ``{YYYY}/{MM}/{DD}/{call_sid}/{recording_sid}.wav``, with a manifest
+per day in ``_manifests/``. Then the retention task deletes from Telnyx the recordings older than
+``params.keep_for`` that a manifest proves archived (their copy still there with the manifest's size);
+nothing unarchived is ever deleted.
 
 ``catchup=True`` with a start date in the past backfills the days before the DAG existed: unpause it (it is
 created paused, so that happens when you decide) or run ``airflow backfill create --dag-id
@@ -29,13 +30,13 @@ import pendulum
 from airflow.sdk import Asset, Param, dag
 
 try:
-    from airflow.sdk import CronTriggerTimetable
+    from airflow.sdk import CronDataIntervalTimetable
 except ImportError:  # Airflow 3.1
-    from airflow.timetables.trigger import CronTriggerTimetable  # type: ignore[assignment]
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[assignment]
 
 from telnyx_provider.transfers.recording import RecordingsArchiveOperator, RecordingsRetentionOperator
 
-#: The first day archived: the first run, at the midnight that ends it, archives it.
+#: The first day archived (the DAG's start date: its run starts at the midnight that ends it).
 FIRST_DAY = pendulum.instance(
     datetime.fromisoformat(os.environ.get("TELNYX_ARCHIVE_START", "2026-01-01")), tz="UTC"
 )
@@ -47,10 +48,11 @@ ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive
 
 @dag(
     dag_id="example_telnyx_archive",
-    # Each run at midnight UTC covers the day before: a data interval of one day. (A plain "@daily" gives
-    # runs no data interval on Airflow 3: CronTriggerTimetable without an interval.)
-    schedule=CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=timedelta(days=1)),
-    start_date=FIRST_DAY + timedelta(days=1),
+    # Each run covers one UTC day and starts at the midnight that ends it. Not "@daily": on Airflow 3 that is
+    # CronTriggerTimetable, whose runs have no data interval (and given an interval, its first catchup run
+    # has no task: its logical date falls before the start date).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=FIRST_DAY,
     catchup=True,
     is_paused_upon_creation=True,  # the backfill starts when you unpause the DAG
     max_active_runs=2,

@@ -126,8 +126,8 @@ def parse_interval(date_from: object, date_to: object) -> Interval:
             date_to,
             f"a moment after date_from ({start.isoformat()}), not the same: the interval is empty. A DAG run "
             "of a cron schedule has no data interval by default on Airflow 3 (CronTriggerTimetable); give "
-            'the DAG schedule=CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=timedelta(days=1)) '
-            "or CronDataIntervalTimetable, or give date_from and date_to",
+            'the DAG schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC") (one day a run), or '
+            "give date_from and date_to",
         )
     return Interval(start, end)
 

@@ -56,7 +56,7 @@ def test_daily_runs_archive_their_day_once_and_retention_deletes_only_what_is_pr
     assert dag.catchup is True
 
     runs = []
-    for days_ago in (1, 0):  # runs at the last two midnights: the two days before them
+    for days_ago in (1, 0):  # manual runs at the last two midnights: each covers the day before it
         run = dag.test(logical_date=_midnight(days_ago), run_conf=conf)
         assert str(run.state) == "success", task_states(run)
         assert run.data_interval_end - run.data_interval_start == timedelta(days=1)
@@ -74,11 +74,14 @@ def test_daily_runs_archive_their_day_once_and_retention_deletes_only_what_is_pr
             assert hashlib.sha256(stored.read_bytes()).hexdigest() == entry["sha256"]
             assert entry["path"].endswith(f"/{entry['call_sid']}/{entry['recording_sid']}.wav")
             archived[entry["recording_sid"]] = entry
+    _check_progress_in_the_task_state_store(runs, archived)
     # Exactly the final recordings with audio created on those two days; the others named, not archived.
+    intervals = [(run.data_interval_start, run.data_interval_end) for run in runs]
+    assert intervals[1][0] == intervals[0][1]  # consecutive days
     expected = {
         sid
         for sid, item in before.items()
-        if item["status"] == "completed" and _midnight(2) <= _created(item) < _midnight(0)
+        if item["status"] == "completed" and intervals[0][0] <= _created(item) < intervals[1][1]
     }
     assert set(archived) == expected
     sources = {entry["source"] for entry in archived.values()}
@@ -99,3 +102,29 @@ def test_daily_runs_archive_their_day_once_and_retention_deletes_only_what_is_pr
         if entry["deletion"] == "deleted"
     }
     assert recorded == deleted
+
+
+def _check_progress_in_the_task_state_store(runs, archived: dict[str, dict]) -> None:
+    """On Airflow 3.3 the archive recorded each copy in Airflow's own task state store, as it landed."""
+    try:
+        from airflow.models.task_state_store import TaskStateStoreModel
+    except ImportError:  # Airflow 3.1/3.2: no task state store
+        return
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(TaskStateStoreModel).where(
+                TaskStateStoreModel.dag_id == DAG_ID,
+                TaskStateStoreModel.run_id.in_([run.run_id for run in runs]),
+                TaskStateStoreModel.task_id == "archive_recordings",
+            )
+        ).all()
+        recorded = {
+            row[0]
+            for item in rows
+            if item.key.startswith("telnyx_archive:")
+            for row in json.loads(item.value)
+        }
+    assert recorded == set(archived)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DAG_ID = "example_telnyx_archive"
 DAG_IDS = (DAG_ID,)
-ASSET_URI = "telnyx://archive-manifests"
+ASSET_NAME = "telnyx_archive_manifests"
 DAYS = 3
 
 
@@ -152,8 +152,8 @@ def run(checks: Checks, api: AirflowApi, sandbox: SandboxClient, setup: ArchiveS
     )
     marked = {sid for sid, entry in archived.items() if entry["deletion"] == "deleted"}
     checks.equal(sorted(marked), sorted(deleted), "the manifests record exactly the deletions")
-    events = api.json("GET", "/api/v2/assets", params={"uri_pattern": ASSET_URI})["assets"]
-    ids = [asset["id"] for asset in events if asset["uri"] == ASSET_URI]
+    assets = api.json("GET", "/api/v2/assets", params={"uri_pattern": "archive-manifests"})["assets"]
+    ids = [asset["id"] for asset in assets if asset["name"] == ASSET_NAME]  # Airflow adds a / to the URI
     count = (
         len(api.json("GET", "/api/v2/assets/events", params={"asset_id": ids[0]})["asset_events"])
         if ids
