@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
 
+from telnyx_provider.archive_plan import created_at
 from telnyx_provider.sandbox import Sandbox
 from tests.dags.test_example_dags import dag_from_folder, task_states
 from tests.dags.test_recording_storage_dags import _xcom
@@ -43,7 +43,9 @@ def _listed(sb) -> dict[str, dict]:
 
 
 def _created(item: dict) -> datetime:
-    return parsedate_to_datetime(item["date_created"])
+    moment = created_at(item)  # RFC 2822 or ISO 8601, as the sandbox is told to send it
+    assert moment is not None, item
+    return moment
 
 
 def test_daily_runs_archive_their_day_once_and_retention_deletes_only_what_is_proven(

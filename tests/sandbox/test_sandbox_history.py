@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 import requests
 
+from telnyx_provider.archive_plan import created_at
 from telnyx_provider.sandbox import cli
 from telnyx_provider.sandbox.history import SOURCES, plan_history
 from tests.sandbox.test_sandbox_cli import read_lines_until
@@ -31,7 +31,7 @@ def all_pages(client, **query) -> list[dict]:
     while True:
         reply = client.session.get(url, params={**query, "Page": page, "PageSize": 7}, timeout=5).json()
         items += reply["recordings"]
-        if not reply["next_page_uri"]:
+        if not reply.get("next_page_uri"):
             return items
         page += 1
 
@@ -44,7 +44,7 @@ def test_history_covers_past_days_oldest_first_from_every_source(sandbox_client)
 
     listed = all_pages(sandbox_client)
     assert len(listed) == seeded["recordings"] + 1 == 4 * 14 + 1
-    created = [parsedate_to_datetime(item["date_created"]).timestamp() for item in listed]
+    created = [created_at(item).timestamp() for item in listed]
     assert created == sorted(created)  # oldest first, the live one last
     today = time.time() // DAY * DAY
     assert today - 4 * DAY <= created[0]

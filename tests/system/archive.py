@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +57,15 @@ def prepare(deployment: Deployment, sandbox: SandboxClient) -> ArchiveSetup:
     return ArchiveSetup(folder, start, list(seeded.json()["not_final"]))
 
 
+def _created(item: dict[str, Any]) -> datetime:
+    """``date_created`` in either of Telnyx's formats (RFC 2822 or ISO 8601)."""
+    from telnyx_provider.archive_plan import created_at  # the installed provider's reading
+
+    moment = created_at(item)
+    assert moment is not None, item
+    return moment
+
+
 def _listed(sandbox: SandboxClient) -> dict[str, dict[str, Any]]:
     reply = sandbox.session.get(
         f"{sandbox.base_url}/texml/Accounts/{sandbox.account_sid}/Recordings.json",
@@ -72,11 +80,7 @@ def _listed(sandbox: SandboxClient) -> dict[str, dict[str, Any]]:
 def _history(sandbox: SandboxClient, setup: ArchiveSetup) -> dict[str, dict[str, Any]]:
     """The seeded recordings (created in the archived days), each with the SHA-256 of its audio if final."""
     end = setup.start + timedelta(days=DAYS)
-    history = {
-        sid: item
-        for sid, item in _listed(sandbox).items()
-        if setup.start <= parsedate_to_datetime(item["date_created"]) < end
-    }
+    history = {sid: item for sid, item in _listed(sandbox).items() if setup.start <= _created(item) < end}
     for item in history.values():
         if item["status"] == "completed":
             audio = sandbox.session.get(item["media_url"], timeout=30)
@@ -142,11 +146,7 @@ def run(checks: Checks, api: AirflowApi, sandbox: SandboxClient, setup: ArchiveS
     checks.check(
         deleted <= set(archived), "retention deleted nothing unarchived", sorted(deleted - set(archived))
     )
-    oldest_day = {
-        sid
-        for sid in archived
-        if parsedate_to_datetime(history[sid]["date_created"]) < setup.start + timedelta(days=1)
-    }
+    oldest_day = {sid for sid in archived if _created(history[sid]) < setup.start + timedelta(days=1)}
     checks.check(
         oldest_day <= deleted, "retention deleted the first day's archived recordings (older than P2D)"
     )

@@ -13,12 +13,12 @@ import json
 import threading
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 import requests
 from fsspec.implementations.memory import MemoryFileSystem
 
+from telnyx_provider.archive_plan import created_at
 from telnyx_provider.sandbox.media import wav_bytes
 from tests.transfers.test_recording_to_storage import attached as attached
 
@@ -45,13 +45,16 @@ def listed(sandbox) -> dict[str, dict]:
     while True:
         reply = requests.get(url, params={"Page": page, "PageSize": 1000}, headers=headers, timeout=10).json()
         items += reply["recordings"]
-        if not reply["next_page_uri"]:
+        if not reply.get("next_page_uri"):  # a spec-shaped reply leaves a null link out
             return {item["sid"]: item for item in items}
         page += 1
 
 
 def created(item: dict) -> datetime:
-    return parsedate_to_datetime(item["date_created"])
+    """A listed recording's ``date_created`` (RFC 2822 or ISO 8601, as the sandbox is told to send it)."""
+    moment = created_at(item)
+    assert moment is not None, item
+    return moment
 
 
 def finals_of(sandbox, days_ago: int) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import pytest
 
 from telnyx_provider.errors import TelnyxValidationError
 from telnyx_provider.transfers.recording import RecordingsRetentionOperator
-from tests.transfers.archive_world import archive_operator, day, finals_of, listed, route
+from tests.transfers.archive_world import archive_operator, created, day, finals_of, listed, route
 
 
 def stored(url: str) -> Path:
@@ -143,9 +143,7 @@ def test_only_recordings_older_than_the_period_are_considered(history, tmp_path)
 
 
 def _created(item):
-    from email.utils import parsedate_to_datetime
-
-    return parsedate_to_datetime(item["date_created"])
+    return created(item)
 
 
 def _cutoff(result):

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying
 from telnyx_provider import api
 from telnyx_provider.errors import transport_detail
 from telnyx_provider.hooks.shared_clients import Lease
+from telnyx_provider.pages import PageGuard
 
 if TYPE_CHECKING:
     import ssl
@@ -250,7 +251,8 @@ class AsyncRecordingClient:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
-        client's policy, and fails the whole listing if it still fails.
+        client's policy, and fails the whole listing if it still fails. A page that repeats the one before
+        it (the same page number or the same recordings) fails it too, rather than another request.
 
         :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
             the bound itself dropped on our side).
@@ -258,6 +260,7 @@ class AsyncRecordingClient:
         """
         account = self.config.resolve_account_sid(account_sid)
         before = None if date_created_before is None else api.created_before(date_created_before)
+        guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
@@ -269,8 +272,9 @@ class AsyncRecordingClient:
                 date_created_before=date_created_before,
             )
             reply = await self._call(request, api.parse_recording_page, retry_policy)
+            guard.check(request, reply)
             recordings.extend(item for item in reply["recordings"] if before is None or before(item))
-            if not reply.get("next_page_uri") or not reply["recordings"]:
+            if not guard.has_next(request, reply):
                 return recordings
             page += 1
 
