@@ -46,6 +46,7 @@ KEEP_FOR = os.environ.get("TELNYX_ARCHIVE_KEEP_FOR", "P90D")
 ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive-manifests")
 
 
+# [START howto_archive_schedule]
 @dag(
     dag_id="example_telnyx_archive",
     # Each run covers one UTC day and starts at the midnight that ends it. Not "@daily": on Airflow 3 that is
@@ -54,6 +55,7 @@ ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=FIRST_DAY,
     catchup=True,
+    # [END howto_archive_schedule]
     is_paused_upon_creation=True,  # the backfill starts when you unpause the DAG
     max_active_runs=2,
     params={
@@ -72,6 +74,7 @@ ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive
     tags=["telnyx", "example"],
 )
 def example_telnyx_archive() -> None:
+    # [START howto_archive_operators]
     archive = RecordingsArchiveOperator(
         task_id="archive_recordings",
         dst="{{ params.destination }}",
@@ -85,6 +88,7 @@ def example_telnyx_archive() -> None:
         keep_for="{{ params.keep_for }}",
     )
     archive >> retention
+    # [END howto_archive_operators]
 
 
 example_telnyx_archive()
