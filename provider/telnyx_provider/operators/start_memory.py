@@ -100,14 +100,8 @@ class StartMemory:
     @classmethod
     def of(cls, context: Context | Mapping[str, Any]) -> StartMemory | None:
         """The memory of the running task, or ``None`` where Airflow gives it no task state store."""
-        store = context.get("task_state_store")
-        if (
-            store is None
-            or not callable(getattr(store, "get", None))
-            or not callable(getattr(store, "set", None))
-        ):
-            return None
-        return cls(store)
+        store = task_state_store(context)
+        return None if store is None else cls(store)
 
     def load(self) -> StartRecord | None:
         """What an earlier try stored, if anything."""
@@ -153,3 +147,15 @@ class StoredJournal:
         """The recording is known."""
         self.record = self.memory.update(self.record, state="started", recording_sid=recording_sid)
         return self.record
+
+
+def task_state_store(context: Context | Mapping[str, Any]) -> Any:
+    """The running task's ``task_state_store`` accessor (``get``/``set``), or ``None`` before Airflow 3.3."""
+    store = context.get("task_state_store")
+    if (
+        store is None
+        or not callable(getattr(store, "get", None))
+        or not callable(getattr(store, "set", None))
+    ):
+        return None
+    return store
