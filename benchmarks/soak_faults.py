@@ -558,7 +558,9 @@ def markdown(args: argparse.Namespace, command: str, results: list[dict[str, Any
         command,
         "```",
         "",
-        f"Sandbox in its own process on 127.0.0.1: {args.fault_rate:.0%} of `/v2` requests faulted, "
+        "Sandbox in its own process on 127.0.0.1, spec-shaped (`strict_schema`, its default: no `track` in "
+        "fetch or list replies): "
+        f"{args.fault_rate:.0%} of `/v2` requests faulted, "
         f"uniformly among {', '.join(FAULT_KINDS)} (429 with `Retry-After: {args.retry_after}`, 504 after "
         f"the request was carried out, slow = {args.slow_seconds:g} s); its clock {args.clock_skew:+g} s off "
         f"ours; new recordings out of the lists for {args.list_lag:g} s; list pages of at most "
