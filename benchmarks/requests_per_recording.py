@@ -31,8 +31,10 @@ import json
 import os
 import random
 import shlex
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -212,8 +214,11 @@ def run_polling(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
 # (c) ----------------------------------------------------------------------------------------------------
 def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     import uvicorn
+    from sqlalchemy import create_engine
 
     from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
+    from telnyx_provider.plugins.receiver_store import ReceiverStore
+    from telnyx_provider.plugins.recording_events import CallbackKey
     from telnyx_provider.signatures import load_public_key
 
     sb = new_sandbox(args)
@@ -227,16 +232,19 @@ def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             stored.add(extra["RecordingSid"])
             return len(stored)
 
-    def key_of(conn_id: str) -> bytes:
+    def key_of(conn_id: str) -> CallbackKey:
         if not public_key:
             raise ValueError("this sandbox does not sign its callbacks")
-        return load_public_key(public_key)
+        return CallbackKey(conn_id, load_public_key(public_key), sb.account_sid)
 
+    # The replay check's shared table in a database of its own (the receiver's is the metadata database).
+    state_dir = tempfile.mkdtemp(prefix="telnyx-receiver-state-")
+    replays = ReceiverStore(create_engine(f"sqlite:///{state_dir}/state.db"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ReceiverSettings(public_keys=key_of, store_event=store)),
+            create_app(ReceiverSettings(connection_keys=key_of, store_event=store, store=replays)),
             log_level="error",
             lifespan="off",
         )
@@ -273,6 +281,8 @@ def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         thread.join(10)
         sock.close()
         sb.stop()
+        replays.engine.dispose()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def table(results: list[dict[str, Any]], recordings: int) -> str:
