@@ -79,8 +79,9 @@ class VerifiedCallback:
 
 
 def check_headers(headers: Mapping[str, str], conn_id: str, tolerance: float) -> SignedRequest:
-    """The checks that need no connection: the signature headers (:func:`check_signature_headers`) and the
-    form of ``conn_id``; 401 otherwise."""
+    """The checks that need no connection: the signature headers
+    (:func:`~telnyx_provider.signatures.check_signature_headers`) and the form of ``conn_id``; 401 otherwise.
+    """
     try:
         signed = check_signature_headers(
             headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER), tolerance=tolerance

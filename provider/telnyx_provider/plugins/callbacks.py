@@ -20,14 +20,14 @@ anything is parsed. In order:
    only), or a replay (a signature already accepted within the tolerance, by any API-server worker: the
    accepted signatures are kept in the metadata database, :mod:`~telnyx_provider.plugins.receiver_store`):
    401. Every 401 has the same body; the API server's log says which;
-7. the steps of :attr:`ReceiverSettings.on_verified`, in order (a step may refuse);
+7. the steps of ``ReceiverSettings.on_verified``, in order (a step may refuse);
 8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
    same delivery may come again.
 
 The GET signature is assumed to cover the raw query string as received (Telnyx does not document it). The
-URL's own query (``conn_id``, :attr:`ReceiverSettings.url_parameters`) of a POST is not signed.
+URL's own query (``conn_id``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
 ``RecordingUrl``, a short-lived bearer link to the audio, goes into the event's extra, never into a log line.
 """
 
