@@ -249,3 +249,15 @@ def test_url_parameters_of_a_get_callback_stay_out_of_the_event(recordings_asset
         reply = client.get(f"{URL}?{query}", headers=signer.headers(query.encode()))
     assert reply.status_code == 204, reply.text
     assert events_for(fields["RecordingSid"]) == [fields]
+
+
+def test_a_failing_secrets_backend_is_a_503_not_a_verdict(recordings_asset_in_db, signer):
+    def unreachable(conn_id: str):
+        raise ConnectionError("the secrets backend is unreachable")
+
+    fields = callback()
+    with TestClient(create_app(ReceiverSettings(connection_keys=unreachable))) as client:
+        reply = post(client, signer, urlencode(fields).encode())
+    assert reply.status_code == 503
+    assert "again later" in reply.json()["detail"]
+    assert events_for(fields["RecordingSid"]) == []

@@ -101,10 +101,15 @@ async def verify_with_connection(
     lookups: asyncio.Semaphore,
 ) -> tuple[CallbackKey, VerifiedSignature]:
     """The connection's key and account (looked up in a worker thread, at most ``lookups`` at once), and
-    the request's signature verified with that key; 401 otherwise."""
+    the request's signature verified with that key; 401 otherwise, 503 if the lookup itself failed (a
+    secrets backend or the database unreachable: Telnyx delivers again later)."""
     async with lookups:
         # The failure comes back as a value, not raised across the thread: both answers cost the same.
-        key = await run_in_threadpool(_look_up, connection_keys, conn_id)
+        try:
+            key = await run_in_threadpool(_look_up, connection_keys, conn_id)
+        except Exception as error:  # a secrets backend or the database failing: not the sender's fault
+            reason = f"looking up connection {conn_id!r} failed ({type(error).__name__}: {error})"
+            raise Refusal(503, UNAVAILABLE, reason) from None
     if not isinstance(key, ReceiverConfigError):
         try:
             return key, verify_signed_request(public_key=key.public_key, payload=payload, request=signed)
