@@ -30,6 +30,8 @@ WORKER = textwrap.dedent(
     (mounted,) = TelnyxCallbacksPlugin.fastapi_apps
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    from airflow import settings
+    print("DB", settings.engine.url, flush=True)
     print("PORT", sock.getsockname()[1], flush=True)
     config = uvicorn.Config(mounted["app"], log_level="warning", lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
@@ -44,15 +46,25 @@ class Workers:
         self.processes: list[subprocess.Popen[str]] = []
 
     def start(self) -> str:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "provider"), str(REPO)])}
+        from airflow import settings
+
+        # The workers use the database this process uses (and reads the events from), named explicitly.
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "provider"), str(REPO)]),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.engine.url.render_as_string(hide_password=False),
+        }
         process = subprocess.Popen([sys.executable, "-c", WORKER], stdout=subprocess.PIPE, text=True, env=env)
         self.processes.append(process)
         assert process.stdout is not None
-        line = ""
-        while not line.startswith("PORT "):  # Airflow may print its own lines first
+        said: dict[str, str] = {}
+        while "PORT" not in said:  # Airflow may print its own lines first
             line = process.stdout.readline()
             assert line, "the worker did not start"
-        port = line.split()[1]
+            if line.startswith(("DB ", "PORT ")):
+                said[line.split()[0]] = line.split()[1]
+        assert said["DB"] == str(settings.engine.url), "the worker opened another database"
+        port = said["PORT"]
         stdout = process.stdout
         threading.Thread(target=lambda: stdout.read(), daemon=True).start()  # keep its pipe from filling
         url = f"http://127.0.0.1:{port}/recording-status"
