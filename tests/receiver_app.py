@@ -39,7 +39,7 @@ class ReceiverServer:
 
         self.store = store if store is not None else sqlite_store()
         root = FastAPI()
-        root.mount("/telnyx", create_app(ReceiverSettings(start_sightings=lambda: self.store)))
+        root.mount("/telnyx", create_app(ReceiverSettings(store=self.store)))
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]

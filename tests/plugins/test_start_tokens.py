@@ -23,7 +23,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(signer, store):
-    settings = ReceiverSettings(tolerance=300, start_sightings=lambda: store, store_event=lambda *_: 1)
+    settings = ReceiverSettings(tolerance=300, store=store, store_event=lambda *_: 1)
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -79,12 +79,12 @@ def test_other_tokens_see_nothing_and_a_malformed_token_is_not_found(client, sig
     assert client.get(f"/starts/{token[:-1]}!").status_code == 404
 
 
-def test_a_sighting_that_cannot_be_stored_asks_telnyx_to_send_again(signer, store):
+def test_a_sighting_that_cannot_be_stored_asks_telnyx_to_send_again(signer, store, monkeypatch):
     def down(*args, **kwargs):
         raise RuntimeError("database is down")
 
-    store.add_if_absent = down
-    settings = ReceiverSettings(tolerance=300, start_sightings=lambda: store, store_event=lambda *_: 1)
+    monkeypatch.setattr("telnyx_provider.plugins.start_tokens.record_sighting", down)
+    settings = ReceiverSettings(tolerance=300, store=store, store_event=lambda *_: 1)
     with TestClient(create_app(settings)) as client:
         body = urlencode(callback("in-progress")).encode()
         reply = post(client, signer, body, params={"start_token": new_token()})

@@ -20,10 +20,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from telnyx_provider.exact_start import is_token
+from telnyx_provider.exact_start import TOKEN_PARAMETER, is_token
+from telnyx_provider.plugins.callback_checks import Refusal
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+    from telnyx_provider.plugins.callback_checks import VerifiedCallback
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +59,42 @@ class SightingStore(Protocol):
         ...
 
 
-def shared_store() -> SightingStore:
-    """The receiver's shared store (metadata database), imported when first needed."""
-    from telnyx_provider.plugins.receiver_store import receiver_store
+__all__ = [
+    "DEFAULT_TTL_SECONDS",
+    "NAMESPACE",
+    "TOKEN_PARAMETER",
+    "SightingStore",
+    "answer",
+    "record_sighting",
+    "sighting_step",
+    "sightings",
+]
 
-    store: SightingStore = receiver_store()
-    return store
+
+def sighting_step(store: SightingStore) -> Callable[[VerifiedCallback], None]:
+    """The receiver's step for a verified callback: keep its sighting when its URL carries a start token.
+
+    A store that fails refuses the callback with a 503 (nothing else is stored; Telnyx may send it again).
+    """
+
+    def keep(callback: VerifiedCallback) -> None:
+        token = callback.url_parameters.get(TOKEN_PARAMETER)
+        if not is_token(token):
+            return
+        try:
+            new = record_sighting(store, str(token), callback.fields)
+        except Exception as error:
+            raise Refusal(
+                503, "The callback could not be stored; send it again.", f"sighting: {error}"
+            ) from None
+        log.info(
+            "Telnyx callback: recording %s (%s) carries a start token; sighting %s.",
+            callback.fields.get("RecordingSid"),
+            callback.fields.get("RecordingStatus"),
+            "kept" if new else "already kept",
+        )
+
+    return keep
 
 
 def record_sighting(
