@@ -84,14 +84,16 @@ def link_origin(url: object) -> Origin:
         raise LinkRefused("it contains a backslash")
     if not _PRINTABLE_ASCII.fullmatch(url):
         raise LinkRefused("it contains whitespace, a control character or a non-ASCII character")
-    split = urlsplit(url)
-    scheme = split.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise LinkRefused("it is not an http(s) link")
     try:
+        split = urlsplit(url)
+        scheme = split.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise LinkRefused("it is not an http(s) link")
         parsed = parse_url(url)
         split_port = split.port
-    except (LocationParseError, ValueError):
+    except (LocationParseError, ValueError) as error:
+        if isinstance(error, LinkRefused):
+            raise
         raise LinkRefused("its host or port cannot be read") from None
     if "@" in split.netloc or parsed.auth is not None:
         raise LinkRefused("it has a user or password part")

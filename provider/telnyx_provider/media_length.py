@@ -97,8 +97,9 @@ def prove_complete(frame: Framing, wire_bytes: int, received: int, head: bytes) 
 def wav_size(head: bytes) -> tuple[int | None, str]:
     """The total size a WAV's header declares (RIFF size + 8), with its ``data`` chunk inside it.
 
-    :param head: the first bytes of the file.
-    :return: ``(size, "")``, or ``(None, why the header proves no size)``.
+    :param head: the first bytes of the file (all of it when shorter than :data:`HEAD_BYTES`).
+    :return: ``(size, "")``, or ``(None, why the header proves no size)``. A file that ends inside its own
+        header gets the RIFF size it declares (it cannot match what arrived).
     """
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None, "the audio is not a WAV, whose header would give its length (MP3 has none)"
@@ -115,4 +116,6 @@ def wav_size(head: bytes) -> tuple[int | None, str]:
                 return None, "the WAV header's data chunk does not fit in its RIFF size"
             return total, ""
         offset = end + (size & 1)  # chunks are padded to an even length
+    if len(head) < min(total, HEAD_BYTES):  # the body ended inside its own header: shorter than declared
+        return total, ""
     return None, "the WAV header has no data chunk within its first bytes"

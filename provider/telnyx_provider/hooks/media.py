@@ -14,6 +14,7 @@ one hop at a time, never by ``requests`` (which could carry headers along).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -77,29 +78,40 @@ class _NoNetrc(requests.auth.AuthBase):
 _NO_NETRC = _NoNetrc()
 
 
-class ProgressBudget(stop_base):
-    """The time budget of a download's retries, spent only while no audio arrives.
+class DownloadBudget(stop_base):
+    """The time budget of a download's retries: time spent failing and waiting, not receiving audio.
 
-    Its clock restarts with every chunk received, so an attempt that makes progress for longer than the
-    budget and is then cut still gets its retry; attempts that fail without receiving anything (outages,
-    refusals) spend it as any request does. The number of retries stays capped by ``max_retries``.
+    A request's budget (``retry_budget``) bounds how long it keeps retrying; a download's body may take
+    longer than that and still be worth a retry when it is cut. So the time each attempt spends receiving
+    the body is left out: every attempt starts with what the earlier ones left of the budget for failures
+    and waits, whatever their transfers took. The number of retries stays capped by ``max_retries``.
 
-    :param budget: seconds without progress after which no retry is made.
+    :param budget: seconds of failures and waits after which no retry is made.
     :param clock: a monotonic clock (injectable for tests).
     """
 
     def __init__(self, budget: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
         self._clock = clock
-        self._since = clock()
+        self._started = clock()
+        self._receiving = 0.0
 
-    def progressed(self) -> None:
-        """Audio arrived: the budget starts again."""
-        self._since = self._clock()
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Time spent inside is not spent from the budget (however the block ends)."""
+        began = self._clock()
+        try:
+            yield
+        finally:
+            self._receiving += self._clock() - began
 
-    def __call__(self, state: RetryCallState) -> bool:
+    def spent(self) -> float:
+        """Seconds spent from the budget so far."""
+        return self._clock() - self._started - self._receiving
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
         """tenacity's stop test: whether the next retry would end past the budget."""
-        return self._clock() - self._since + (state.upcoming_sleep or 0.0) >= self.budget
+        return self.spent() + (retry_state.upcoming_sleep or 0.0) >= self.budget
 
 
 def _retryable(error: BaseException) -> bool:
@@ -123,7 +135,7 @@ def download_recording(
     if not is_folder:
         refuse_existing(target, overwrite)  # before any request
     policy = hook.retry_policy
-    budget = ProgressBudget(policy.budget)
+    budget = DownloadBudget(policy.budget)
     retrying = Retrying(
         **{
             **policy.tenacity_kwargs(f"download of recording {recording_sid}"),
@@ -144,7 +156,7 @@ def _download_once(
     is_folder: bool,
     account_sid: str | None,
     overwrite: bool,
-    budget: ProgressBudget,
+    budget: DownloadBudget,
 ) -> dict[str, Any]:
     recording = _final_recording(hook, recording_sid, account_sid)
     request, response = _open_media(hook, recording_sid, recording)
@@ -272,11 +284,10 @@ class _Body:
         self.digest = hashlib.sha256()
         self.head = b""
 
-    def chunks(self, budget: ProgressBudget) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes]:
         try:
             for chunk in self.response.iter_content(chunk_size=CHUNK_SIZE):
                 if chunk:
-                    budget.progressed()
                     self.size += len(chunk)
                     self.digest.update(chunk)
                     if len(self.head) < media_length.HEAD_BYTES:
@@ -304,13 +315,13 @@ def _store(
     request: media_api.MediaRequest,
     target: ObjectStoragePath,
     overwrite: bool,
-    budget: ProgressBudget,
+    budget: DownloadBudget,
 ) -> tuple[int, str, str]:
     """Stream the body into ``target``'s partial object; move it into place only once proven whole."""
     frame = media_length.framing(response.headers)
     body = _Body(response, request)
-    with staged(target, overwrite) as out:
-        for chunk in body.chunks(budget):
+    with staged(target, overwrite) as out, budget.receiving():
+        for chunk in body.chunks():
             out.write(chunk)
         try:
             proof = media_length.prove_complete(frame, body.wire_bytes(), body.size, body.head)
