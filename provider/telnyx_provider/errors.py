@@ -132,7 +132,8 @@ class RecordingNotReadyError(AirflowException):
 
 
 class RecordingStorageError(AirflowException):
-    """Storing a recording's audio failed: the destination exists, or the stored copy does not match.
+    """Storing a recording's audio failed: the destination exists, another download is writing it, or the
+    stored copy does not match.
 
     Nothing is left at the destination by a failed download; a mismatch after an upload names both sides.
     """

@@ -202,3 +202,14 @@ def test_only_a_redirect_takes_a_location(client):
         client.sandbox.inject_media("cut", location="http://x/")
     with pytest.raises(ValueError, match="location"):
         client.sandbox.inject_media("redirect")
+
+
+def test_cli_flags_for_media_delivery(capsys):
+    from telnyx_provider.sandbox import cli
+
+    args = cli.build_parser().parse_args(["--media-framing", "close", "--media-format", "mp3"])
+    assert (args.media_framing, args.media_format, args.media_bytes_per_second) == ("close", "mp3", None)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--port", "0", "--media-bytes-per-second", "0"])
+    assert exited.value.code == 2
+    assert "bytes_per_second" in capsys.readouterr().err
