@@ -240,7 +240,10 @@ def _open_media(
 
 
 def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Response:
-    """Send one hop: prepared first, so the key decision is checked on the URL ``requests`` connects to."""
+    """Send one hop, and only that hop (redirects are ours to follow).
+
+    Prepared first, so that the key decision is checked on the URL ``requests`` connects to.
+    """
     config = hook.config
     session = hook.get_conn()
     try:
@@ -252,9 +255,11 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
             request.recording_sid, f"the media link to {request.host} cannot be prepared"
         ) from None
     media_api.check_prepared(request, prepared.url)
+    url = str(prepared.url)
     # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
-    verify = config.verify if request.carries_key else True
-    settings = session.merge_environment_settings(prepared.url, {}, True, verify, None)
+    settings = session.merge_environment_settings(
+        url, {}, True, config.verify if request.carries_key else True, None
+    )
     try:
         return session.send(
             prepared,
@@ -270,6 +275,12 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
         failure, detail = "timeout", _describe(error, request)
     except requests.RequestException as error:
         failure, detail = "connection", _describe(error, request)
+    except ValueError:
+        # Even with allow_redirects=False, requests reads a redirect's Location (to offer the next request,
+        # never sent); one it cannot parse raises here, quoting the target: not repeated.
+        raise media_api.refused(
+            request.recording_sid, f"a redirect from {request.host} was refused: its Location cannot be read"
+        ) from None
     # Out of the except block: the requests error (holding the link) is neither cause nor context.
     raise media_api.media_failure(request, failure, detail) from None
 

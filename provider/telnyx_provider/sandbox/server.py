@@ -266,7 +266,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         if self.close_connection:
             head.append("Connection: close")
-        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        text = "\r\n".join(head) + "\r\n\r\n"
+        try:
+            payload = text.encode("latin-1")
+        except UnicodeEncodeError:  # a scripted Location beyond Latin-1: sent as UTF-8, as some servers do
+            payload = text.encode("utf-8")
         body = b"" if self.command == "HEAD" else reply.body
         if transfer.cut:
             self.close_connection = True
