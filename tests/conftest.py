@@ -28,6 +28,7 @@ DAGS_FOLDER.mkdir()
 for _source in [
     *(REPO / "dags_examples").glob("*.py"),
     *(REPO / "tests" / "dags" / "dag_files").glob("*.py"),
+    *(REPO / "docs" / "snippets").glob("dag_*.py"),  # the DAGs the docs include (tests/docs)
 ]:
     shutil.copy(_source, DAGS_FOLDER / _source.name)
 os.environ.update(
