@@ -5,7 +5,8 @@ framing (the terminating zero-size chunk arrived: urllib3 raises on a body cut b
 with neither (HTTP/1.0 style: the body ends when the connection closes, so a cut looks like an end), by the
 audio's own header: a WAV's RIFF size must account for exactly the bytes received and hold its ``data``
 chunk. MP3 and the other compressed formats carry no reliable total length, so without framing they are
-refused.
+refused. Whatever the framing, an empty body, or a WAV whose header declares more than arrived (a file cut
+before it was served), is not a whole recording.
 """
 
 from __future__ import annotations
@@ -71,17 +72,22 @@ def prove_complete(frame: Framing, wire_bytes: int, received: int, head: bytes) 
     :param received: body bytes after decoding (what is stored).
     :param head: the first bytes of the decoded body (up to :data:`HEAD_BYTES`).
     :return: the proof, in words, for logs.
-    :raises Unproven: the body is shorter than announced, or nothing proves where it ends.
+    :raises Unproven: the body is empty, shorter than announced, shorter than the WAV it carries says, or
+        nothing proves where it ends.
     """
-    if frame.kind == "content-length":
-        if wire_bytes != frame.length:
+    if received == 0:
+        raise Unproven("the reply carried no audio at all", retryable=True)
+    declared, why_not = wav_size(head)
+    if frame.kind in ("content-length", "chunked"):
+        if frame.kind == "content-length" and wire_bytes != frame.length:
             raise Unproven(
                 f"Content-Length announced {frame.length} bytes, {wire_bytes} arrived", retryable=True
             )
-        return f"Content-Length {frame.length}"
-    if frame.kind == "chunked":
-        return "chunked framing (the last chunk arrived)"
-    declared, why_not = wav_size(head)
+        if declared is not None and declared > received:  # whole as sent, but cut before it was sent
+            raise Unproven(
+                f"the reply was whole, but the WAV header inside declares {declared} bytes", retryable=True
+            )
+        return f"Content-Length {frame.length}" if frame.length is not None else "chunked framing"
     if declared is None:
         raise Unproven(
             "the reply had neither Content-Length nor chunked framing, and " + why_not, retryable=False

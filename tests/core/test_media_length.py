@@ -112,3 +112,21 @@ def test_wav_size_of_a_real_file_and_one_with_a_list_chunk_before_its_data():
     listed = plain[:36] + b"LIST" + struct.pack("<I", 4) + b"INFO" + plain[36:]
     listed = listed[:4] + struct.pack("<I", len(listed) - 8) + listed[8:]
     assert wav_size(listed) == (len(listed), "")
+
+
+@pytest.mark.parametrize("frame", [Framing("content-length", 0), Framing("chunked"), Framing("none")])
+def test_an_empty_body_is_never_a_whole_recording(frame):
+    with pytest.raises(Unproven, match="no audio") as caught:
+        prove(frame, b"")
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize("frame", [Framing("content-length", len(WAV) // 2), Framing("chunked")])
+def test_a_framed_reply_carrying_a_wav_cut_before_it_was_served_is_not_whole(frame):
+    with pytest.raises(Unproven, match=f"declares {len(WAV)} bytes") as caught:
+        prove(frame, WAV[: len(WAV) // 2])
+    assert caught.value.retryable
+
+
+def test_a_framed_wav_with_trailing_bytes_is_accepted_as_sent():
+    assert prove(Framing("content-length", len(WAV) + 1), WAV + b"\0") == f"Content-Length {len(WAV) + 1}"
