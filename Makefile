@@ -16,7 +16,7 @@ DOCS_HTML ?= build/docs/html
 DOCS_APT ?= graphviz chromium fonts-dejavu-core
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next docs docs-tools
+.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next docs docs-tools contract
 
 help:
 	@echo "make demo   - run example_telnyx_call_recording against the local TeXML sandbox"
@@ -24,6 +24,7 @@ help:
 	@echo "make system-test - the example DAGs on a real Airflow $(AIRFLOW_VERSION) (API server, scheduler, DAG processor, triggerer)"
 	@echo "make test-next   - the suite on the Airflow pre-release $(AIRFLOW_NEXT)"
 	@echo "make docs   - build the documentation site into $(DOCS_HTML) (warnings are errors) and check it renders"
+	@echo "make contract    - the sandbox against Telnyx's response schemas, the hook against Prism serving the spec"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +93,10 @@ test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test: lint unit test-floor
+
+# Also part of `make unit`; the Prism check installs @stoplight/prism-cli into build/prism (npm) when missing.
+contract: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest tests/contract $(PYTEST_ARGS)
 
 test-next: $(NEXT_VENV)/.installed
 	$(NEXT_VENV)/bin/python -c "import airflow; print('Airflow next', airflow.__version__)"
