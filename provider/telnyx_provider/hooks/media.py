@@ -45,12 +45,15 @@ from telnyx_provider.params import require_identifier
 from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from airflow.sdk import ObjectStoragePath
     from tenacity import RetryCallState
 
     from telnyx_provider.hooks.recording import RecordingHook
+
+    #: Names an object below a folder: from the recording (as fetched) and the media's file extension.
+    ObjectName = Callable[[Mapping[str, Any], str], str]
 
 __all__ = [
     "CHUNK_SIZE",
@@ -126,14 +129,18 @@ def download_recording(
     account_sid: str | None = None,
     dest_conn_id: str | None = None,
     overwrite: bool = False,
+    object_name: ObjectName | None = None,
 ) -> dict[str, Any]:
     """Store a final recording's audio at ``dst``; see :meth:`RecordingHook.download_recording`."""
     require_identifier("recording_sid", recording_sid)
     if not isinstance(overwrite, bool):
         raise TelnyxValidationError("overwrite", overwrite, "True or False")
     target, is_folder = resolve_destination(dst, dest_conn_id)
+    if object_name is not None and not is_folder:
+        raise TelnyxValidationError("dst", dst, "a folder (ending with /) when object_name is given")
     if not is_folder:
         refuse_existing(target, overwrite)  # before any request
+    name = object_name or _default_name
     policy = hook.retry_policy
     budget = DownloadBudget(policy.budget)
     retrying = Retrying(
@@ -145,8 +152,14 @@ def download_recording(
     )
     for attempt in retrying:
         with attempt:
-            return _download_once(hook, recording_sid, target, is_folder, account_sid, overwrite, budget)
+            return _download_once(
+                hook, recording_sid, target, is_folder, account_sid, overwrite, name, budget
+            )
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _default_name(recording: Mapping[str, Any], extension: str) -> str:
+    return f"{recording['sid']}.{extension}"
 
 
 def _download_once(
@@ -156,6 +169,7 @@ def _download_once(
     is_folder: bool,
     account_sid: str | None,
     overwrite: bool,
+    name: ObjectName,
     budget: DownloadBudget,
 ) -> dict[str, Any]:
     recording = _final_recording(hook, recording_sid, account_sid)
@@ -178,7 +192,8 @@ def _download_once(
             )
         content_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if is_folder:
-            target = target / f"{recording_sid}.{media_api.media_extension(content_type, request.url)}"
+            extension = media_api.media_extension(content_type, request.url)
+            target = target / name({**recording, "sid": recording_sid}, extension)
             refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
         size, sha256, proof = _store(response, request, target, overwrite, budget)
