@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tenacity import Retrying
 
 from telnyx_provider import api
+from telnyx_provider._compat import mask_secret
 from telnyx_provider.adoption import (
     Evidence,
     Outcome,
@@ -123,6 +124,8 @@ class RecordingStart:
         self.exact = exact
         self.journal = journal
         self.tokens = list(earlier_tokens)
+        for token in self.tokens:
+            mask_secret(token)  # a capability: Airflow's masker redacts it from anything the task logs
 
     @property
     def policy(self) -> RetryPolicy:
@@ -170,6 +173,7 @@ class RecordingStart:
         params = self.params
         if token is not None:
             if token not in self.tokens:
+                mask_secret(token)
                 self.tokens.append(token)
             params = token_params(params, token)
         if self.journal is not None:

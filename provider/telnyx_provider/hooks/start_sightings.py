@@ -82,7 +82,10 @@ class TokenSightings:
             sightings = reply.json()["sightings"]
             return [s for s in sightings if isinstance(s, dict) and s.get("recording_sid")]
         except Exception as error:  # an unreachable or wrong receiver: asked again, then reported
-            log.warning("Could not ask the receiver %s about a start token: %s", self.exact.receiver, error)
+            # requests' messages quote the URL asked, which holds the token: never in a log line.
+            text = " ".join(str(error).split()).replace(token, "<start token>")
+            reason = f"{type(error).__name__}: {text[:200]}"
+            log.warning("Could not ask the receiver %s about a start token: %s", self.exact.receiver, reason)
             return None
 
     def verified(self, sid: str) -> dict[str, Any] | None:

@@ -1,0 +1,96 @@
+"""Exact starts under attack: late and lost callbacks, a receiver that misbehaves, a start token that must
+stay secret, retries that must remember every attempt (review of issue 14).
+
+Real HTTP against the sandbox and the real receiver app on loopback. The sandbox holds callbacks back
+(``hold_callbacks``) to make them late, as the real service's can be; what happened is read from the
+service's side (``started_on``, each recording's status), never from the start's own account of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from telnyx_provider.errors import UncertainStartError
+from telnyx_provider.hooks.recording import RecordingHook
+from telnyx_provider.retry import RetryPolicy
+
+START_ROUTE = "POST /Calls/{call_sid}/Recordings"
+UPDATE_ROUTE = "POST /Calls/{call_sid}/Recordings/{sid}"
+
+
+def quick_policy(**changes: Any) -> RetryPolicy:
+    settings = {"max_retries": 40, "max_wait": 0.05, "budget": 20.0, "initial_wait": 0.01}
+    return RetryPolicy(**{**settings, **changes})
+
+
+def tokens_sent(sandbox, call):
+    return [item["callback_url"].split("start_token=")[1] for item in sandbox.started_on(call)]
+
+
+def status(sid):
+    return RecordingHook().get_recording(sid)["status"]
+
+
+def wait_for(condition, limit=20.0):
+    deadline = time.monotonic() + limit
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+    return value
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ends(call, limit):
+    """``call()`` on a thread: its result or error, or a failure if it has not ended after ``limit`` s."""
+    outcome: dict[str, Any] = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        pytest.fail(f"the start did not end within {limit:.0f} s")
+    return outcome
+
+
+# -- the start token is a capability: never in a log line, an exception or XCom -------------------------
+
+
+def test_a_start_token_never_reaches_a_log_line_or_an_error_when_the_receiver_cannot_be_asked(
+    faulty_sandbox, caplog, monkeypatch
+):
+    # The receiver is down; requests' own error message quotes the URL it asked, which holds the token.
+    masked: list[str] = []
+    monkeypatch.setattr("telnyx_provider.hooks.recording_start.mask_secret", masked.append)
+    port = closed_port()
+    sandbox = faulty_sandbox(extra={"receiver_url": f"http://127.0.0.1:{port}/telnyx"})
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(UncertainStartError) as raised:
+        RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(
+            call, recording_status_callback=f"http://127.0.0.1:{port}/telnyx/recording-status"
+        )
+
+    [token] = tokens_sent(sandbox, call)
+    assert any("Could not ask the receiver" in record.getMessage() for record in caplog.records)
+    assert token[:16] not in caplog.text  # not even in part
+    assert token[:16] not in str(raised.value)
+    assert token in masked  # Airflow's secret masker redacts it from anything else the task logs
