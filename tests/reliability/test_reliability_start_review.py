@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -94,3 +95,97 @@ def test_a_start_token_never_reaches_a_log_line_or_an_error_when_the_receiver_ca
     assert token[:16] not in caplog.text  # not even in part
     assert token[:16] not in str(raised.value)
     assert token in masked  # Airflow's secret masker redacts it from anything else the task logs
+
+
+# -- a receiver that misbehaves (a wrong or hostile receiver_url) --------------------------------------
+
+
+class BadReceiver:
+    """A loopback server answering ``GET /telnyx/starts/...`` badly: ``trickle`` (a byte every 0.3 s, never
+    ending) or ``flood`` (a JSON answer that never ends). Records what each request carried."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sent = 0
+        self.headers: list[dict[str, str]] = []
+        self.stopping = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.headers.append({name.lower(): value for name, value in self.headers.items()})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(2 * 10**8))
+                self.end_headers()
+                try:
+                    self.wfile.write(b'{"start_token": "x", "sightings": [')
+                    while not server.stopping.is_set():
+                        if server.mode == "trickle":
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            server.sent += 1
+                            server.stopping.wait(0.3)
+                        else:
+                            self.wfile.write(b" " * 65536)
+                            server.sent += 65536
+                except OSError:
+                    pass  # the worker hung up: what it should do
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/telnyx"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def bad_receiver():
+    made: list[BadReceiver] = []
+
+    def make(mode: str) -> BadReceiver:
+        made.append(BadReceiver(mode))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", ["trickle", "flood"])
+def test_a_receiver_that_never_finishes_its_answer_cannot_hold_or_flood_a_start(
+    faulty_sandbox, bad_receiver, mode, tmp_path, monkeypatch
+):
+    receiver = bad_receiver(mode)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    sandbox = faulty_sandbox(extra={"receiver_url": receiver.base})
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+    hook = RecordingHook(adoption_wait=0.5, retry_policy=quick_policy())
+
+    outcome = ends(
+        lambda: hook.start_call_recording(
+            call, recording_status_callback="https://airflow.example/telnyx/recording-status"
+        ),
+        limit=40,
+    )
+
+    assert isinstance(outcome.get("error"), UncertainStartError), outcome
+    assert "did not answer" in str(outcome["error"])
+    # Each question stopped reading early (what was sent beyond its bound sat in socket buffers at most).
+    assert receiver.sent < len(receiver.headers) * 8 * 2**20
+    assert receiver.headers  # it was asked ...
+    assert all("authorization" not in seen and "cookie" not in seen for seen in receiver.headers)  # ... bare
+    assert len(sandbox.started_on(call)) == 1  # and nothing was sent again

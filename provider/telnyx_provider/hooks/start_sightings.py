@@ -8,8 +8,12 @@ start's by its token, is stopped when another one is the start's own (superseded
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 from telnyx_provider.adoption import matches_start
 from telnyx_provider.errors import TelnyxApiError
@@ -24,8 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds one question to the receiver may take.
+#: Seconds one question to the receiver may take, its whole answer read.
 RECEIVER_TIMEOUT = 5.0
+#: The largest answer read from the receiver (a token's sightings are a few hundred bytes).
+MAX_ANSWER_BYTES = 65536
 
 
 class TokenSightings:
@@ -69,17 +75,7 @@ class TokenSightings:
     def ask(self, token: str) -> list[dict[str, Any]] | None:
         """The receiver's sightings of ``token``, or ``None`` when it could not be asked."""
         try:
-            # The hook's session, but not its headers (no API key) nor its CA bundle (which is Telnyx's):
-            # the receiver is Airflow's API server, verified against the system's trust store.
-            reply = self.hook.get_conn().get(
-                sightings_url(self.exact.receiver, token),
-                timeout=RECEIVER_TIMEOUT,
-                allow_redirects=False,
-                verify=True,
-            )
-            if reply.status_code != 200:
-                raise ValueError(f"HTTP {reply.status_code}")
-            sightings = reply.json()["sightings"]
+            sightings = json.loads(self._answer(sightings_url(self.exact.receiver, token)))["sightings"]
             return [s for s in sightings if isinstance(s, dict) and s.get("recording_sid")]
         except Exception as error:  # an unreachable or wrong receiver: asked again, then reported
             # requests' messages quote the URL asked, which holds the token: never in a log line.
@@ -87,6 +83,36 @@ class TokenSightings:
             reason = f"{type(error).__name__}: {text[:200]}"
             log.warning("Could not ask the receiver %s about a start token: %s", self.exact.receiver, reason)
             return None
+
+    def _answer(self, url: str) -> bytes:
+        """The body of ``GET url``: whole within ``RECEIVER_TIMEOUT`` seconds and ``MAX_ANSWER_BYTES``.
+
+        A receiver that trickles its answer or never ends it (a wrong or hostile ``receiver_url``) can hold
+        a start no longer than that, nor fill its memory. The hook's session (pooling, the environment's
+        proxies) but nothing of the hook's credentials: no API key, no ``.netrc`` entry, and the system's
+        trust store rather than the connection's CA bundle (which is Telnyx's).
+        """
+        deadline = time.monotonic() + RECEIVER_TIMEOUT
+        with self.hook.get_conn().get(
+            url,
+            timeout=RECEIVER_TIMEOUT,
+            allow_redirects=False,
+            verify=True,
+            stream=True,
+            auth=_NO_AUTH,
+        ) as reply:
+            if reply.status_code != 200:
+                raise ValueError(f"HTTP {reply.status_code}")
+            body = bytearray()
+            # read1: whatever has arrived (urllib3 2); read(n) would wait for n bytes of a trickle.
+            read = getattr(reply.raw, "read1", None) or reply.raw.read
+            while chunk := read(8192, decode_content=True):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise ValueError(f"its answer runs past {MAX_ANSWER_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"its answer took longer than {RECEIVER_TIMEOUT:g} s")
+            return bytes(body)
 
     def verified(self, sid: str) -> dict[str, Any] | None:
         """The sighted recording as the service has it, if it is on this call and fits the start."""
@@ -124,3 +150,13 @@ def stop_superseded(
         call,
         kept.get("sid"),
     )
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Given as ``auth``: keeps ``requests`` from adding credentials from ``~/.netrc`` to the question."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_NO_AUTH = _NoAuth()
