@@ -19,7 +19,10 @@ import pytest
 
 from telnyx_provider.errors import UncertainStartError
 from telnyx_provider.hooks.recording import RecordingHook
+from telnyx_provider.operators.recording import StartCallRecordingOperator
+from telnyx_provider.operators.start_memory import STATE_KEY
 from telnyx_provider.retry import RetryPolicy
+from tests.reliability.test_reliability_start_retries import DictStore, context
 
 START_ROUTE = "POST /Calls/{call_sid}/Recordings"
 UPDATE_ROUTE = "POST /Calls/{call_sid}/Recordings/{sid}"
@@ -189,3 +192,45 @@ def test_a_receiver_that_never_finishes_its_answer_cannot_hold_or_flood_a_start(
     assert receiver.headers  # it was asked ...
     assert all("authorization" not in seen and "cookie" not in seen for seen in receiver.headers)  # ... bare
     assert len(sandbox.started_on(call)) == 1  # and nothing was sent again
+
+
+# -- errors after a start that may have gone through name what is on the call -------------------------
+
+
+def test_an_uncertain_exact_start_names_what_is_on_the_call(faulty_sandbox):
+    port = closed_port()
+    sandbox = faulty_sandbox(extra={"receiver_url": f"http://127.0.0.1:{port}/telnyx"})
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+
+    with pytest.raises(UncertainStartError) as raised:
+        RecordingHook(adoption_wait=0.3, retry_policy=quick_policy()).start_call_recording(
+            call, recording_status_callback=f"http://127.0.0.1:{port}/telnyx/recording-status"
+        )
+
+    [started] = sandbox.started_on(call)
+    message = str(raised.value)
+    assert "may have gone through" in message
+    assert started["sid"] in message  # what is on the call now, so the user can check it
+    assert "did not answer" in message
+
+
+def test_a_retry_that_cannot_ask_the_receiver_names_what_is_on_the_call(faulty_sandbox):
+    port = closed_port()
+    sandbox = faulty_sandbox(extra={"receiver_url": f"http://127.0.0.1:{port}/telnyx"})
+    call = sandbox.create_call()
+    other = RecordingHook().start_call_recording(call)  # the call has a recording this task cannot place
+    store = DictStore()
+    store.values[STATE_KEY] = {"call_sid": call, "state": "reply_lost", "tokens": ["t" * 43]}
+
+    with pytest.raises(UncertainStartError) as raised:
+        StartCallRecordingOperator(
+            task_id="record",
+            call_sid=call,
+            recording_status_callback=f"http://127.0.0.1:{port}/telnyx/recording-status",
+            adoption_wait=0.3,
+        ).execute(context(store, try_number=2))
+
+    assert "did not answer" in str(raised.value)
+    assert other["sid"] in str(raised.value)
+    assert len(sandbox.started_on(call)) == 1

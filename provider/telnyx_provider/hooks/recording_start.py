@@ -57,6 +57,8 @@ DEFAULT_ADOPTION_WAIT = 5.0
 #: reply: 100 pages of 100, ten thousand recordings on one call. A list that runs past them (or never ends)
 #: fails the start with an error saying so; before the snapshot, nothing was sent.
 SNAPSHOT_MAX_PAGES = 100
+#: Seconds the look at the call that an error names may take (its retries included).
+LOOK_FOR_MESSAGE = 5.0
 EXACT_HINT = (
     "To make starts exact, send the status callback to this provider's receiver "
     "(recording_status_callback='https://<airflow api server>/telnyx/recording-status'), or record the call "
@@ -218,7 +220,7 @@ class RecordingStart:
                 f"nothing new matching it showed up on the call in {self.adoption_wait:g} s (recordings "
                 f"there: {describe_recordings(seen)})"
             )
-        raise _Decided(self._uncertain(failure, reason))
+        raise _Decided(self._uncertain(failure, reason, look=False))
 
     def await_sightings(self, until: float) -> tuple[list[dict[str, Any]], bool]:
         """Ask the receiver until a token's recording is found or ``until``: (found, whether it answered)."""
@@ -326,7 +328,17 @@ class RecordingStart:
             evidence.value,
         )
 
-    def _uncertain(self, failure: TelnyxApiError, reason: str) -> UncertainStartError:
+    def seen_on_call(self) -> str:
+        """What is on the call now, for the message of a start that may have gone through (one short look)."""
+        try:
+            seen = self._recordings(time.monotonic() + LOOK_FOR_MESSAGE)
+        except TelnyxApiError as error:
+            return f"the call's recordings could not be read ({error.status or error.failure})"
+        return f"recordings on the call now: {describe_recordings(seen)}"
+
+    def _uncertain(self, failure: TelnyxApiError, reason: str, *, look: bool = True) -> UncertainStartError:
+        if look:  # the error names what was seen on the call, so the user can check it
+            reason = f"{reason}; {self.seen_on_call()}"
         return UncertainStartError(
             status=failure.status,
             method=failure.method,

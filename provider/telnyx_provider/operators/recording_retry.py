@@ -171,7 +171,7 @@ def _without_sid(
                 path=f"call {record.call_sid}",
                 detail="an earlier try sent the start and its outcome is unknown",
                 hint=f"The receiver at {start.exact_receiver} did not answer, so whether that start "
-                "created a recording cannot be told: not starting another.",
+                f"created a recording cannot be told: not starting another; {start.seen_on_call()}.",
             )
         if found:
             ours = found[-1]
