@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from telnyx_provider.errors import UncertainStartError
+from telnyx_provider.errors import TelnyxApiError, UncertainStartError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.operators.recording import StartCallRecordingOperator
 from telnyx_provider.operators.start_memory import STATE_KEY
@@ -234,3 +234,42 @@ def test_a_retry_that_cannot_ask_the_receiver_names_what_is_on_the_call(faulty_s
     assert "did not answer" in str(raised.value)
     assert other["sid"] in str(raised.value)
     assert len(sandbox.started_on(call)) == 1
+
+
+# -- task retries remember every attempt's token ------------------------------------------------------
+
+
+def test_a_retry_after_a_refused_resend_still_watches_the_earlier_lost_attempts_token(
+    faulty_sandbox, receiver
+):
+    # Try 1: the first POST is carried out but its reply lost (R1), its callback comes late; the start is
+    # sent again with a new token and refused (429) until the try's retries run out: the state store's last
+    # word is "refused". Nothing is running but R1, and R1 is this task's: the retry must find it by the
+    # first token, not start a second recording.
+    sandbox = faulty_sandbox(retry_after=0)
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+    sandbox.inject(START_ROUTE, "429", count=3)
+    sandbox.hold_callbacks()
+    store = DictStore()
+    arguments = {
+        "task_id": "record",
+        "call_sid": call,
+        "recording_status_callback": receiver.callback_url,
+        "adoption_wait": 0.5,
+        "max_retries": 3,
+        "retry_max_wait": 0.05,
+    }
+
+    with pytest.raises(TelnyxApiError, match="429"):
+        StartCallRecordingOperator(**arguments).execute(context(store))
+    assert store.values[STATE_KEY]["state"] == "refused"
+    [first] = [item["sid"] for item in sandbox.started_on(call)]
+    sandbox.release_callbacks()
+    wait_for(lambda: receiver.store.list_prefix("start_tokens", tokens_sent(sandbox, call)[0]))
+
+    resumed = StartCallRecordingOperator(**arguments).execute(context(store, try_number=2))
+
+    assert resumed["sid"] == first
+    assert [item["sid"] for item in sandbox.started_on(call)] == [first]  # no second recording
+    assert store.values[STATE_KEY]["recording_sid"] == first
