@@ -8,6 +8,7 @@ service's side (``started_on``, each recording's status), never from the start's
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -273,3 +274,48 @@ def test_a_retry_after_a_refused_resend_still_watches_the_earlier_lost_attempts_
     assert resumed["sid"] == first
     assert [item["sid"] for item in sandbox.started_on(call)] == [first]  # no second recording
     assert store.values[STATE_KEY]["recording_sid"] == first
+
+
+# -- superseded recordings are stopped, never left running --------------------------------------------
+
+
+def _start_superseding(sandbox, receiver, **hook_arguments):
+    """An exact start whose first POST is carried out but unanswered and whose callback is held: it is sent
+    again and gets its reply. Returns (the first attempt's recording, the start's own)."""
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+    sandbox.hold_callbacks()
+    hook = RecordingHook(adoption_wait=0.5, retry_policy=quick_policy(), **hook_arguments)
+    recording = hook.start_call_recording(call, recording_status_callback=receiver.callback_url)
+    first, second = (item["sid"] for item in sandbox.started_on(call))
+    assert recording["sid"] == second
+    return call, first, second
+
+
+def test_a_superseded_recording_whose_stop_fails_is_stopped_on_a_later_look(
+    faulty_sandbox, receiver, when, monkeypatch
+):
+    # The first attempt's callback arrives while the start settles, and the first stop of it fails (503s
+    # for longer than one stop's retries): the start tries again rather than count it stopped. The
+    # receiver's connection here has another API key, so the receiver cannot take the settlement over: the
+    # start's own looks are all there is.
+    sandbox = faulty_sandbox()
+    other = {**json.loads(sandbox.airflow_conn_json()), "password": "KEYanother_key_of_the_account"}
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_RECEIVER", json.dumps(other))
+    call = sandbox.create_call()
+    sandbox.inject(START_ROUTE, "reset_after")
+    sandbox.hold_callbacks()
+    when(
+        lambda: len(sandbox.started_on(call)) == 2,
+        lambda: (sandbox.inject(UPDATE_ROUTE, "503", count=3), sandbox.release_callbacks()),
+    )
+    hook = RecordingHook(adoption_wait=3.0, retry_policy=quick_policy(max_retries=2))
+
+    recording = hook.start_call_recording(
+        call, recording_status_callback=receiver.callback_url + "?conn_id=telnyx_receiver"
+    )
+
+    first, second = (item["sid"] for item in sandbox.started_on(call))
+    assert recording["sid"] == second
+    assert sandbox.stats()["faults_injected"]["503"] == 3  # the first stop failed
+    assert status(first) in ("stopped", "completed")

@@ -151,7 +151,7 @@ class RecordingStart:
                     if failure is not None and may_have_started(failure):
                         adopted = self._after_lost_reply(failure, deadline)
                         if adopted is not None:
-                            return self._settle(adopted)
+                            return self.settle(adopted)
                     if self.exact is not None and (failure is None or may_have_started(failure)):
                         token = new_token()  # a refused attempt started nothing: its token is reused
                     try:
@@ -160,7 +160,7 @@ class RecordingStart:
                         failure = error
                         raise
                     self._log_adoption(recording, Evidence.REPLY, level=logging.INFO)
-                    return self._settle(recording)
+                    return self.settle(recording)
         except _Decided as decided:
             raise decided.error from None
         except TelnyxApiError as error:
@@ -284,24 +284,39 @@ class RecordingStart:
             self.tokens
         )
 
-    def _settle(self, recording: dict[str, Any]) -> dict[str, Any]:
+    def settle(self, recording: dict[str, Any]) -> dict[str, Any]:
         """Stop what the start's other attempts created, as the receiver sees it within ``adoption_wait``.
 
         Only after a re-send (exact mode): an earlier attempt whose callback came late is proven this start's
-        by its token, and superseded.
+        by its token, and superseded. A stop that fails is sent again on the next look; one still failing at
+        the end is logged as an error naming the recording left running.
         """
         if self.exact is None or len(self.tokens) < 2:
             return recording
+        kept = str(recording.get("sid"))
         stopped: set[str] = set()
+        failing: dict[str, dict[str, Any]] = {}
         for _ in self._pauses(time.monotonic() + self.adoption_wait):
             found, _ = self.sighted()
             for other in found:
                 sid = str(other.get("sid"))
-                if sid != recording.get("sid") and sid not in stopped:
-                    stop_superseded(self.hook, other, recording, account_sid=self.account_sid)
+                if sid == kept or sid in stopped:
+                    continue
+                if stop_superseded(self.hook, other, recording, account_sid=self.account_sid):
                     stopped.add(sid)
-            if len(stopped) >= len(self.tokens) - 1:
+                    failing.pop(sid, None)
+                else:
+                    failing[sid] = other
+            if not failing and len(stopped) >= len(self.tokens) - 1:
                 break
+        for sid in failing:
+            log.error(
+                "Recording %s on call %s, created by an earlier attempt of this start (its token proves it) "
+                "and superseded by recording %s, could not be stopped: it is still running. Stop it by hand.",
+                sid,
+                self.call_sid,
+                kept,
+            )
         return recording
 
     # -- messages ------------------------------------------------------------------------------------

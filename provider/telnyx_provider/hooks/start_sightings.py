@@ -134,15 +134,18 @@ class TokenSightings:
 
 def stop_superseded(
     hook: RecordingHook, recording: dict[str, Any], kept: dict[str, Any], *, account_sid: str | None
-) -> None:
-    """Stop a recording an earlier attempt of a start created, now that another one is the start's."""
+) -> bool:
+    """Stop a recording an earlier attempt of a start created, now that another one is the start's.
+
+    :return: whether it is stopped (or had ended already); ``False`` when the stop failed (logged).
+    """
     sid, call = str(recording.get("sid")), str(recording.get("call_sid"))
     try:
         hook.stop_call_recording(call, sid, account_sid=account_sid)
     except TelnyxApiError as error:
         if error.status != 422:  # 422: it has ended already
-            log.error("Could not stop superseded recording %s on call %s: %s", sid, call, error)
-            return
+            log.warning("Could not stop superseded recording %s on call %s: %s", sid, call, error)
+            return False
     log.warning(
         "Stopped recording %s on call %s: an earlier attempt of this start created it (its token proves it), "
         "and recording %s is the start's own.",
@@ -150,6 +153,7 @@ def stop_superseded(
         call,
         kept.get("sid"),
     )
+    return True
 
 
 class _NoAuth(requests.auth.AuthBase):

@@ -26,7 +26,6 @@ from telnyx_provider.adoption import Evidence, Outcome, describe_recordings, is_
 from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
 from telnyx_provider.exact_start import exact_start_for
 from telnyx_provider.hooks.recording_start import EXACT_HINT, RecordingStart
-from telnyx_provider.hooks.start_sightings import stop_superseded
 from telnyx_provider.models import Verdict, assess_recording
 
 if TYPE_CHECKING:
@@ -191,10 +190,8 @@ def _without_sid(
             )
         if found:
             ours = found[-1]
-            for other in found[:-1]:
-                stop_superseded(hook, other, ours, account_sid=account)
             _log_adoption(ours, record, Evidence.TOKEN)
-            return Resumed(ours, final=False)
+            return Resumed(start.settle(ours), final=False)
         log.warning(
             "No callback carried the tokens of the earlier try's start on call %s within %.1f s: it started "
             "nothing; starting a new recording (a late one of the earlier try is recognised by its token).",
