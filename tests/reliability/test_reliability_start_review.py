@@ -279,17 +279,38 @@ def test_a_retry_after_a_refused_resend_still_watches_the_earlier_lost_attempts_
 # -- superseded recordings are stopped, never left running --------------------------------------------
 
 
-def _start_superseding(sandbox, receiver, **hook_arguments):
+def _start_superseding(sandbox, receiver):
     """An exact start whose first POST is carried out but unanswered and whose callback is held: it is sent
     again and gets its reply. Returns (the first attempt's recording, the start's own)."""
     call = sandbox.create_call()
     sandbox.inject(START_ROUTE, "reset_after")
     sandbox.hold_callbacks()
-    hook = RecordingHook(adoption_wait=0.5, retry_policy=quick_policy(), **hook_arguments)
+    hook = RecordingHook(adoption_wait=0.5, retry_policy=quick_policy())
     recording = hook.start_call_recording(call, recording_status_callback=receiver.callback_url)
     first, second = (item["sid"] for item in sandbox.started_on(call))
     assert recording["sid"] == second
     return call, first, second
+
+
+def test_a_superseded_recording_whose_callback_comes_after_the_start_finished_is_stopped(
+    faulty_sandbox, receiver, caplog
+):
+    # Open point (b): the task is over when the first attempt's callback arrives.
+    sandbox = faulty_sandbox()
+    caplog.set_level(logging.INFO, logger="telnyx_provider")
+    call, first, second = _start_superseding(sandbox, receiver)
+    assert [item["sid"] for item in sandbox.started_on(call)] == [first, second]
+    assert status(first) == "in-progress"  # the start ended before anything could prove it its own
+
+    sandbox.release_callbacks()
+
+    wait_for(lambda: status(first) in ("stopped", "completed"))
+    assert status(second) == "in-progress"  # the start's own keeps recording
+    assert any(
+        f"Stopped recording {first}" in r.getMessage() and "superseded" in r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("telnyx_provider.plugins")
+    )
 
 
 def test_a_superseded_recording_whose_stop_fails_is_stopped_on_a_later_look(
@@ -319,3 +340,41 @@ def test_a_superseded_recording_whose_stop_fails_is_stopped_on_a_later_look(
     assert recording["sid"] == second
     assert sandbox.stats()["faults_injected"]["503"] == 3  # the first stop failed
     assert status(first) in ("stopped", "completed")
+
+
+def test_the_receiver_stops_nothing_for_a_start_that_never_settled(faulty_sandbox, receiver):
+    # A single attempt whose reply came: nothing to supersede, and a late callback of it changes nothing.
+    sandbox = faulty_sandbox()
+    call = sandbox.create_call()
+    sandbox.hold_callbacks()
+    recording = RecordingHook(adoption_wait=0.5, retry_policy=quick_policy()).start_call_recording(
+        call, recording_status_callback=receiver.callback_url
+    )
+    sandbox.release_callbacks()
+    token = tokens_sent(sandbox, call)[0]
+    wait_for(lambda: receiver.store.list_prefix("start_tokens", token))
+    assert status(recording["sid"]) == "in-progress"
+
+
+def test_a_settlement_needs_the_connections_key_and_only_ever_names_its_own_call(faulty_sandbox, receiver):
+    import hashlib
+    import hmac
+
+    import requests
+
+    from telnyx_provider.exact_start import new_token
+
+    sandbox = faulty_sandbox()
+    url = receiver.callback_url.replace("/recording-status", "/starts/settled")
+    body = json.dumps({"call_sid": "v3:x", "kept": "r", "tokens": [new_token()]}).encode()
+    forged = hmac.new(b"not the key", body, hashlib.sha256).hexdigest()
+    good = hmac.new(sandbox.api_key.encode(), body, hashlib.sha256).hexdigest()
+
+    refused = requests.post(url, data=body, headers={"telnyx-provider-mac": forged}, timeout=5)
+    unsigned = requests.post(url, data=body, timeout=5)
+    accepted = requests.post(url, data=body, headers={"telnyx-provider-mac": good}, timeout=5)
+
+    assert (refused.status_code, unsigned.status_code) == (401, 401)
+    assert accepted.status_code == 200, accepted.text
+    assert len(receiver.store.list_prefix("start_settled", "")) == 1
+    assert sandbox.api_key not in accepted.text

@@ -285,15 +285,28 @@ class RecordingStart:
         )
 
     def settle(self, recording: dict[str, Any]) -> dict[str, Any]:
-        """Stop what the start's other attempts created, as the receiver sees it within ``adoption_wait``.
+        """After a re-send (exact mode): stop what the start's other attempts created, now and later.
 
-        Only after a re-send (exact mode): an earlier attempt whose callback came late is proven this start's
-        by its token, and superseded. A stop that fails is sent again on the next look; one still failing at
-        the end is logged as an error naming the recording left running.
+        An earlier attempt whose callback comes late is proven this start's by its token, and superseded. The
+        start first tells the receiver which recording it kept and every token it sent (the receiver then
+        stops any other recording a later callback with one of them names, also once this task has ended),
+        then stops those already sighted. A stop that fails is sent again on the next look, within
+        ``adoption_wait``; one still failing is logged as an error naming the recording left running. If the
+        receiver cannot take the settlement, the start watches for late ones for ``adoption_wait`` seconds
+        itself and says so.
         """
         if self.exact is None or len(self.tokens) < 2:
             return recording
         kept = str(recording.get("sid"))
+        settled = TokenSightings(self.hook, self.call_sid, self.account_sid, self.params, self.exact).settle(
+            recording, self.tokens
+        )
+        if not settled:
+            log.warning(
+                "A recording of an earlier attempt of this start whose callback comes more than %.1f s from "
+                "now will not be stopped (the receiver could not take the settlement).",
+                self.adoption_wait,
+            )
         stopped: set[str] = set()
         failing: dict[str, dict[str, Any]] = {}
         for _ in self._pauses(time.monotonic() + self.adoption_wait):
@@ -307,8 +320,8 @@ class RecordingStart:
                     failing.pop(sid, None)
                 else:
                     failing[sid] = other
-            if not failing and len(stopped) >= len(self.tokens) - 1:
-                break
+            if not failing and (settled or len(stopped) >= len(self.tokens) - 1):
+                break  # settled: the receiver stops whatever comes later
         for sid in failing:
             log.error(
                 "Recording %s on call %s, created by an earlier attempt of this start (its token proves it) "

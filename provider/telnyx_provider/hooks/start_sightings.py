@@ -17,7 +17,13 @@ import requests
 
 from telnyx_provider.adoption import matches_start
 from telnyx_provider.errors import TelnyxApiError
-from telnyx_provider.exact_start import sightings_url
+from telnyx_provider.exact_start import (
+    SETTLEMENT_MAC_HEADER,
+    settle_url,
+    settlement_body,
+    settlement_mac,
+    sightings_url,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -113,6 +119,43 @@ class TokenSightings:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"its answer took longer than {RECEIVER_TIMEOUT:g} s")
             return bytes(body)
+
+    def settle(self, kept: dict[str, Any], tokens: Sequence[str]) -> bool:
+        """Tell the receiver the start kept ``kept`` and sent ``tokens``: from then on the receiver stops any
+        other recording a callback with one of them names (``POST {receiver}/starts/settled``, with an HMAC
+        of the body under the API key, which itself is not sent). Whether the receiver took it."""
+        callback = self.params.recording_status_callback or ""
+        body = settlement_body(self.call_sid, str(kept.get("sid")), list(tokens))
+        try:
+            reply = self.hook.get_conn().post(
+                settle_url(self.exact.receiver, callback),
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    SETTLEMENT_MAC_HEADER: settlement_mac(self.hook.config.api_key, body),
+                },
+                timeout=RECEIVER_TIMEOUT,
+                allow_redirects=False,
+                verify=True,
+                auth=_NO_AUTH,
+            )
+            reply.close()
+        except Exception as error:
+            log.warning(
+                "Could not settle the start with the receiver %s: %s",
+                self.exact.receiver,
+                type(error).__name__,
+            )
+            return False
+        if reply.status_code != 200:
+            log.warning(
+                "The receiver %s refused the start's settlement (HTTP %s): the callback URL's connection on "
+                "the API server must hold the same API key as the workers' one.",
+                self.exact.receiver,
+                reply.status_code,
+            )
+            return False
+        return True
 
     def verified(self, sid: str) -> dict[str, Any] | None:
         """The sighted recording as the service has it, if it is on this call and fits the start."""
