@@ -378,3 +378,61 @@ def test_a_settlement_needs_the_connections_key_and_only_ever_names_its_own_call
     assert accepted.status_code == 200, accepted.text
     assert len(receiver.store.list_prefix("start_settled", "")) == 1
     assert sandbox.api_key not in accepted.text
+
+
+# -- a worker killed between any two writes of the start's journal -------------------------------------
+
+KILL_POINTS = [
+    # (what the dying worker was about to store, the start's mode, a fault on the first POST)
+    pytest.param('value.get("state") == "sending"', "default", None, id="prepared|sending-default"),
+    pytest.param('value.get("state") == "sending"', "exact", None, id="prepared|sending-exact"),
+    pytest.param(
+        'value.get("state") == "reply_lost"', "default", "reset_after", id="sending|reply_lost-default"
+    ),
+    pytest.param('value.get("state") == "reply_lost"', "exact", "reset_after", id="sending|reply_lost-exact"),
+    pytest.param('value.get("state") == "refused"', "default", "429", id="sending|refused-default"),
+    pytest.param('value.get("state") == "refused"', "exact", "429", id="sending|refused-exact"),
+    pytest.param('value.get("stop_requested")', "default", None, id="started|stop_requested"),
+]
+
+
+@pytest.mark.parametrize(("dies_storing", "mode", "fault"), KILL_POINTS)
+def test_a_worker_killed_between_two_journal_writes_leaves_its_retry_exactly_one_recording(
+    faulty_sandbox, receiver, tmp_path, dies_storing, mode, fault
+):
+    """A real process dies (``os._exit``) as it is about to store the next step of its start; the retry
+    reads what was stored and the service, and the call ends up with exactly one recording, the task's."""
+    from tests.reliability.test_reliability_start_retries import _run_dying_worker
+
+    sandbox = faulty_sandbox(retry_after=0)
+    call = sandbox.create_call()
+    arguments: dict[str, Any] = {
+        "call_sid": call,
+        "adoption_wait": 1.0,
+        "max_retries": 0,
+        "retry_max_wait": 0.05,
+    }
+    if mode == "exact":
+        arguments["recording_status_callback"] = receiver.callback_url
+    if "stop_requested" in dies_storing:
+        arguments.update(max_retries=3, wait_for_completion=True, poll_interval=0.2, timeout=0.6)
+    if fault:
+        sandbox.inject(START_ROUTE, fault)
+    stored = _run_dying_worker(
+        sandbox,
+        tmp_path / "store.json",
+        dies_storing,
+        f"""
+        op = StartCallRecordingOperator(task_id="record", **{arguments!r})
+        op.execute({{"task_state_store": FileStore()}})
+        """,
+    )
+    store = DictStore()
+    store.values[STATE_KEY] = stored
+    retry = {**arguments, "max_retries": 3, "wait_for_completion": False}
+
+    recording = StartCallRecordingOperator(task_id="record", **retry).execute(context(store, try_number=2))
+
+    assert [item["sid"] for item in sandbox.started_on(call)] == [recording["sid"]]
+    assert status(recording["sid"]) == "in-progress"
+    assert store.values[STATE_KEY]["recording_sid"] == recording["sid"]
