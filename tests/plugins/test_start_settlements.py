@@ -175,3 +175,19 @@ def test_the_connections_api_key_is_read_for_settlements_but_never_shown(client)
     assert key.api_key == API_KEY
     assert API_KEY not in repr(key)
     assert CallbackKey("c", b"k", "a").api_key is None
+
+
+def test_a_genuine_callback_replayed_with_another_starts_token_is_refused(client, signer, store):
+    # The URL's query (start_token) is not signed: a delivered callback sent again with another token is
+    # the only way to pair a genuine callback with a foreign token, and the replay check refuses it.
+    ours, theirs = new_token(), new_token()
+    fields = callback("in-progress")
+    body = urlencode(fields).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **signer.headers(body)}
+
+    first = client.post("/recording-status", content=body, headers=headers, params={"start_token": theirs})
+    replayed = client.post("/recording-status", content=body, headers=headers, params={"start_token": ours})
+
+    assert (first.status_code, replayed.status_code) == (204, 401)
+    assert client.get(f"/starts/{ours}").json()["sightings"] == []
+    assert len(client.get(f"/starts/{theirs}").json()["sightings"]) == 1

@@ -436,3 +436,42 @@ def test_a_worker_killed_between_two_journal_writes_leaves_its_retry_exactly_one
     assert [item["sid"] for item in sandbox.started_on(call)] == [recording["sid"]]
     assert status(recording["sid"]) == "in-progress"
     assert store.values[STATE_KEY]["recording_sid"] == recording["sid"]
+
+
+# -- three starts on one call --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("world", "faults"),
+    [
+        pytest.param({}, ("reset_after", "reset_before", "503"), id="after+before+503"),
+        pytest.param(
+            {"list_lag": 2.0, "clock_skew": 30.0}, ("504", "reset_after", "reset_after"), id="lag+skew"
+        ),
+    ],
+)
+def test_three_starts_on_one_call_in_exact_mode_each_get_their_own(faulty_sandbox, receiver, world, faults):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sandbox = faulty_sandbox(**world)
+    call = sandbox.create_call()
+    for kind in faults:
+        sandbox.inject(START_ROUTE, kind)
+    barrier = threading.Barrier(3)
+    tracks = ("inbound", "outbound", "both")
+
+    def start(track):
+        barrier.wait()
+        hook = RecordingHook(adoption_wait=3.0, retry_policy=quick_policy(budget=30.0))
+        return hook.start_call_recording(
+            call,
+            recording_channels="single",
+            recording_track=track,
+            recording_status_callback=receiver.callback_url,
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        got = dict(zip(tracks, pool.map(start, tracks), strict=True))
+
+    truth = {item["sid"]: item["track"] for item in sandbox.started_on(call)}
+    assert truth == {got[track]["sid"]: track for track in tracks}  # each its own, none twice, none lost
