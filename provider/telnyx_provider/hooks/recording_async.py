@@ -261,11 +261,12 @@ class AsyncRecordingClient:
 
 
 def shared_client(conn_id: str) -> AbstractAsyncContextManager[AsyncRecordingClient]:
-    """Borrow the event loop's shared client for ``conn_id`` (``async with``); the last borrower closes it.
+    """Borrow the event loop's shared client for ``conn_id``'s settings (``async with``); the last borrower
+    closes it.
 
-    The connection is read the async way (``BaseHook.aget_connection``), and read again by a new borrower
-    when it was last read :data:`~telnyx_provider.hooks.shared_clients.CONNECTION_RECHECK_SECONDS` ago or
-    more: changed settings (key, host, account, TLS...) get a new client, while the waits already holding
+    The connection is read the async way (``BaseHook.aget_connection``) each time a client is borrowed (reads
+    of one connection are pooled), and clients are keyed by the settings read (key, host, account, TLS...):
+    a borrower arriving after a change gets a client with the new settings, while the waits already holding
     the old one finish on it. See :mod:`telnyx_provider.hooks.shared_clients`.
     """
     return Lease(conn_id, AsyncRecordingClient)

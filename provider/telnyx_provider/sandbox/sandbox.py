@@ -228,6 +228,16 @@ class Sandbox:
             raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
         self._injector.inject(route, kind, count, call_sid)
 
+    def rotate_api_key(self, api_key: str | None = None) -> str:
+        """Revoke the API key and accept a new one, as a user rotating a key in the Telnyx portal does.
+
+        :param api_key: the new key; generated if None.
+        :return: the new key (also :attr:`api_key`).
+        """
+        self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
+        self._api.rotate_key(self.api_key)
+        return self.api_key
+
     def replay_callback(self, recording_sid: str) -> int | None:
         """Send the last status callback of a recording again, byte for byte with the same headers (the same
         signature and timestamp): a real replay, for testing a receiver's replay protection. Synchronous.

@@ -17,6 +17,7 @@ from telnyx_provider.retry import RetryPolicy, failure_reason, is_retryable, req
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from telnyx_provider.connection import TelnyxConnectionConfig
     from telnyx_provider.hooks.recording_async import AsyncRecordingClient
 
 log = logging.getLogger(__name__)
@@ -161,25 +162,53 @@ class RecordingCompletedTrigger(BaseTrigger):
 
         # The task looked just before deferring: the first look comes one interval later.
         await asyncio.sleep(self._pause(self.poll_interval))
+        refused: tuple[TelnyxConnectionConfig, TelnyxApiError] | None = None
         try:
-            async with shared_client(self.telnyx_conn_id) as client:
-                while True:
-                    outcome = await self._look(client)
-                    if isinstance(outcome, dict):
-                        return outcome
-                    if self.deadline is not None and time.time() >= self.deadline:
-                        return self._event("timeout", message=self._timeout_message())
-                    await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
+            while True:
+                # Each borrow reads the connection: after a 401, a rotated key is picked up here.
+                async with shared_client(self.telnyx_conn_id) as client:
+                    if refused is not None:
+                        if client.config == refused[0]:  # the same settings: the 401 stands
+                            return self._event("error", message=str(refused[1]))
+                        log.info(
+                            "Connection %s changed since its key was refused: the wait for recording %s "
+                            "goes on with the new settings.",
+                            self.telnyx_conn_id,
+                            self.recording_sid,
+                        )
+                    outcome = await self._poll(client)
+                if isinstance(outcome, dict):
+                    return outcome
+                refused = (client.config, outcome)
         except Exception as error:  # any failure ends in one error event, never a retry loop here
             return self._event("error", message=f"{type(error).__name__}: {error}")
 
-    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float:
-        """One look: the final event, or the seconds the service asked us to wait (0.0: keep polling)."""
+    async def _poll(self, client: AsyncRecordingClient) -> dict[str, Any] | TelnyxApiError:
+        """Look until the event, or until the key is refused (a 401: the connection is read again)."""
+        while True:
+            outcome = await self._look(client)
+            if isinstance(outcome, dict | TelnyxApiError):
+                return outcome
+            if self.deadline is not None and time.time() >= self.deadline:
+                return self._event("timeout", message=self._timeout_message())
+            await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
+
+    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float | TelnyxApiError:
+        """One look: the final event, a refused key (401), or the seconds the service asked us to wait
+        (0.0: keep polling)."""
         try:
             recording = await client.get_recording(
                 self.recording_sid, account_sid=self.account_sid, retry_policy=self._look_policy(client)
             )
         except TelnyxApiError as error:
+            if error.status == 401:
+                log.warning(
+                    "Telnyx refused the key of connection %s (HTTP 401) looking at recording %s; reading "
+                    "the connection again.",
+                    self.telnyx_conn_id,
+                    self.recording_sid,
+                )
+                return error
             if (
                 error.status == 404
                 and self.not_found_deadline is not None
