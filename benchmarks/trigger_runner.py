@@ -92,6 +92,12 @@ def _prepare(kind: str) -> list[int]:
     else:
         importlib.import_module("telnyx_provider.hooks.recording_async")
         importlib.import_module("telnyx_provider.triggers.recording")
+        importlib.import_module("telnyx_provider.triggers.shared_polls")
+        from airflow.sdk import BaseHook
+
+        # A triggerer has looked a connection up long before: the first lookup loads the secrets backends
+        # (~0.1 s, and seconds under tracemalloc, blocking the loop), a one-time cost kept out of the figures.
+        asyncio.run(BaseHook.aget_connection("telnyx_default"))
     if kind == "telnyx-httpx":
         import httpx
 
@@ -105,8 +111,12 @@ def _prepare(kind: str) -> list[int]:
 
 
 async def _sample_rss(peak: list[int], stop: asyncio.Event) -> None:
+    began, timeline = time.monotonic(), os.environ.get("TRIGGER_RUNNER_RSS_TIMELINE")  # for digging
     while not stop.is_set():
-        peak[0] = max(peak[0], PROCESS.memory_info().rss)
+        rss = PROCESS.memory_info().rss
+        if timeline and rss > peak[0]:
+            print(f"rss {time.monotonic() - began:7.3f} s {rss / MB:8.2f} MB", file=sys.stderr)
+        peak[0] = max(peak[0], rss)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), RSS_SAMPLE_SECONDS)
 
@@ -216,6 +226,11 @@ def _write_trace(snapshots: list[Any], path: str, waits: int, peak: int) -> None
             f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0].filename}"
             for stat in by_file[:12]
         ]
+        lines.append("By line (top 15):")
+        lines += [
+            f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}"
+            for stat in snapshot.compare_to(base, "lineno")[:15]
+        ]
         lines.append("By traceback (top 8, innermost frame last):")
         for stat in snapshot.compare_to(base, "traceback")[:8]:
             lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
@@ -298,7 +313,9 @@ def run_pool() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kind", choices=["telnyx", "telnyx-httpx", "http", "pool"], required=True)
+    parser.add_argument(
+        "--kind", choices=["telnyx", "telnyx-own", "telnyx-httpx", "http", "pool"], required=True
+    )
     args = parser.parse_args()
     if args.kind == "pool":
         run_pool()

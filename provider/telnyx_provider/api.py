@@ -184,6 +184,16 @@ def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]],
     return check
 
 
+def page_recordings(
+    page: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The recordings of a parsed list page that ``keep`` keeps (all when ``None``; see
+    :func:`created_since`), and whether another page follows (a ``next_page_uri``, on a non-empty page)."""
+    recordings: list[dict[str, Any]] = page["recordings"]
+    kept = recordings if keep is None else [item for item in recordings if keep(item)]
+    return kept, bool(page.get("next_page_uri")) and bool(recordings)
+
+
 def _moment(text: object) -> pendulum.DateTime | None:
     try:
         parsed = pendulum.parse(text, tz="UTC") if isinstance(text, str) else None
@@ -315,7 +325,7 @@ def _parse_page(
             path=request.path,
             detail=f"the reply is not a list of {key}: {_preview(body)}",
         )
-    return {**payload, key: [normalize_recording(item) for item in items]}
+    return {**payload, key: [normalize_recording(item, copy=False) for item in items]}
 
 
 def read_reply(
@@ -346,6 +356,19 @@ def no_reply(request: ApiRequest, failure: str, detail: str) -> TelnyxApiError:
         detail=detail,
         failure=failure,
         hint=TLS_HINT if failure == "tls" else None,
+    )
+
+
+def not_sent(request: ApiRequest, seconds: float) -> TelnyxApiError:
+    """The error of a request held back because the service asked every request to wait ``seconds`` more
+    (after a 429) and that is longer than the request may wait. Retryable, after that wait."""
+    return TelnyxApiError(
+        status=None,
+        method=request.method,
+        path=request.path,
+        detail=f"not sent: Telnyx asked this connection's requests to wait {seconds:.1f} s more (rate limit)",
+        failure="rate_limited",
+        headers={"retry-after": f"{seconds:.3f}"},
     )
 
 

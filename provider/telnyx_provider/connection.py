@@ -8,7 +8,8 @@ Connection fields: password = API key, login = default account SID, host = base 
 with ``schema`` = its scheme and ``port`` = its port, as Airflow's HTTP hook reads them). Extra (JSON):
 ``timeout`` (read, seconds), ``connect_timeout``, ``max_retries`` (attempts after the first),
 ``retry_max_wait`` (cap of one backoff wait), ``retry_budget`` (seconds of retrying per request),
-``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size).
+``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size),
+``shared_polls`` (deferred waits of one triggerer share their polls; default true).
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class TelnyxConnectionConfig:
     retry_budget: float = 60.0
     ca_bundle: str | None = None
     pool_size: int = 10
+    shared_polls: bool = True
 
     @classmethod
     def from_fields(
@@ -233,6 +235,8 @@ class TelnyxConnectionConfig:
                 options[name] = _non_negative_int(
                     f"connection extra {name}", extras[name], minimum=0 if name == "max_retries" else 1
                 )
+        if extras.get("shared_polls") is not None:
+            options["shared_polls"] = _flag("connection extra shared_polls", extras["shared_polls"])
         if extras.get("ca_bundle"):
             options["ca_bundle"] = os.path.expanduser(str(extras["ca_bundle"]).strip())
         return cls(
@@ -303,6 +307,15 @@ def _parse_extra(conn_id: str, extra: str | Mapping[str, Any] | None) -> Mapping
         raise TelnyxValidationError(f"connection {conn_id!r} extra", "<not a JSON object>", "a JSON object")
     # Older connection forms stored fields as extra__telnyx__<name>.
     return {name.removeprefix("extra__telnyx__"): value for name, value in parsed.items()}
+
+
+def _flag(argument: str, value: object) -> bool:
+    """A yes/no extra: a JSON boolean, or the strings ``true``/``false`` (as forms and URIs give them)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise TelnyxValidationError(argument, value, "true or false")
 
 
 def _non_negative_int(argument: str, value: object, *, minimum: int) -> int:

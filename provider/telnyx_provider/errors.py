@@ -42,8 +42,10 @@ class TelnyxApiError(AirflowException):
         are kept in lower case, whoever builds the error.
     :param failure: when no reply came, what went wrong: ``"connect"`` (the request was never sent),
         ``"timeout"`` (sent, but no reply within the read timeout: the service may still carry it out),
-        ``"connection"`` (dropped or reset: the request may or may not have been carried out) or ``"tls"``
-        (certificate verification failed: not retried). ``None`` when unknown or when a reply came.
+        ``"connection"`` (dropped or reset: the request may or may not have been carried out), ``"tls"``
+        (certificate verification failed: not retried) or ``"rate_limited"`` (not sent: the service asked
+        every request of the connection to wait longer than this one may). ``None`` when unknown or when a
+        reply came.
     """
 
     def __init__(

@@ -38,6 +38,12 @@ CONN_FIELDS: dict[str, Any] = {
     "retry_max_wait": {"label": "Longest backoff wait (s)", "schema": {**_NUMBER, "default": 30}},
     "retry_budget": {"label": "Retry budget per request (s)", "schema": {**_NUMBER, "default": 60}},
     "pool_size": {"label": "Async connection pool size", "schema": {**_INTEGER, "default": 10}},
+    "shared_polls": {
+        "label": "Shared polls for deferred waits",
+        "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "Deferred waits of one triggerer share their polls (one list of the account or one "
+        "GET per recording, whichever costs fewer requests).",
+    },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},

@@ -278,9 +278,9 @@ class RecordingHook(BaseHook):
             request = api.list_recordings(
                 account, page=page_number, page_size=page_size, date_created_after=date_created_after
             )
-            page: dict[str, Any] = self._call(request, api.parse_recording_page)
-            yield from (item for item in page["recordings"] if since is None or since(item))
-            if not page.get("next_page_uri") or not page["recordings"]:
+            recordings, more = api.page_recordings(self._call(request, api.parse_recording_page), since)
+            yield from recordings
+            if not more:
                 return
             page_number += 1
 

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying
 
 from telnyx_provider import api
 from telnyx_provider.errors import TelnyxApiError, transport_detail
+from telnyx_provider.hooks.rate_gate import GateClosed, RateGate
 from telnyx_provider.hooks.shared_clients import Lease
 from telnyx_provider.retry import is_retryable
 
@@ -78,13 +79,27 @@ class ConnectionSlots:
         return bool(self._session.closed)
 
     async def exchange(
-        self, request: api.ApiRequest, config: TelnyxConnectionConfig
+        self,
+        request: api.ApiRequest,
+        config: TelnyxConnectionConfig,
+        gate: RateGate | None = None,
+        limit: float | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one request on the next free connection; returns the reply's status, headers and body.
 
-        :raises TelnyxApiError: no usable reply (refused, reset, timed out...), with ``status`` ``None``.
+        :param gate: the client's rate gate, passed once a connection is free (the requests queued for one
+            must not slip through while a reply closes it).
+        :param limit: monotonic time after which the request gives up waiting at the gate.
+        :raises TelnyxApiError: no usable reply (refused, reset, timed out...), with ``status`` ``None``;
+            or not sent, the gate being closed past ``limit``.
         """
         async with self._free:
+            probe = False
+            if gate is not None:
+                try:
+                    probe = await gate.enter(limit)
+                except GateClosed as closed:
+                    raise api.not_sent(request, closed.seconds) from None
             try:
                 async with self._session.request(
                     request.method,
@@ -96,6 +111,8 @@ class ConnectionSlots:
                     allow_redirects=False,
                     proxy=self._proxy,
                 ) as response:
+                    if gate is not None:
+                        gate.observe(response.status, response.headers)
                     return response.status, response.headers, await response.read()
             except Disconnected as error:  # reset or closed under the request, kept from aiohttp's re-send
                 failure, detail = "connection", transport_detail(error.cause)
@@ -107,6 +124,9 @@ class ConnectionSlots:
                 failure, detail = "timeout", transport_detail(error)
             except aiohttp.ClientError as error:  # reset, disconnected, broken payload
                 failure, detail = "connection", transport_detail(error)
+            finally:
+                if gate is not None:
+                    gate.leave(probe)
         raise api.no_reply(request, failure, detail) from None
 
     async def aclose(self) -> None:
@@ -170,6 +190,8 @@ class AsyncRecordingClient:
     def __init__(self, config: TelnyxConnectionConfig, retry_policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.retry_policy = retry_policy or config.retry_policy()
+        #: Shared by every request of this client: a 429 holds them all (see :mod:`.rate_gate`).
+        self.rate_gate = RateGate()
         self._client = ConnectionSlots(
             config.pool_size,
             connect_timeout=config.connect_timeout,
@@ -235,8 +257,9 @@ class AsyncRecordingClient:
         # closures for each call, which refer to one another: ~5 kB a request that only the cyclic garbage
         # collector frees, and a thousand waits polling kept ~6 MB of it alive (benchmarks/RESULTS.md).
         started = time.monotonic()
+        limit = started + policy.budget  # no request waits at the rate gate past its retry budget
         try:
-            return await self._send(request, parse)
+            return await self._send(request, parse, limit)
         except TelnyxApiError as error:
             if not is_retryable(error):
                 raise
@@ -249,32 +272,52 @@ class AsyncRecordingClient:
                     attempt.retry_state.start_time = started
                     failure, first_failure = first_failure, None
                     raise failure
-                return await self._send(request, parse)
+                return await self._send(request, parse, limit)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _send(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
-        return api.read_reply(
-            parse, request, *await self._client.exchange(request, self.config), api_key=self.config.api_key
+    async def _send(self, request: api.ApiRequest, parse: Callable[..., T], limit: float | None = None) -> T:
+        reply = await self._client.exchange(request, self.config, self.rate_gate, limit)
+        return api.read_reply(parse, request, *reply, api_key=self.config.api_key)
+
+    async def list_recordings_page(
+        self,
+        date_created_after: datetime,
+        *,
+        page: int = 0,
+        page_size: int | None = None,
+        account_sid: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the account's recordings created at or after ``date_created_after``
+        (``GET .../Recordings.json?DateCreated>=...``), read as
+        :meth:`~telnyx_provider.hooks.recording.RecordingHook.iter_recordings` reads it: the recordings
+        (the filter checked again on each) and whether another page follows.
+
+        :param retry_policy: retries of this request (default: the client's).
+        """
+        account = self.config.resolve_account_sid(account_sid)
+        request = api.list_recordings(
+            account, page=page, page_size=page_size, date_created_after=date_created_after
         )
+        reply = await self._call(request, api.parse_recording_page, retry_policy)
+        return api.page_recordings(reply, api.created_since(date_created_after))
 
     async def list_recordings_created_since(
         self, date_created_after: datetime, *, account_sid: str | None = None, page_size: int | None = None
     ) -> list[dict[str, Any]]:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
-        One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
-        client's policy, and fails the whole listing if it still fails.
+        One request per page; a failed page is retried by the client's policy, and fails the whole listing
+        if it still fails.
         """
-        account = self.config.resolve_account_sid(account_sid)
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
-            request = api.list_recordings(
-                account, page=page, page_size=page_size, date_created_after=date_created_after
+            found, more = await self.list_recordings_page(
+                date_created_after, page=page, page_size=page_size, account_sid=account_sid
             )
-            reply = await self._call(request, api.parse_recording_page)
-            recordings.extend(reply["recordings"])
-            if not reply.get("next_page_uri") or not reply["recordings"]:
+            recordings.extend(found)
+            if not more:
                 return recordings
             page += 1
 

@@ -160,8 +160,6 @@ class RecordingCompletedTrigger(BaseTrigger):
         # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
         from telnyx_provider.hooks.recording_async import shared_client
 
-        # The task looked just before deferring: the first look comes one interval later.
-        await asyncio.sleep(self._pause(self.poll_interval))
         refused: tuple[TelnyxConnectionConfig, TelnyxApiError] | None = None
         try:
             while True:
@@ -176,31 +174,64 @@ class RecordingCompletedTrigger(BaseTrigger):
                             self.telnyx_conn_id,
                             self.recording_sid,
                         )
-                    outcome = await self._poll(client)
+                    if client.config.shared_polls:
+                        outcome = await self._poll_shared(client)
+                    else:
+                        outcome = await self._poll(client, first=refused is None)
                 if isinstance(outcome, dict):
                     return outcome
                 refused = (client.config, outcome)
         except Exception as error:  # any failure ends in one error event, never a retry loop here
             return self._event("error", message=f"{type(error).__name__}: {error}")
 
-    async def _poll(self, client: AsyncRecordingClient) -> dict[str, Any] | TelnyxApiError:
-        """Look until the event, or until the key is refused (a 401: the connection is read again)."""
+    async def _poll_shared(self, client: AsyncRecordingClient) -> dict[str, Any] | TelnyxApiError:
+        """Wait on the poll shared with the triggerer's other waits of the same connection and account."""
+        from telnyx_provider.triggers.shared_polls import SharedPollLease
+
+        account = client.config.resolve_account_sid(self.account_sid)
+        lease = SharedPollLease(
+            client, account, self.poll_interval, self._policy(client), self.recording_sid, self.deadline
+        )
+        async with lease as waiter:
+            while True:
+                outcome = await waiter.next()
+                if outcome is None:
+                    return self._event("timeout", message=self._timeout_message())
+                if not isinstance(outcome, dict | TelnyxApiError):
+                    raise outcome  # not the API's answer: the wait ends with an error event
+                verdict = self._judge(outcome)
+                if isinstance(verdict, dict | TelnyxApiError):
+                    return verdict
+                if self.deadline is not None and time.time() >= self.deadline:
+                    return self._event("timeout", message=self._timeout_message())
+
+    async def _poll(self, client: AsyncRecordingClient, *, first: bool) -> dict[str, Any] | TelnyxApiError:
+        """Look on its own until the event, or until the key is refused (a 401: the connection is read
+        again). The task looked just before deferring: the first look comes one interval later."""
+        if first:
+            await asyncio.sleep(self._pause(self.poll_interval))
         while True:
-            outcome = await self._look(client)
+            try:
+                outcome = self._judge(
+                    await client.get_recording(
+                        self.recording_sid,
+                        account_sid=self.account_sid,
+                        retry_policy=self._look_policy(client),
+                    )
+                )
+            except TelnyxApiError as error:
+                outcome = self._judge(error)
             if isinstance(outcome, dict | TelnyxApiError):
                 return outcome
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout", message=self._timeout_message())
             await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
 
-    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float | TelnyxApiError:
-        """One look: the final event, a refused key (401), or the seconds the service asked us to wait
-        (0.0: keep polling)."""
-        try:
-            recording = await client.get_recording(
-                self.recording_sid, account_sid=self.account_sid, retry_policy=self._look_policy(client)
-            )
-        except TelnyxApiError as error:
+    def _judge(self, outcome: dict[str, Any] | TelnyxApiError) -> dict[str, Any] | float | TelnyxApiError:
+        """What one look's outcome (the recording, or the error of the request) means: the final event, a
+        refused key (401), or the seconds the service asked us to wait (0.0: keep polling)."""
+        if isinstance(outcome, TelnyxApiError):
+            error = outcome
             if error.status == 401:
                 log.warning(
                     "Telnyx refused the key of connection %s (HTTP 401) looking at recording %s; reading "
@@ -225,11 +256,11 @@ class RecordingCompletedTrigger(BaseTrigger):
                 )
                 return requested_wait(error) or 0.0
             return self._event("error", message=str(error))
-        assessment = assess_recording(recording)
+        assessment = assess_recording(outcome)
         if assessment.verdict is Verdict.DONE:
-            return self._event("success", recording=recording, message=assessment.reason)
+            return self._event("success", recording=outcome, message=assessment.reason)
         if assessment.verdict is Verdict.FAIL:
-            return self._event("failed", recording=recording, message=assessment.reason)
+            return self._event("failed", recording=outcome, message=assessment.reason)
         if assessment.unknown_status:
             log.warning("%s", assessment.reason)
         return 0.0
