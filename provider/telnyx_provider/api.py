@@ -184,16 +184,6 @@ def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]],
     return check
 
 
-def page_recordings(
-    page: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None = None
-) -> tuple[list[dict[str, Any]], bool]:
-    """The recordings of a parsed list page that ``keep`` keeps (all when ``None``; see
-    :func:`created_since`), and whether another page follows (a ``next_page_uri``, on a non-empty page)."""
-    recordings: list[dict[str, Any]] = page["recordings"]
-    kept = recordings if keep is None else [item for item in recordings if keep(item)]
-    return kept, bool(page.get("next_page_uri")) and bool(recordings)
-
-
 def _moment(text: object) -> pendulum.DateTime | None:
     try:
         parsed = pendulum.parse(text, tz="UTC") if isinstance(text, str) else None
@@ -238,7 +228,7 @@ def next_page_token(page: Mapping[str, Any]) -> str | None:
 
 
 def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:
-    """Return the decoded JSON of a successful reply, or raise :class:`TelnyxApiError`.
+    """Return the decoded JSON of a successful reply, or raise :exc:`~telnyx_provider.errors.TelnyxApiError`.
 
     Error replies are read for Telnyx's ``{"errors": [{"code", "title", "detail"}]}`` body; a body that is
     not JSON (an HTML page from a proxy, say, or JSON with ``NaN``/``Infinity``) is quoted by its first

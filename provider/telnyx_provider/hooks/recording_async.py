@@ -22,6 +22,7 @@ from telnyx_provider import api
 from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.hooks.rate_gate import GateClosed, RateGate
 from telnyx_provider.hooks.shared_clients import Lease
+from telnyx_provider.pages import PageGuard
 from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
@@ -287,34 +288,42 @@ class AsyncRecordingClient:
         page_size: int | None = None,
         account_sid: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        guard: PageGuard | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
         """One page of the account's recordings created at or after ``date_created_after``
         (``GET .../Recordings.json?DateCreated>=...``), read as
-        :meth:`~telnyx_provider.hooks.recording.RecordingHook.iter_recordings` reads it: the recordings
-        (the filter checked again on each) and whether another page follows.
+        :meth:`~telnyx_provider.hooks.recording.RecordingHook.iter_recordings` reads it: the recordings (the
+        filter checked again on each) and whether another page follows.
 
         :param retry_policy: retries of this request (default: the client's).
+        :param guard: the listing's :class:`~telnyx_provider.pages.PageGuard`: a page repeating the one
+            before it raises :class:`~telnyx_provider.errors.TelnyxApiError` (status 200).
         """
         account = self.config.resolve_account_sid(account_sid)
         request = api.list_recordings(
             account, page=page, page_size=page_size, date_created_after=date_created_after
         )
         reply = await self._call(request, api.parse_recording_page, retry_policy)
-        return api.page_recordings(reply, api.created_since(date_created_after))
+        guard = guard or PageGuard("recordings")
+        guard.check(request, reply)
+        since = api.created_since(date_created_after)
+        return [item for item in reply["recordings"] if since(item)], guard.has_next(request, reply)
 
     async def list_recordings_created_since(
         self, date_created_after: datetime, *, account_sid: str | None = None, page_size: int | None = None
     ) -> list[dict[str, Any]]:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
-        One request per page; a failed page is retried by the client's policy, and fails the whole listing
-        if it still fails.
+        One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
+        client's policy, and fails the whole listing if it still fails. A page that repeats the one before
+        it (the same page number or the same recordings) fails it too, rather than another request.
         """
+        guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
             found, more = await self.list_recordings_page(
-                date_created_after, page=page, page_size=page_size, account_sid=account_sid
+                date_created_after, page=page, page_size=page_size, account_sid=account_sid, guard=guard
             )
             recordings.extend(found)
             if not more:

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.pages import PageGuard
 from telnyx_provider.poll_plan import PollLedger
 from telnyx_provider.recording_feed import parse_moment
 from telnyx_provider.retry import requested_wait
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 GET_SPREAD = 0.5
 #: Shortest pause between two batches of a round's GETs, in seconds.
 BATCH_PAUSE = 0.01
-#: A listing refused with these statuses stops listings for the poll (its GETs are not affected).
-LISTING_REFUSED = frozenset({400, 422})
+#: A listing refused with these statuses stops listings for the poll (its GETs are not affected); 200: pages
+#: that cannot be trusted (one repeating the page before it, or not a list of recordings).
+LISTING_REFUSED = frozenset({200, 400, 422})
 #: Seconds before a wait joined that its recording is first looked for in a listing (then its own date).
 CREATED_BEFORE_JOINING = 120.0
 #: Shortest retry budget of a GET for waits at (or past) their deadline: one attempt.
@@ -162,6 +164,7 @@ class SharedPoll:
         created: list[float] = []
         answered = pages = 0
         complete = False
+        guard = PageGuard("recordings")
         try:
             while self.ledger.may_read_page(pages, answered):
                 recordings, more = await self.client.list_recordings_page(
@@ -170,6 +173,7 @@ class SharedPoll:
                     page_size=self.ledger.page_size,
                     account_sid=self.account_sid,
                     retry_policy=self.policy,
+                    guard=guard,
                 )
                 pages += 1
                 for recording in recordings:
