@@ -191,7 +191,8 @@ class AsyncRecordingClient:
     def __init__(self, config: TelnyxConnectionConfig, retry_policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.retry_policy = retry_policy or config.retry_policy()
-        #: Shared by every request of this client: a 429 holds them all (see :mod:`.rate_gate`).
+        #: Shared by every request of this client: a 429 holds them all
+        #: (see :mod:`telnyx_provider.hooks.rate_gate`).
         self.rate_gate = RateGate()
         self._client = ConnectionSlots(
             config.pool_size,

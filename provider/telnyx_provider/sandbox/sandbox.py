@@ -243,7 +243,7 @@ class Sandbox:
         """Revoke the API key and accept a new one, as a user rotating a key in the Telnyx portal does.
 
         :param api_key: the new key; generated if None.
-        :return: the new key (also :attr:`api_key`).
+        :return: the new key (also ``api_key``).
         """
         self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
         self._api.rotate_key(self.api_key)

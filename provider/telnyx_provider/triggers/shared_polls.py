@@ -7,7 +7,8 @@ fetches them one by one, whichever its :class:`~telnyx_provider.poll_plan.PollLe
 requests (never more than one GET per wait, plus one request once). A recording the listing should hold but
 does not (list lag, one created before the window) is fetched directly, as is one whose creation time is not
 known yet: a wait's first look. Each wait gets its recording, or the error of the request that looked for it,
-and judges it by its own rules (deadline, 404 grace period...): see :class:`Waiter`.
+and judges it by its own rules (deadline, 404 grace period...): see
+:class:`~telnyx_provider.triggers.poll_waiters.Waiter`.
 
 - A wait's first look comes at the first round at least half an interval after it joined (a lone wait: one
   interval after), then every round.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,7 @@ class SharedPoll:
         self.ledger = ledger
         self._waiters: dict[str, list[Waiter]] = {}
         self._created: dict[str, float] = {}  # creation times learned from the replies
+        self._looked: dict[str, float] = {}  # the loop's time of the last reply about each recording
         self._busy: set[str] = set()  # recordings with a GET under way
         self._fetches: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -102,6 +105,7 @@ class SharedPoll:
         if not waiters:
             self._waiters.pop(waiter.sid, None)
             self._created.pop(waiter.sid, None)
+            self._looked.pop(waiter.sid, None)
         return not self._waiters
 
     async def stop(self) -> None:
@@ -143,11 +147,11 @@ class SharedPoll:
         if plan.window_start is not None:
             missing, asked, pages, answered = await self._list(plan)
             fetched += missing
-        started_gets = await self._fetch_spread(fetched)
+        started_gets = await self._fetch_spread(fetched, started)
         log.debug(
             "Shared poll of account %s: %s look(s), %s answered by %s list page(s), %s GET(s) (balance %s).",
             self.account_sid,
-            len(due),
+            answered + started_gets,
             answered,
             pages,
             started_gets,
@@ -187,6 +191,7 @@ class SharedPoll:
                     if sid in wanted:
                         del wanted[sid]
                         answered += 1
+                        self._looked[sid] = asyncio.get_running_loop().time()
                         self._deliver(sid, recording)
                 if not more or not wanted:  # read to the end, or every wait answered: no further page pays
                     complete = True
@@ -204,18 +209,36 @@ class SharedPoll:
         self.ledger.record_listing(plan.window_start, created, pages, complete, time.time())
         return list(wanted), 0.0, pages, answered
 
-    async def _fetch_spread(self, sids: list[str]) -> int:
-        """Start one GET per recording, spread over part of the interval, none while the rate gate is
-        closed; the GETs started."""
+    async def _fetch_spread(self, sids: list[str], round_start: float) -> int:
+        """Start one GET per recording, spread over part of the interval, none while the rate gate is closed;
+        the GETs started.
+
+        A recording is never fetched sooner than its wait would have fetched it on its own: one interval after
+        the wait joined, then one interval after the reply to the previous look. So where GETs are cheaper
+        than a listing, a shared poll costs at most what the waits polling on their own would; one whose time
+        has not come within this round is left for the next.
+        """
         loop = asyncio.get_running_loop()
-        began, step = loop.time(), self.interval * GET_SPREAD / max(1, len(sids))
-        started = 0
+        step = self.interval * GET_SPREAD / max(1, len(sids))
+        due: list[tuple[float, str]] = []
         for index, sid in enumerate(sids):
-            wait = began + index * step - loop.time()
+            waiters = self._waiters.get(sid)
+            if not waiters:
+                continue
+            own_time = (
+                max(min(w.registered for w in waiters), self._looked.get(sid, -math.inf)) + self.interval
+            )
+            at = max(round_start + index * step, own_time)
+            if at <= round_start + self.interval:
+                due.append((at, sid))
+        due.sort()
+        started = 0
+        for index, (at, sid) in enumerate(due):
+            wait = at - loop.time()
             if wait >= BATCH_PAUSE:
                 await asyncio.sleep(wait)
             if self.client.rate_gate.closed_for() > 0:
-                log.info("Telnyx asked to slow down: %s look(s) wait for the next round.", len(sids) - index)
+                log.info("Telnyx asked to slow down: %s look(s) wait for the next round.", len(due) - index)
                 return started
             waiters = self._waiters.get(sid)
             if not waiters or sid in self._busy:
@@ -237,6 +260,7 @@ class SharedPoll:
             outcome = error
         finally:
             self._busy.discard(sid)
+            self._looked[sid] = asyncio.get_running_loop().time()
         if isinstance(outcome, dict):
             moment = _creation_time(outcome)
             if moment is not None and sid in self._waiters:
@@ -277,7 +301,8 @@ _LEDGERS: dict[Hashable, PollLedger] = {}
 
 
 class SharedPollLease:
-    """One wait's membership of its group's poll (``async with``, giving its :class:`Waiter`).
+    """One wait's membership of its group's poll (``async with``, giving its
+    :class:`~telnyx_provider.triggers.poll_waiters.Waiter`).
 
     Waits share a poll when they share the client (the connection's settings), the account, the interval
     and the retry policy.
