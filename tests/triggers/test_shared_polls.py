@@ -252,3 +252,14 @@ async def test_gets_of_a_round_are_spread_and_stop_at_a_429(scripted_api):
     assert looks[-1] - looks[0] >= interval * shared_polls.GET_SPREAD * 0.6  # spread, not all at once
     assert max(sum(1 for at in looks if start <= at < start + 0.1) for start in looks) <= 8
     assert len(looks) <= 32  # thirty-one looks, then the round stopped at the 429 (one in flight at most)
+
+
+def test_what_polls_learned_is_kept_for_a_bounded_number_of_groups():
+    groups = [("config", f"account-{i}", 1.0, None) for i in range(shared_polls.MAX_LEDGERS + 10)]
+    try:
+        ledgers = [shared_polls._ledger(group) for group in groups]
+        assert len(shared_polls._LEDGERS) <= shared_polls.MAX_LEDGERS
+        assert shared_polls._ledger(groups[-1]) is ledgers[-1]  # the newest are kept
+    finally:
+        for group in groups:
+            shared_polls._LEDGERS.pop(group, None)

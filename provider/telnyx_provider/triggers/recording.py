@@ -41,12 +41,18 @@ class RecordingCompletedTrigger(BaseTrigger):
     (with ``recording``), ``failed`` (with ``recording``), ``timeout`` and ``error`` (with ``message``);
     an error never turns into a busy loop.
 
-    Its first look comes one ``poll_interval`` after it starts: the task has just looked before
+    Its first look comes about one ``poll_interval`` after it starts: the task has just looked before
     deferring. A retryable failure (429, 5xx, no reply) that outlasts one request's retry budget does not
     end the wait: it is logged and the trigger keeps polling (waiting at least what the service asked) until
     ``deadline``; each look's retry budget is capped at the time left, so the ``timeout`` event comes at most
-    one request timeout after the deadline. Only replies that will not change (401, 403, 422, a 404 after
-    the grace period, a failed TLS verification) end the wait with an ``error`` event.
+    one request timeout after the deadline. Only replies that will not change (403, 422, a 404 after the
+    grace period, a failed TLS verification) end the wait with an ``error`` event; a 401 first makes it read
+    the connection again, and it goes on if the connection changed (a rotated key).
+
+    By default the waits of one triggerer that use the same connection settings, account, interval and retry
+    settings share one poll (:mod:`telnyx_provider.triggers.shared_polls`): one listing of the account per
+    interval, or one GET per recording where that is cheaper, never more requests than each polling on its
+    own. The connection extra ``shared_polls`` set to ``false`` makes each wait poll on its own.
 
     When the task is killed by a user (marked failed or succeeded, or cleared) while deferred, Airflow 3.3+
     calls :meth:`on_kill`: a trigger that owns its recording (``stop_on_kill``, set by

@@ -220,18 +220,21 @@ class SharedPoll:
         """
         loop = asyncio.get_running_loop()
         step = self.interval * GET_SPREAD / max(1, len(sids))
-        due: list[tuple[float, str]] = []
+        own_times = []
         for index, sid in enumerate(sids):
             waiters = self._waiters.get(sid)
-            if not waiters:
-                continue
-            own_time = (
-                max(min(w.registered for w in waiters), self._looked.get(sid, -math.inf)) + self.interval
-            )
-            at = max(round_start + index * step, own_time)
-            if at <= round_start + self.interval:
-                due.append((at, sid))
-        due.sort()
+            if waiters:
+                last = max(min(w.registered for w in waiters), self._looked.get(sid, -math.inf))
+                own_times.append((last + self.interval, index, sid))
+        # In the order their own polls would look, at least ``step`` apart: a thousand waits deferred in the
+        # same second are not fetched in the same second.
+        due: list[tuple[float, str]] = []
+        at = -math.inf
+        for own_time, _, sid in sorted(own_times):
+            at = max(own_time, round_start, at + step)
+            if at > round_start + self.interval:
+                break
+            due.append((at, sid))
         started = 0
         for index, (at, sid) in enumerate(due):
             wait = at - loop.time()
@@ -296,8 +299,20 @@ def _creation_time(recording: dict[str, Any]) -> float | None:
 
 #: The polls running: (event loop id, group) -> poll.
 _POLLS: dict[tuple[int, Hashable], SharedPoll] = {}
-#: What each group's polls learned, for the life of the process (a poll stops when its last wait leaves).
+#: What each group's polls learned, for the life of the process (a poll stops when its last wait leaves);
+#: the oldest of those not in use is forgotten beyond :data:`MAX_LEDGERS` (a rotated key makes a new group).
 _LEDGERS: dict[Hashable, PollLedger] = {}
+MAX_LEDGERS = 64
+
+
+def _ledger(group: Hashable) -> PollLedger:
+    ledger = _LEDGERS.get(group)
+    if ledger is None:
+        in_use = {key[1] for key in _POLLS}
+        for old in [key for key in _LEDGERS if key not in in_use][: max(0, len(_LEDGERS) + 1 - MAX_LEDGERS)]:
+            del _LEDGERS[old]
+        ledger = _LEDGERS[group] = PollLedger()
+    return ledger
 
 
 class SharedPollLease:
@@ -340,10 +355,8 @@ class SharedPollLease:
         key = self._key = (id(loop), group)
         poll = _POLLS.get(key)
         if poll is None:
-            ledger = _LEDGERS.setdefault(group, PollLedger())
-            poll = _POLLS[key] = SharedPoll(
-                self._client, self._account_sid, self._interval, self._policy, ledger
-            )
+            poll = SharedPoll(self._client, self._account_sid, self._interval, self._policy, _ledger(group))
+            _POLLS[key] = poll
         self._poll = poll
         self._waiter.registered, self._waiter.joined = loop.time(), time.time()
         poll.add(self._waiter)
