@@ -4,17 +4,20 @@ one poll of their recordings.
 Each interval the poll looks at every recording due for a look at once: it lists the account's recordings
 created since the oldest of them (``DateCreated>=``, every page, read as ``iter_recordings`` reads them) or
 fetches them one by one, whichever its :class:`~telnyx_provider.poll_plan.PollLedger` says costs fewer
-requests (never more than one GET per wait, plus one request once). A recording the listing should hold but
-does not (list lag, one created before the window) is fetched directly, as is one whose creation time is not
-known yet: a wait's first look. Each wait gets its recording, or the error of the request that looked for it,
-and judges it by its own rules (deadline, 404 grace period...): see
+requests (never more than one GET per wait, plus one request once). A recording not looked at yet is
+looked for as if created shortly before its wait joined (:data:`CREATED_BEFORE_JOINING`; a start operator
+defers right after starting it). A recording the listing should hold but does not (list lag, one created
+before the window) is fetched directly. Each wait gets its recording, or the error of the request that looked
+for it, and judges it by its own rules (deadline, 404 grace period...): see
 :class:`~telnyx_provider.triggers.poll_waiters.Waiter`.
 
 - A wait's first look comes at the first round at least half an interval after it joined (a lone wait: one
   interval after), then every round.
-- The GETs of a round are spread over half an interval, so a thousand waits deferred in the same second are
-  not fetched in the same second; while the client's rate gate is closed (a 429) no new GET starts: the rest
-  wait for the next round (:mod:`telnyx_provider.hooks.rate_gate`).
+- GETs are never sent sooner than the wait polling on its own would send them (one interval after it joined,
+  then one interval after the previous reply), in that order and at least a step apart (the round's GETs
+  spread over half an interval), so a thousand waits deferred in the same second are not fetched in the same
+  second; while the client's rate gate is closed (a 429) no new GET starts: the rest wait for the next round
+  (:mod:`telnyx_provider.hooks.rate_gate`).
 - The poll of a group starts with its first wait and stops (its task and requests cancelled and awaited) when
   the last one leaves. Airflow's shared streams (``BaseEventTrigger.shared_stream_key``) serve event triggers
   only, open the stream with one trigger's arguments and know nothing of the others' recordings: a task
