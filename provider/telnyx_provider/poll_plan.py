@@ -117,13 +117,19 @@ class PollLedger:
         if start < self._listed_from:
             return math.inf
         created = self._created
+        if self._cut_after is not None:
+            # Cut short: what it read covers part of the window only. As dense over the whole window, from
+            # ``start`` to now, and at least one page more than it read.
+            covered = created[-1] - created[0] if len(created) > 1 else 0.0
+            density = len(created) / covered if covered > 0 else math.inf
+            expected = density * max(0.0, now - start)
+            return float(max(self._cut_after + 1, math.ceil(min(expected, 1e12) / self.page_size)))
         count = len(created) - bisect_left(created, start)
         rate = 0.0
         if created:
             rate = (len(created) - bisect_left(created, created[-1] - RATE_WINDOW)) / RATE_WINDOW
         expected = count + rate * max(0.0, now - self._listed_at)
-        pages = max(1, math.ceil(expected / self.page_size))
-        return float(pages if self._cut_after is None else max(pages, self._cut_after + 1))
+        return float(max(1, math.ceil(expected / self.page_size)))
 
     def may_read_page(self, pages_read: int, answered: int) -> bool:
         """Whether a listing may read one more page: it must not cost more than the GETs it replaces, even

@@ -14,10 +14,10 @@ for it, and judges it by its own rules (deadline, 404 grace period...): see
 - A wait's first look comes at the first round at least half an interval after it joined (a lone wait: one
   interval after), then every round.
 - GETs are never sent sooner than the wait polling on its own would send them (one interval after it joined,
-  then one interval after the previous reply), in that order and at least a step apart (the round's GETs
-  spread over half an interval), so a thousand waits deferred in the same second are not fetched in the same
-  second; while the client's rate gate is closed (a 429) no new GET starts: the rest wait for the next round
-  (:mod:`telnyx_provider.hooks.rate_gate`).
+  then one interval after the previous reply), in that order, as many at once as the client has connections
+  and the rest spread over half an interval, so a thousand waits deferred in the same second are not fetched
+  in the same second; while the client's rate gate is closed (a 429) no new GET starts: the rest wait for the
+  next round (:mod:`telnyx_provider.hooks.rate_gate`).
 - The poll of a group starts with its first wait and stops (its task and requests cancelled and awaited) when
   the last one leaves. Airflow's shared streams (``BaseEventTrigger.shared_stream_key``) serve event triggers
   only, open the stream with one trigger's arguments and know nothing of the others' recordings: a task
@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.pages import PageGuard
@@ -41,7 +41,7 @@ from telnyx_provider.retry import requested_wait
 from telnyx_provider.triggers.poll_waiters import Waiter
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Coroutine, Hashable
 
     from telnyx_provider.hooks.recording_async import AsyncRecordingClient
     from telnyx_provider.poll_plan import Plan
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from telnyx_provider.triggers.poll_waiters import Outcome
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Part of the interval over which the GETs of one round are spread.
 GET_SPREAD = 0.5
@@ -90,7 +91,7 @@ class SharedPoll:
         self._created: dict[str, float] = {}  # creation times learned from the replies
         self._looked: dict[str, float] = {}  # the loop's time of the last reply about each recording
         self._busy: set[str] = set()  # recordings with a GET under way
-        self._fetches: set[asyncio.Task[None]] = set()
+        self._fetches: set[asyncio.Task[Any]] = set()  # GETs, and spreads of GETs, under way
         self._task: asyncio.Task[None] | None = None
 
     def add(self, waiter: Waiter) -> None:
@@ -146,11 +147,19 @@ class SharedPoll:
         if not due:
             return 0.0
         plan = self.ledger.plan(due, time.time())
-        fetched, asked, pages, answered = list(plan.fetched), 0.0, 0, 0
-        if plan.window_start is not None:
-            missing, asked, pages, answered = await self._list(plan)
-            fetched += missing
-        started_gets = await self._fetch_spread(fetched, started)
+        asked, pages, answered, started_gets = 0.0, 0, 0, 0
+        # The recordings fetched one by one do not wait for the listing (which may take a while).
+        gets = self._background(self._fetch_spread(list(plan.fetched), started)) if plan.fetched else None
+        try:
+            if plan.window_start is not None:
+                missing, asked, pages, answered = await self._list(plan)
+                started_gets += await self._fetch_spread(missing, started)
+        except BaseException:
+            if gets is not None:
+                gets.cancel()
+            raise
+        if gets is not None:
+            started_gets += await gets
         log.debug(
             "Shared poll of account %s: %s look(s), %s answered by %s list page(s), %s GET(s) (balance %s).",
             self.account_sid,
@@ -229,12 +238,20 @@ class SharedPoll:
             if waiters:
                 last = max(min(w.registered for w in waiters), self._looked.get(sid, -math.inf))
                 own_times.append((last + self.interval, index, sid))
-        # In the order their own polls would look, at least ``step`` apart: a thousand waits deferred in the
-        # same second are not fetched in the same second.
+        # In the order their own polls would look, through a token bucket (as many at once as the client has
+        # connections, then one every ``step``): a thousand waits deferred in the same second are fetched
+        # over half an interval, while looks already spread out keep their own times (one slow reply does
+        # not push the others back).
+        burst = float(max(1, self.client.config.pool_size))
+        tokens, clock = burst, -math.inf
         due: list[tuple[float, str]] = []
-        at = -math.inf
         for own_time, _, sid in sorted(own_times):
-            at = max(own_time, round_start, at + step)
+            at = max(own_time, round_start, clock)
+            tokens = min(burst, tokens + (at - clock) / step) if clock > -math.inf else tokens
+            if tokens < 1:
+                at += (1 - tokens) * step
+                tokens = 1.0
+            tokens, clock = tokens - 1, at
             if at > round_start + self.interval:
                 break
             due.append((at, sid))
@@ -253,10 +270,15 @@ class SharedPoll:
             self._busy.add(sid)
             for waiter in waiters:
                 waiter.in_flight = True
-            task = loop.create_task(self._fetch(sid, self._look_policy(waiters)))
-            self._fetches.add(task)
-            task.add_done_callback(self._fetches.discard)
+            self._background(self._fetch(sid, self._look_policy(waiters)))
         return started
+
+    def _background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``work`` as a task of this poll: :meth:`stop` cancels it and waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+        return task
 
     async def _fetch(self, sid: str, policy: RetryPolicy) -> None:
         outcome: Outcome
