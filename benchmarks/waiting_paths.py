@@ -335,9 +335,14 @@ def run_polling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_callbacks(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
     import uvicorn
+    from sqlalchemy import create_engine
 
     from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
+    from telnyx_provider.plugins.receiver_store import ReceiverStore
+    from telnyx_provider.plugins.recording_events import CallbackKey
     from telnyx_provider.signatures import load_public_key
 
     world = World(args, args.recordings, 0)
@@ -350,14 +355,18 @@ def run_callbacks(args: argparse.Namespace) -> dict[str, Any]:
             events.setdefault(extra["RecordingSid"], time.time())
             return len(events)
 
-    def key_of(conn_id: str) -> bytes:
+    def key_of(conn_id: str) -> CallbackKey:
         if not world.sb.public_key:
             raise ValueError("this sandbox does not sign its callbacks")
-        return load_public_key(world.sb.public_key)
+        return CallbackKey(conn_id, load_public_key(world.sb.public_key), world.sb.account_sid)
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = create_app(ReceiverSettings(public_keys=key_of, store_event=store))
+    # The replay check's shared table in a database of its own (the receiver's is the metadata database).
+    replays = ReceiverStore(
+        create_engine(f"sqlite:///{tempfile.mkdtemp(prefix='telnyx-receiver-')}/state.db")
+    )
+    app = create_app(ReceiverSettings(connection_keys=key_of, store_event=store, store=replays))
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()

@@ -17,6 +17,7 @@ from urllib3.exceptions import ProtocolError
 
 from telnyx_provider.errors import (
     RecordingFailedError,
+    RecordingIncompleteError,
     RecordingNotReadyError,
     RecordingStorageError,
     TelnyxApiError,
@@ -230,9 +231,11 @@ def test_a_short_body_is_not_stored(hook, requests_mock, tmp_path):
     short = {"body": io.BytesIO(AUDIO[:1000]), "headers": {"Content-Length": str(len(AUDIO))}}
     requests_mock.get(MEDIA_URL, **short)
 
-    with pytest.raises(TelnyxApiError):
+    with pytest.raises(RecordingIncompleteError) as caught:
         hook.download_recording(RECORDING_SID, tmp_path / "short.wav")
 
+    assert (caught.value.received, caught.value.retryable) == (1000, True)
+    assert f"announced {len(AUDIO)} bytes" in str(caught.value)
     assert leftovers(tmp_path) == []
 
 
@@ -382,3 +385,27 @@ def test_no_log_line_or_error_shows_the_media_link(hook, requests_mock, tmp_path
         assert secret not in text
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
+
+
+def test_object_name_places_the_file_below_a_folder_from_the_fetched_recording(hook, requests_mock, tmp_path):
+    requests_mock.get(GET_URL, json=recording())
+    requests_mock.get(MEDIA_URL, **media_reply(content_type="audio/mpeg"))
+    seen: list[tuple[str, str]] = []
+
+    def name(fetched, ext):
+        seen.append((fetched["sid"], ext))
+        return f"{fetched['date_created'][:10]}/{fetched['call_sid']}/{fetched['sid']}.{ext}"
+
+    result = hook.download_recording(RECORDING_SID, f"{tmp_path}/calls/", object_name=name)
+
+    stored = tmp_path / "calls" / "2023-08-11" / CALL_SID / f"{RECORDING_SID}.mp3"
+    assert result["path"] == f"file://{stored}"
+    assert stored.read_bytes() == AUDIO
+    assert seen == [(RECORDING_SID, "mp3")]  # named once the media's type is known
+    assert leftovers(stored.parent) == [stored.name]
+
+
+def test_object_name_needs_a_folder_and_is_refused_before_any_request(hook, requests_mock, tmp_path):
+    with pytest.raises(TelnyxValidationError, match="folder"):
+        hook.download_recording(RECORDING_SID, f"{tmp_path}/one.wav", object_name=lambda fetched, ext: "x")
+    assert requests_mock.call_count == 0

@@ -287,6 +287,7 @@ class AsyncRecordingClient:
         *,
         page: int = 0,
         page_size: int | None = None,
+        date_created_before: datetime | None = None,
         account_sid: str | None = None,
         retry_policy: RetryPolicy | None = None,
         guard: PageGuard | None = None,
@@ -294,37 +295,61 @@ class AsyncRecordingClient:
         """One page of the account's recordings created at or after ``date_created_after``
         (``GET .../Recordings.json?DateCreated>=...``), read as
         :meth:`~telnyx_provider.hooks.recording.RecordingHook.iter_recordings` reads it: the recordings (the
-        filter checked again on each) and whether another page follows.
+        filters checked again on each) and whether another page follows.
 
+        :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
+            the bound itself dropped on our side).
         :param retry_policy: retries of this request (default: the client's).
         :param guard: the listing's :class:`~telnyx_provider.pages.PageGuard`: a page repeating the one
             before it raises :class:`~telnyx_provider.errors.TelnyxApiError` (status 200).
         """
         account = self.config.resolve_account_sid(account_sid)
         request = api.list_recordings(
-            account, page=page, page_size=page_size, date_created_after=date_created_after
+            account,
+            page=page,
+            page_size=page_size,
+            date_created_after=date_created_after,
+            date_created_before=date_created_before,
         )
         reply = await self._call(request, api.parse_recording_page, retry_policy)
         guard = guard or PageGuard("recordings")
         guard.check(request, reply)
         since = api.created_since(date_created_after)
-        return [item for item in reply["recordings"] if since(item)], guard.has_next(request, reply)
+        before = None if date_created_before is None else api.created_before(date_created_before)
+        kept = [item for item in reply["recordings"] if since(item) and (before is None or before(item))]
+        return kept, guard.has_next(request, reply)
 
     async def list_recordings_created_since(
-        self, date_created_after: datetime, *, account_sid: str | None = None, page_size: int | None = None
+        self,
+        date_created_after: datetime,
+        *,
+        account_sid: str | None = None,
+        page_size: int | None = None,
+        date_created_before: datetime | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> list[dict[str, Any]]:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
         client's policy, and fails the whole listing if it still fails. A page that repeats the one before
         it (the same page number or the same recordings) fails it too, rather than another request.
+
+        :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
+            the bound itself dropped on our side).
+        :param retry_policy: retries of each page (default: the client's).
         """
         guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
             found, more = await self.list_recordings_page(
-                date_created_after, page=page, page_size=page_size, account_sid=account_sid, guard=guard
+                date_created_after,
+                page=page,
+                page_size=page_size,
+                date_created_before=date_created_before,
+                account_sid=account_sid,
+                retry_policy=retry_policy,
+                guard=guard,
             )
             recordings.extend(found)
             if not more:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from telnyx_provider.sandbox.faults import validate_faults
 from telnyx_provider.sandbox.links import DEFAULT_TTL
 from telnyx_provider.sandbox.media import MAX_SECONDS
+from telnyx_provider.sandbox.media_route import MEDIA_FORMATS, MEDIA_FRAMINGS
 from telnyx_provider.sandbox.sandbox import Sandbox
 from telnyx_provider.sandbox.stats import ALL_FAULT_KINDS, FAULT_KINDS
 from telnyx_provider.sandbox.views import DATE_FORMATS
@@ -103,6 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of media transfers cut midway (default: %(default)s)",
     )
     parser.add_argument(
+        "--media-framing",
+        choices=MEDIA_FRAMINGS,
+        default="length",
+        help="media bodies: Content-Length, chunked, or no length at all (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-format",
+        choices=tuple(MEDIA_FORMATS),
+        default="wav",
+        help="audio served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-bytes-per-second",
+        type=float,
+        default=None,
+        help="send media no faster than this (default: at once)",
+    )
+    parser.add_argument(
         "--strict-schema",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -118,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--calls", type=int, default=0, help="create N live calls at start and print their sids"
+    )
+    parser.add_argument(
+        "--seed-history",
+        type=int,
+        metavar="DAYS",
+        help="give the account recordings created over the DAYS whole UTC days before today, from every "
+        "source (some absent, the last day's latest not final yet)",
+    )
+    parser.add_argument(
+        "--history-per-day",
+        type=int,
+        default=20,
+        help="recordings created on each day of --seed-history (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-seconds",
+        type=int,
+        default=60,
+        help="duration of each recording of --seed-history (default: %(default)s)",
     )
     return parser
 
@@ -164,8 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             media_url_ttl=args.media_url_ttl,
             media_seconds_cap=args.media_seconds_cap,
             media_cut_rate=args.media_cut_rate,
+            media_framing=args.media_framing,
+            media_format=args.media_format,
+            media_bytes_per_second=args.media_bytes_per_second,
             strict_schema=args.strict_schema,
             date_format=args.date_format,
+        )
+        history = (
+            None
+            if args.seed_history is None
+            else sandbox.seed_history(
+                args.seed_history,
+                per_day=args.history_per_day,
+                audio_seconds=args.history_seconds,
+                seed=args.seed,
+            )
         )
     except ValueError as error:  # an option out of range
         parser.error(str(error))
@@ -186,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         _announce(sandbox, args.calls)
+        if history is not None:
+            print(
+                f"history: {history['recordings']} recordings on {history['calls']} calls over "
+                f"{args.seed_history} days, {len(history['not_final'])} not final"
+            )
+            sys.stdout.flush()
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
             pass
     finally:
