@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.errors import RecordingStorageError, TelnyxApiError
 from telnyx_provider.transfers.recording import RecordingsRetentionOperator
-from tests.transfers.archive_world import (
-    finals_of,
-    route,
-)
+from tests.transfers.adversarial_stores import TruncatingFileSystem
+from tests.transfers.archive_world import archive_operator, attached, day, finals_of, route
 
 
 def stored(url: str) -> Path:
@@ -56,3 +54,25 @@ def test_a_copy_that_keeps_failing_costs_one_retry_policy_not_two_nested(history
 
     assert route(history, "GET /Recordings/{sid}") - before == 4  # the first try and 3 retries
     assert not list(tmp_path.iterdir())
+
+
+# -- compliance-grade copies ------------------------------------------------------------------------------
+
+
+def test_a_store_that_silently_truncates_gets_nothing_recorded_as_archived(history):
+    """The stream was whole and hashed, but the store kept less: the manifest named each copy archived with
+    the stream's size and SHA-256 (and the task succeeded), though no stored object matched it."""
+    conn_id, bucket = attached(TruncatingFileSystem())
+    expected = finals_of(history, 2)
+    op = archive_operator(dst=f"s3://{bucket}/calls", dest_conn_id=conn_id, max_active_downloads=2, **day(2))
+
+    with pytest.raises(RecordingStorageError, match="could not be copied") as failed:
+        op.execute({})
+
+    message = str(failed.value)
+    assert "read back" in message
+    manifest = manifest_of(
+        f"s3://{bucket}/calls/_manifests/" + message.split("_manifests/")[1].split(";")[0], conn_id
+    )
+    assert manifest["recordings"] == []  # nothing on record that the store does not hold
+    assert expected  # there was something to copy

@@ -153,15 +153,15 @@ class ArchivePass:
             if isinstance(result, BaseException):
                 self._copy_failed(recording, result)
                 continue
-            entry, how = result
+            entry, downloaded = result
             fresh = (
                 entry.get("deletion") is None and self.manifest.archived.get(entry["recording_sid"]) != entry
             )
             self.manifest.add_archived(entry)
             self.verified.add(entry["recording_sid"])
-            if how == "read_back":
+            if self.rehash:
                 self.read_back.add(entry["recording_sid"])
-            if how == "downloaded":
+            if downloaded:
                 self.outcome.downloaded += 1
                 self.outcome.downloaded_bytes += int(entry["size"])
             else:
@@ -192,12 +192,15 @@ class ArchivePass:
 
     def _copy_one(
         self, recording: dict[str, Any], entry: dict[str, Any] | None
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The recording's manifest entry once its stored copy checks out (read back whole, or its size
+        only), and whether it was downloaded now. A fresh copy is checked the same way before it is put on
+        record: the stream was whole, but only the store's own bytes are an archive."""
         sid = recording["sid"]
         if entry is not None:
             why = self.root.matches(entry, rehash=self.rehash)
             if why is None:
-                return entry, "read_back" if self.rehash else "size_checked"
+                return entry, False
             log.warning("Copying recording %s again: %s (%s).", sid, why, entry["path"])
         hook = self.hooks.get()
         stored = media.download_recording(
@@ -209,7 +212,13 @@ class ArchivePass:
             overwrite=True,  # an object a killed try stored without recording it: the same audio again
             object_name=lambda fetched, ext: self.layout.render({**recording, **fetched}, ext),
         )
-        return archived_entry(stored, recording), "downloaded"
+        entry = archived_entry(stored, recording)
+        why = self.root.matches(entry, rehash=self.rehash)
+        if why is not None:
+            raise RecordingStorageError(
+                f"the copy at {entry['path']} does not read back as it was written ({why}): not on record"
+            )
+        return entry, True
 
     def _delete_one(self, entry: dict[str, Any], _: None) -> None:
         sid = entry["recording_sid"]

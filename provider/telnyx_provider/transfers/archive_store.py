@@ -136,9 +136,9 @@ class ArchiveRoot:
         except OSError as error:
             return f"the stored copy cannot be read ({type(error).__name__}: {error})"
         if size != entry["size"]:
-            return f"the stored copy has {size} bytes, the manifest {entry['size']}"
+            return f"the stored copy has {size} bytes, not {entry['size']}"
         if sha256 != entry["sha256"]:
-            return "the stored copy's sha256 differs from the manifest's"
+            return f"the stored copy's sha256 is not {entry['sha256']}"
         return None
 
 
