@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 1
 #: Deletion states of an archived recording.
 DELETION_STATES = (None, "pending", "deleted", "failed")
+#: Which of two deletion states of one recording tells more (see :meth:`Manifest.merge`).
+_DELETION_RANK = {None: 0, "failed": 1, "pending": 1, "deleted": 2}
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _BRIEF_FIELDS = ("recording_sid", "call_sid", "status", "date_created", "source")
 
@@ -139,6 +141,36 @@ class Manifest:
             sid = recording.get("sid")
             if isinstance(sid, str) and sid not in self.archived:
                 self.no_audio[sid] = brief(recording)
+
+    def merge(self, stored: Manifest) -> None:
+        """Take in what the stored manifest of the interval holds that this one lacks: another run of the
+        same interval (a backfill and a manual re-run, a retention task) may have written it since this one
+        was read, and an entry on record is never dropped.
+
+        Entries only the stored manifest has are added; for a recording both have, this run's entry stays
+        (its copy was checked by this run) but a deletion the stored one records wins (``deleted`` is a fact
+        about Telnyx; ``pending`` or ``failed`` means a delete may have happened, so a later run checks).
+        An archived recording leaves the other lists; the stored ``not_final`` and ``no_audio`` are kept for
+        the recordings this one does not name.
+
+        :param stored: the manifest of the same account and interval, as stored now.
+        """
+        for sid, theirs in stored.archived.items():
+            ours = self.archived.get(sid)
+            if ours is None:
+                self.archived[sid] = dict(theirs)
+            elif _DELETION_RANK[theirs.get("deletion")] > _DELETION_RANK[ours.get("deletion")]:
+                ours["deletion"] = theirs.get("deletion")
+        for name in ("no_audio", "not_final"):
+            mine, other = getattr(self, name), getattr(stored, name)
+            for sid, item in other.items():
+                if sid not in self.archived and sid not in self.no_audio and sid not in mine:
+                    mine[sid] = dict(item)
+        for sid in self.archived:
+            self.no_audio.pop(sid, None)
+            self.not_final.pop(sid, None)
+        for sid in self.no_audio:
+            self.not_final.pop(sid, None)
 
     def totals(self) -> dict[str, int]:
         """Counts over the whole interval: archived recordings, their bytes, not final, no audio, deleted."""

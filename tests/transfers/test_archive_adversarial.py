@@ -8,15 +8,25 @@ that held when attacked.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from telnyx_provider.errors import RecordingStorageError, TelnyxApiError
 from telnyx_provider.transfers.recording import RecordingsRetentionOperator
-from tests.transfers.adversarial_stores import TruncatingFileSystem
-from tests.transfers.archive_world import archive_operator, attached, day, finals_of, route
+from tests.transfers.adversarial_stores import GatedFileSystem, TruncatingFileSystem
+from tests.transfers.archive_world import (
+    CountingMemoryFileSystem,
+    archive_operator,
+    attached,
+    day,
+    finals_of,
+    route,
+    truth_sha256,
+)
 
 
 def stored(url: str) -> Path:
@@ -76,3 +86,48 @@ def test_a_store_that_silently_truncates_gets_nothing_recorded_as_archived(histo
     )
     assert manifest["recordings"] == []  # nothing on record that the store does not hold
     assert expected  # there was something to copy
+
+
+def test_two_runs_of_one_interval_at_once_lose_no_entry_and_no_deletion(history):
+    """A manual re-run (B) lists the interval and is held before its first copy lands; meanwhile the
+    scheduled run (A) archives the interval and deletes it from Telnyx. B's later copies find the recordings
+    gone (404) and B wrote its manifest last: the archived entries of everything A deleted were lost (named
+    "deleted, no audio"), though their copies were in the store."""
+    plain, bucket = attached(CountingMemoryFileSystem())
+    gated, _ = attached(GatedFileSystem())  # the same objects; B's first write waits for the gate
+    GatedFileSystem.gate.clear()
+    GatedFileSystem.held.clear()
+    expected = finals_of(history, 2)
+    truth = {sid: truth_sha256(history, sid) for sid in expected}
+    dst = f"s3://{bucket}/calls"
+    outcome: dict[str, object] = {}
+
+    def run_b() -> None:
+        try:
+            op = archive_operator(dst=dst, dest_conn_id=gated, max_active_downloads=1, **day(2))
+            outcome["b"] = op.execute({})
+        except BaseException as error:
+            outcome["b"] = error
+
+    b = threading.Thread(target=run_b, name="run-b")
+    b.start()
+    try:
+        assert GatedFileSystem.held.wait(60), "B never reached its first copy"
+        a = archive_operator(dst=dst, dest_conn_id=plain, delete_after_archive=True, **day(2)).execute({})
+    finally:
+        GatedFileSystem.gate.set()
+        b.join(120)
+    assert a["deleted"] == len(expected)
+    assert isinstance(outcome["b"], dict), outcome["b"]  # recordings gone mid-run are not failures
+    assert outcome["b"]["recordings"] == len(expected)
+
+    manifest = manifest_of(a["manifest"], plain)
+    entries = {entry["recording_sid"]: entry for entry in manifest["recordings"]}
+    assert set(entries) == set(expected)  # every copy still on record
+    assert {entry["deletion"] for entry in entries.values()} == {"deleted"}  # and A's deletions too
+    assert not set(expected) & {item["recording_sid"] for item in manifest["no_audio"]}
+    for sid, entry in entries.items():
+        from airflow.sdk import ObjectStoragePath
+
+        copy = ObjectStoragePath(entry["path"], conn_id=plain).read_bytes()
+        assert hashlib.sha256(copy).hexdigest() == entry["sha256"] == truth[sid]

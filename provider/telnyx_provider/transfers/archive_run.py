@@ -149,7 +149,7 @@ class ArchivePass:
             for recording in recordings
             if recording["sid"] not in self.verified
         )
-        for recording, result in self._run(self._copy_one, todo, "copy"):
+        for recording, result in self._run(self._copy_one, todo, "copy", failed=_copy_failure):
             if isinstance(result, BaseException):
                 self._copy_failed(recording, result)
                 continue
@@ -236,11 +236,15 @@ class ArchivePass:
     # -- plumbing -----------------------------------------------------------------------------------------
 
     def _run(
-        self, work: Callable[..., Any], items: Iterator[tuple[dict[str, Any], Any]], what: str
+        self,
+        work: Callable[..., Any],
+        items: Iterator[tuple[dict[str, Any], Any]],
+        what: str,
+        failed: Callable[[BaseException], bool] = lambda _: True,
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """Run ``work(item, extra)`` on the pool, at most ``workers`` at once; yield ``(item, result or
         exception)`` on this thread as they finish. Stops starting new ones after ``workers`` failures in a
-        row, or once :attr:`stop` is set."""
+        row (exceptions for which ``failed`` is true), or once :attr:`stop` is set."""
         in_flight: dict[Future[Any], dict[str, Any]] = {}
         failures_in_row = 0
         with ThreadPoolExecutor(
@@ -258,7 +262,7 @@ class ArchivePass:
                 for future in sorted(done, key=lambda each: str(in_flight[each].get("sid", ""))):
                     item = in_flight.pop(future)
                     error = future.exception()
-                    failures_in_row = failures_in_row + 1 if error is not None else 0
+                    failures_in_row = failures_in_row + 1 if error is not None and failed(error) else 0
                     yield item, error if error is not None else future.result()
 
     def _stopping(self, failures_in_row: int, what: str) -> bool:
@@ -277,9 +281,7 @@ class ArchivePass:
 
     def _copy_failed(self, recording: dict[str, Any], error: BaseException) -> None:
         sid = recording["sid"]
-        if isinstance(error, RecordingFailedError) or (
-            isinstance(error, TelnyxApiError) and error.status == 404
-        ):
+        if not _copy_failure(error):
             # It ended without audio, or was deleted, after it was listed: nothing to copy.
             gone = {**recording, "status": "deleted" if isinstance(error, TelnyxApiError) else "absent"}
             self.manifest.no_audio[sid] = brief(gone)
@@ -287,6 +289,13 @@ class ArchivePass:
             return
         self.outcome.failed[sid] = _reason(error)
         log.error("Could not copy recording %s: %s", sid, _reason(error))
+
+
+def _copy_failure(error: BaseException) -> bool:
+    """Whether a copy's exception is a failure; not when the recording ended without audio, or was deleted
+    (by someone else), after it was listed: there is nothing to copy, and nothing is wrong."""
+    gone = isinstance(error, TelnyxApiError) and error.status == 404
+    return not (gone or isinstance(error, RecordingFailedError))
 
 
 def _reason(error: BaseException) -> str:

@@ -100,8 +100,16 @@ class ArchiveRoot:
         return manifest
 
     def write_manifest(self, manifest: Manifest) -> str:
-        """Write the manifest atomically (temporary object, then moved into place); returns its URL."""
+        """Write the manifest atomically (temporary object, then moved into place) after merging what is
+        stored now into it (:meth:`Manifest.merge`: another run of the interval may have written since);
+        returns its URL.
+
+        :raises RecordingStorageError: the stored manifest cannot be used (it is not overwritten).
+        """
         path = self.manifest_path(manifest.interval)
+        stored = self.read_manifest(manifest.interval, manifest.account_sid)
+        if stored is not None:
+            manifest.merge(stored)
         write_atomically(path, manifest.dumps())
         return path_url(path)
 
