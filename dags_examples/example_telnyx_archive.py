@@ -6,8 +6,8 @@ ended (``[data_interval_start, data_interval_end)`` of a ``CronDataIntervalTimet
 ``ObjectStoragePath`` URL: ``file:///...``, ``s3://...``, ``gs://...``; give the archive a ``dest_conn_id``
 for a bucket's credentials), laid out as ``{YYYY}/{MM}/{DD}/{call_sid}/{recording_sid}.wav``, with a manifest
 per day in ``_manifests/``. Then the retention task deletes from Telnyx the recordings older than
-``params.keep_for`` that a manifest proves archived (their copy still there with the manifest's size);
-nothing unarchived is ever deleted.
+``params.keep_for`` that a manifest proves archived (their copy still there, read back with the manifest's
+size and SHA-256); nothing unarchived is ever deleted.
 
 ``catchup=True`` with a start date in the past backfills the days before the DAG existed: unpause it (it is
 created paused, so that happens when you decide) or run ``airflow backfill create --dag-id

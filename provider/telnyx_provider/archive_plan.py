@@ -43,6 +43,8 @@ LAYOUT_FIELDS = (
     "ext",
 )
 _FIELD_RE = re.compile(r"[a-z_]+")
+_MOMENT = r"(\d{8}T\d{6}(?:\.\d{6})?Z)"
+_MANIFEST_NAME_RE = re.compile(rf"{_MOMENT}_{_MOMENT}\.json")
 #: What a value may not bring into an object's name: folder separators and control characters.
 _UNSAFE_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 #: The longest value kept whole in an object's name, in UTF-8 bytes (Telnyx's SIDs are far shorter); a
@@ -90,6 +92,33 @@ class Interval:
 def _compact(moment: datetime) -> str:
     text = moment.strftime("%Y%m%dT%H%M%S")
     return f"{text}.{moment.microsecond:06d}Z" if moment.microsecond else f"{text}Z"
+
+
+def interval_of_manifest(file_name: str) -> Interval | None:
+    """The interval a manifest's file name (``20240101T000000Z_20240102T000000Z.json``) says it covers, or
+    ``None`` for a name the archive does not write (read without opening the manifest)."""
+    match = _MANIFEST_NAME_RE.fullmatch(file_name)
+    if match is None:
+        return None
+    start, end = (
+        datetime.strptime(text, "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=timezone.utc
+        )
+        for text in match.groups()
+    )
+    return Interval(start, end) if start < end else None
+
+
+def names_recording(relative_path: str, recording_sid: str) -> bool:
+    """Whether an object's name below ``dst`` can be a recording's: a relative path without empty, ``.`` or
+    ``..`` segments, outside :data:`MANIFEST_FOLDER`, holding the SID as a layout renders it (every layout
+    holds ``{recording_sid}`` whole). It tells one recording's copy from another's; it cannot prove bytes."""
+    segments = relative_path.split("/")
+    return (
+        all(segment not in ("", ".", "..") for segment in segments)
+        and segments[0] != MANIFEST_FOLDER
+        and _safe(recording_sid) in relative_path
+    )
 
 
 def parse_moment(argument: str, value: object) -> datetime:

@@ -238,3 +238,35 @@ def test_hostile_values_never_leave_the_prefix_nor_make_two_recordings_share_a_p
     long_b = layout.render({**RECORDING, "call_sid": "x" * 299 + "y"}, "wav").split("/")[1]
     assert long_a != long_b
     assert long_a == layout.render({**RECORDING, "call_sid": "x" * 300}, "wav").split("/")[1]  # stable
+
+
+def test_a_manifest_name_gives_back_its_interval_and_nothing_else_does():
+    from telnyx_provider.archive_plan import interval_of_manifest
+
+    for interval in (
+        parse_interval("2024-01-31", "2024-02-01"),
+        parse_interval("2024-01-31T00:00:00.5Z", "2024-01-31T10:00:00Z"),
+    ):
+        assert interval_of_manifest(interval.manifest_name.split("/")[1]) == interval
+    for name in (
+        "notes.json",
+        "20240101T000000Z_20240101T000000Z.json",
+        "20240102T000000Z_20240101T000000Z.json",
+    ):
+        assert interval_of_manifest(name) is None
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("2024/01/31/v3:call/b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", True),
+        ("2024/01/31/v3:call/0000.wav", False),  # another recording's object
+        ("../b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+        ("a//b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+        ("_manifests/b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+    ],
+)
+def test_an_object_name_names_its_recording_or_not(relative, expected):
+    from telnyx_provider.archive_plan import names_recording
+
+    assert names_recording(relative, RECORDING["sid"]) is expected

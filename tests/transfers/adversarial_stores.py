@@ -58,3 +58,15 @@ class GatedFileSystem(MemoryFileSystem):
             self.held.set()
             assert self.gate.wait(60), "the gate never opened"
         return super()._open(path, mode, *args, **kwargs)
+
+
+class ManifestWriteFailingFileSystem(MemoryFileSystem):
+    """A store that refuses to move a manifest into place while :attr:`failing` is set (a permission
+    revoked, a bucket policy, the worker killed right there)."""
+
+    failing: ClassVar[threading.Event] = threading.Event()
+
+    def mv(self, path1, path2, *args, **kwargs):
+        if self.failing.is_set() and "/_manifests/" in self._strip_protocol(path2):
+            raise PermissionError(f"refused: {path2}")
+        return super().mv(path1, path2, *args, **kwargs)

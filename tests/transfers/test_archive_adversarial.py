@@ -11,19 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from telnyx_provider.errors import RecordingStorageError, TelnyxApiError
 from telnyx_provider.transfers.recording import RecordingsRetentionOperator
-from tests.transfers.adversarial_stores import GatedFileSystem, TruncatingFileSystem
+from tests.transfers.adversarial_stores import (
+    GatedFileSystem,
+    ManifestReadCountingFileSystem,
+    ManifestWriteFailingFileSystem,
+    TruncatingFileSystem,
+)
 from tests.transfers.archive_world import (
     CountingMemoryFileSystem,
     archive_operator,
     attached,
     day,
     finals_of,
+    listed,
+    midnight,
     route,
     truth_sha256,
 )
@@ -131,3 +139,156 @@ def test_two_runs_of_one_interval_at_once_lose_no_entry_and_no_deletion(history)
 
         copy = ObjectStoragePath(entry["path"], conn_id=plain).read_bytes()
         assert hashlib.sha256(copy).hexdigest() == entry["sha256"] == truth[sid]
+
+
+# -- retention against copies and manifests that lie ---------------------------------------------------------
+
+
+def archive_days(tmp_path: Path, *days_ago: int) -> dict[str, dict]:
+    """Archive those days to a local folder; every manifest entry by SID."""
+    entries: dict[str, dict] = {}
+    for days in days_ago:
+        result = archive_operator(dst=str(tmp_path), **day(days)).execute({})
+        manifest = json.loads(stored(result["manifest"]).read_text())
+        entries.update({entry["recording_sid"]: entry for entry in manifest["recordings"]})
+    return entries
+
+
+def test_retention_never_deletes_a_recording_whose_copy_now_holds_other_bytes_of_the_same_size(
+    history, tmp_path
+):
+    """By default retention checked the copy's size only: a copy whose bytes changed without changing its
+    length (bit rot, a partial overwrite, another recording's audio of the same length) had Telnyx's only
+    good copy deleted."""
+    archived = archive_days(tmp_path, 3)
+    victim = sorted(archived)[0]
+    rotten = bytearray(stored(archived[victim]["path"]).read_bytes())
+    rotten[len(rotten) // 2] ^= 0xFF
+    stored(archived[victim]["path"]).write_bytes(bytes(rotten))
+
+    result = retention(dst=str(tmp_path)).execute({})
+
+    assert victim in listed(history)  # kept on Telnyx
+    assert victim in result["refused_sids"]
+    assert result["deleted"] == len(archived) - 1  # the others' copies check out
+
+
+def test_retention_refuses_manifest_entries_pointing_at_another_recordings_copy_or_outside_the_archive(
+    history, tmp_path
+):
+    """A manifest edited by hand (or copied from elsewhere): an entry naming another recording's object, with
+    that object's size and SHA-256; an entry naming a good copy that lies outside the archive's prefix. Both
+    checked out, and both recordings were deleted."""
+    archive = tmp_path / "archive"
+    archived = archive_days(archive, 3)
+    borrower, lender, outsider = sorted(archived)[:3]
+    manifest_path = next((archive / "_manifests").glob("*.json"))
+    manifest = json.loads(manifest_path.read_text())
+    elsewhere = tmp_path / "elsewhere" / f"{outsider}.wav"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(stored(archived[outsider]["path"]).read_bytes())
+    for entry in manifest["recordings"]:
+        if entry["recording_sid"] == borrower:
+            entry.update({key: archived[lender][key] for key in ("path", "size", "sha256")})
+            stored(archived[borrower]["path"]).unlink()
+        if entry["recording_sid"] == outsider:
+            entry["path"] = f"file://{elsewhere}"
+            stored(archived[outsider]["path"]).unlink()
+    manifest_path.write_text(json.dumps(manifest))
+
+    result = retention(dst=str(archive), verify_sha256=True).execute({})
+
+    remaining = listed(history)
+    assert borrower in remaining
+    assert outsider in remaining
+    assert {borrower, outsider} <= set(result["refused_sids"])
+    assert lender not in remaining
+    assert result["deleted"] == len(archived) - 2
+
+
+def test_retention_trusts_an_entry_only_in_the_manifest_of_the_recordings_own_interval(history, tmp_path):
+    """An entry moved into the manifest of another day (a merge gone wrong, a manifest edited by hand) is
+    not proof: the manifest of that day does not describe that recording."""
+    archived = archive_days(tmp_path, 3, 2)
+    manifests = {path.name: path for path in (tmp_path / "_manifests").glob("*.json")}
+    older, newer = (json.loads(manifests[name].read_text()) for name in sorted(manifests))
+    moved = older["recordings"].pop()
+    newer["recordings"].append(moved)
+    for name, content in zip(sorted(manifests), (older, newer), strict=True):
+        manifests[name].write_text(json.dumps(content))
+
+    result = retention(dst=str(tmp_path), verify_sha256=True).execute({})
+
+    assert moved["recording_sid"] in listed(history)
+    assert moved["recording_sid"] in result["refused_sids"]
+    assert result["deleted"] == len(archived) - 1
+
+
+def test_retention_reads_only_the_manifests_of_intervals_that_hold_old_recordings(history):
+    """Retention read every manifest under the prefix at every run (years of daily manifests, each up to
+    megabytes), and held every entry of every one in memory, to delete one day's recordings."""
+    counting, bucket = attached(ManifestReadCountingFileSystem())
+    dst = f"s3://{bucket}/calls"
+    manifests = [
+        archive_operator(dst=dst, dest_conn_id=counting, **day(days)).execute({})["manifest"]
+        for days in (3, 2, 1)
+    ]
+    day_3 = manifests[0].rsplit("/", 1)[1]
+    keep_for = (datetime.now(timezone.utc) - midnight(2)).total_seconds() + 1  # only day 3 is older
+    ManifestReadCountingFileSystem.reads.clear()
+
+    first = retention(dst=dst, dest_conn_id=counting, keep_for=keep_for).execute({})
+
+    assert first["deleted"] > 0
+    read_first = dict(ManifestReadCountingFileSystem.reads)
+    ManifestReadCountingFileSystem.reads.clear()
+    second = retention(dst=dst, dest_conn_id=counting, keep_for=keep_for).execute({})
+    assert second["deleted"] == 0
+    assert set(read_first) == {day_3}  # read, and read again to merge each time it is rewritten
+    assert sum(ManifestReadCountingFileSystem.reads.values()) == 0  # nothing old left: nothing to read
+
+
+def test_retention_deletes_nothing_its_manifest_cannot_record(history):
+    """Retention deleted first and wrote the manifests after: when that write failed (or the worker died
+    there), recordings were gone from Telnyx while their manifest still said ``"deletion": null``, and no
+    later run (they are no longer listed) could ever set it right."""
+    flaky, bucket = attached(ManifestWriteFailingFileSystem())
+    dst = f"s3://{bucket}/calls"
+    ManifestWriteFailingFileSystem.failing.clear()
+    first = archive_operator(dst=dst, dest_conn_id=flaky, **day(3)).execute({})
+    before = listed(history)
+    ManifestWriteFailingFileSystem.failing.set()
+    try:
+        with pytest.raises(PermissionError):
+            retention(dst=dst, dest_conn_id=flaky).execute({})
+    finally:
+        ManifestWriteFailingFileSystem.failing.clear()
+
+    assert listed(history).keys() == before.keys()  # nothing deleted that is not on record
+    assert route(history, "DELETE /Recordings/{sid}") == 0
+
+    done = retention(dst=dst, dest_conn_id=flaky).execute({})  # the store works again
+    manifest = manifest_of(first["manifest"], flaky)
+    assert done["deleted"] == first["recordings"] > 0
+    assert {entry["deletion"] for entry in manifest["recordings"]} == {"deleted"}
+
+
+def test_the_archive_trusts_no_manifest_entry_pointing_at_another_recordings_copy(history, tmp_path):
+    """A re-run (here with ``delete_after_archive``) took an edited entry for proof when the object it names
+    (another recording's copy) had the entry's size and SHA-256: its recording was never copied."""
+    first = archive_operator(dst=str(tmp_path), **day(3)).execute({})
+    manifest_path = stored(first["manifest"])
+    manifest = json.loads(manifest_path.read_text())
+    borrower, lender = manifest["recordings"][:2]
+    stored(borrower["path"]).unlink()
+    own_path = borrower["path"]
+    borrower.update({key: lender[key] for key in ("path", "size", "sha256")})
+    manifest_path.write_text(json.dumps(manifest))
+
+    rerun = archive_operator(dst=str(tmp_path), delete_after_archive=True, **day(3)).execute({})
+
+    assert rerun["downloaded"] == 1  # the borrower, copied again to its own path
+    entries = {entry["recording_sid"]: entry for entry in json.loads(manifest_path.read_text())["recordings"]}
+    assert entries[borrower["recording_sid"]]["path"] == own_path
+    assert stored(own_path).exists()
+    assert {entry["deletion"] for entry in entries.values()} == {"deleted"}
