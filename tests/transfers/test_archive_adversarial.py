@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -292,3 +292,70 @@ def test_the_archive_trusts_no_manifest_entry_pointing_at_another_recordings_cop
     assert entries[borrower["recording_sid"]]["path"] == own_path
     assert stored(own_path).exists()
     assert {entry["deletion"] for entry in entries.values()} == {"deleted"}
+
+
+# -- nothing lost, nothing twice: boundaries, clocks, late listings ------------------------------------------
+
+
+@pytest.mark.parametrize("date_format", ["rfc2822", "iso8601"])
+def test_a_recording_created_exactly_at_a_bound_is_archived_by_exactly_one_of_two_adjacent_intervals(
+    monkeypatch, tmp_path, date_format
+):
+    """Held: [date_from, date_to) is half-open in both of Telnyx's date formats, whatever offset the bounds
+    are written with, and in the service's clock (skewed here by 37 s)."""
+    from telnyx_provider.sandbox import Sandbox
+    from tests.transfers.archive_world import MEDIA_CAP, created
+
+    with Sandbox(
+        port=0, processing_delay=0.1, media_seconds_cap=MEDIA_CAP, date_format=date_format, clock_skew=37
+    ) as sandbox:
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sandbox.airflow_conn_json())
+        sandbox.seed_history(2, per_day=6, absent_rate=0.0, not_final=0, seed=5)
+        finals = finals_of(sandbox, 2)
+        sid, item = sorted(finals.items())[0]
+        moment = created(item)  # as the service reports it: our clock + 37 s
+        india = timezone(timedelta(hours=5, minutes=30))
+        before = {"date_from": moment - timedelta(hours=1), "date_to": moment.astimezone(india).isoformat()}
+        after = {"date_from": moment.astimezone(india).isoformat(), "date_to": moment + timedelta(hours=1)}
+
+        ending = archive_operator(dst=str(tmp_path / "a"), **before).execute({})
+        starting = archive_operator(dst=str(tmp_path / "b"), **after).execute({})
+
+    def sids(result: dict) -> set[str]:
+        return {
+            entry["recording_sid"]
+            for entry in json.loads(stored(result["manifest"]).read_text())["recordings"]
+        }
+
+    assert sid not in sids(ending)  # the end is excluded
+    assert sid in sids(starting)  # the start is included
+    assert not sids(ending) & sids(starting)
+
+
+def test_a_recording_in_the_second_of_a_sub_second_bound_is_archived_by_one_of_the_two_intervals(
+    history, tmp_path
+):
+    """Telnyx reports creation to the second. With a bound inside a second (a timedelta schedule whose start
+    date had a fraction, bounds given by hand), the hook dropped a recording of that second from the earlier
+    interval (its bound check used the bound cut to the second) and the later one excluded it as created
+    before its start: it was in neither manifest."""
+    from tests.transfers.archive_world import created
+
+    sid, item = sorted(finals_of(history, 2).items())[0]
+    split = created(item) + timedelta(milliseconds=500)
+    earlier = archive_operator(
+        dst=str(tmp_path / "a"), date_from=split - timedelta(hours=1), date_to=split
+    ).execute({})
+    later = archive_operator(
+        dst=str(tmp_path / "b"), date_from=split, date_to=split + timedelta(hours=1)
+    ).execute({})
+
+    def sids(result: dict) -> set[str]:
+        return {
+            entry["recording_sid"]
+            for entry in json.loads(stored(result["manifest"]).read_text())["recordings"]
+        }
+
+    assert sid in sids(earlier) | sids(later)  # not lost
+    assert not sids(earlier) & sids(later)  # nor archived twice
+    assert sid in sids(earlier)  # reported at that second, before the bound
