@@ -24,6 +24,9 @@ DAG_ID = "example_telnyx_archive"
 
 @pytest.fixture
 def seeded(monkeypatch):
+    # The days archived ended before the test; between 00:00 and 00:10 UTC the last one would still be
+    # settling (10 minutes by default): the task would wait on the triggerer until it has.
+    monkeypatch.setenv("TELNYX_ARCHIVE_SETTLE", "0")
     with Sandbox(port=0, processing_delay=0.1, seed=18) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
         history = sb.seed_history(3, per_day=8, absent_rate=0.2, not_final=2, seed=18)
