@@ -359,3 +359,77 @@ def test_a_recording_in_the_second_of_a_sub_second_bound_is_archived_by_one_of_t
     assert sid in sids(earlier) | sids(later)  # not lost
     assert not sids(earlier) & sids(later)  # nor archived twice
     assert sid in sids(earlier)  # reported at that second, before the bound
+
+
+def test_cut_media_bodies_without_a_length_are_never_archived_nor_deleted(history):
+    """Held (after the length proof merged from main): media sent HTTP/1.0 style (no Content-Length, no
+    chunks: the body ends when the connection closes) and cut halfway look whole to the transport. A cut WAV
+    is caught by its RIFF size and copied again; an MP3 states no length anywhere, so none is archived, and
+    with ``delete_after_archive`` nothing unproven is deleted from Telnyx."""
+    expected = finals_of(history, 2)
+    truth = {sid: truth_sha256(history, sid) for sid in expected}
+    history.configure_media(framing="close")
+    history.inject_media("cut", count=3)
+    conn_id, bucket = attached(CountingMemoryFileSystem())
+
+    wav = archive_operator(
+        dst=f"s3://{bucket}/wav", dest_conn_id=conn_id, delete_after_archive=True, **day(2)
+    ).execute({})
+
+    entries = {entry["recording_sid"]: entry for entry in manifest_of(wav["manifest"], conn_id)["recordings"]}
+    assert history.stats()["media_faults_injected"]["cut"] == 3
+    assert {sid: entry["sha256"] for sid, entry in entries.items()} == truth  # every copy whole
+    assert wav["deleted"] == len(expected)
+
+    history.configure_media(framing="close", audio_format="mp3")
+    mp3_day = finals_of(history, 3)
+    with pytest.raises(RecordingStorageError, match="could not be copied") as failed:
+        archive_operator(
+            dst=f"s3://{bucket}/mp3", dest_conn_id=conn_id, delete_after_archive=True, **day(3)
+        ).execute({})
+    assert "length" in str(failed.value)
+    assert set(mp3_day) <= set(listed(history))  # nothing deleted
+    manifest = manifest_of(
+        f"s3://{bucket}/mp3/_manifests/" + str(failed.value).split("_manifests/")[1].split(";")[0], conn_id
+    )
+    assert manifest["recordings"] == []
+
+
+# -- resources ----------------------------------------------------------------------------------------------
+
+
+def test_progress_values_stay_under_airflows_state_store_value_limit_whatever_the_paths(tmp_path):
+    """Airflow 3.3 stores each task state store value in a Text column (MEDIUMTEXT on MySQL) but
+    ``[state_store] max_value_storage_bytes`` (64 kB by default) refuses larger values through the REST API
+    and warns on every write from a worker. Chunks of 50 entries went over it once paths grew long (an object
+    store key may hold 1,024 bytes): about 70 kB here."""
+    from telnyx_provider.archive_manifest import Manifest
+    from telnyx_provider.archive_plan import parse_interval
+    from telnyx_provider.transfers.archive_progress import ArchiveProgress
+    from tests.transfers.archive_world import DictStore
+
+    limit = 65535  # Airflow 3.3's default [state_store] max_value_storage_bytes
+    store = DictStore()
+    progress = ArchiveProgress(store, "telnyx_archive:test")
+    entries = [
+        {
+            "recording_sid": f"{index:08d}-a32c-4218-b3b5-9cf78941ccac",
+            "call_sid": "v3:KBnLO0ZK3DhKM5s7bE9VluaSmKsOchKht_fUYvxcp8ysbmzCCtpkmA",
+            "path": "s3://bucket/" + "p" * 1000 + f"/{index:08d}-a32c-4218-b3b5-9cf78941ccac.wav",
+            "size": 1_920_044,
+            "sha256": "ab" * 32,
+            "content_type": "audio/wav",
+            "duration": 60,
+            "date_created": "2024-01-31T10:00:00+00:00",
+            "source": "StartConferenceRecordingAPI",
+        }
+        for index in range(120)
+    ]
+    for entry in entries:
+        progress.add([entry])
+
+    sizes = [len(json.dumps(value)) for value in store.values.values()]
+    assert max(sizes) <= limit, sizes
+    interval = parse_interval("2024-01-31", "2024-02-01")
+    manifest = Manifest("acc", interval, "s3://bucket/", "{recording_sid}.{ext}")
+    assert ArchiveProgress(store, "telnyx_archive:test").recover(manifest) == len(entries)  # all read back
