@@ -433,3 +433,61 @@ def test_progress_values_stay_under_airflows_state_store_value_limit_whatever_th
     interval = parse_interval("2024-01-31", "2024-02-01")
     manifest = Manifest("acc", interval, "s3://bucket/", "{recording_sid}.{ext}")
     assert ArchiveProgress(store, "telnyx_archive:test").recover(manifest) == len(entries)  # all read back
+
+
+# -- kills and lost replies ----------------------------------------------------------------------------------
+
+
+def test_a_try_that_died_after_its_manifest_but_before_its_asset_event_is_finished_by_its_retry(history):
+    """Held: the worker dies once the manifest is written but before Airflow records the outlet event (it
+    is sent when the task ends); the retry downloads nothing, writes the same bytes and emits the event."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from telnyx_provider.assets import archive_manifests_asset
+
+    conn_id, bucket = attached(CountingMemoryFileSystem())
+    asset = archive_manifests_asset(history.account_sid)
+    dst = f"s3://{bucket}/calls"
+    died = archive_operator(dst=dst, dest_conn_id=conn_id, outlets=[asset], **day(2)).execute(
+        {"outlet_events": OutletEventAccessors()}  # its events are lost with the worker
+    )
+    written = manifest_of(died["manifest"], conn_id)
+    gets = route(history, "GET /Recordings/{sid}")
+
+    events = OutletEventAccessors()
+    retried = archive_operator(dst=dst, dest_conn_id=conn_id, outlets=[asset], **day(2)).execute(
+        {"outlet_events": events}
+    )
+
+    assert manifest_of(retried["manifest"], conn_id) == written
+    assert (retried["downloaded"], retried["already_stored"]) == (0, died["recordings"])
+    assert route(history, "GET /Recordings/{sid}") == gets  # nothing fetched again
+    assert events[asset].extra["manifest"] == died["manifest"]
+    assert events[asset].extra["recordings"] == died["recordings"]
+    assert all(count == 1 for path, count in CountingMemoryFileSystem.moved.items() if path.endswith(".wav"))
+
+
+@pytest.mark.parametrize("lost", ["504", "reset_after"])
+def test_a_delete_whose_reply_is_lost_is_recorded_as_deleted_by_the_archive_and_by_retention(
+    history, tmp_path, lost
+):
+    """Held: the service deletes, then the reply is lost (a gateway's 504, a reset after the request was
+    carried out); the retry's 404 means the first attempt deleted it, and the manifest says so."""
+    history.inject("DELETE /Recordings/{sid}", lost, count=1)
+    archived = archive_operator(
+        dst=str(tmp_path / "a"), delete_after_archive=True, max_active_downloads=1, **day(2)
+    ).execute({})
+    assert (
+        archived["deleted"]
+        == archived["recordings"]
+        == len(json.loads(stored(archived["manifest"]).read_text())["recordings"])
+    )
+
+    first = archive_operator(dst=str(tmp_path / "r"), **day(3)).execute({})
+    history.inject("DELETE /Recordings/{sid}", lost, count=1)
+    kept = retention(dst=str(tmp_path / "r")).execute({})
+    manifest = json.loads(stored(first["manifest"]).read_text())
+    assert kept["deleted"] == first["recordings"]
+    assert kept["delete_failed"] == 0
+    assert {entry["deletion"] for entry in manifest["recordings"]} == {"deleted"}
+    assert history.stats()["injections_pending"] == []
