@@ -163,3 +163,15 @@ def test_merging_the_stored_manifest_drops_no_entry_and_no_deletion():
     merged = ours.dumps()
     ours.merge(theirs)
     assert ours.dumps() == merged  # merging again changes nothing
+
+
+def test_a_merge_brings_back_no_not_final_recording_this_run_read_and_no_longer_lists():
+    stored = manifest()
+    stored.set_unarchived([{"sid": "gone", "status": "in-progress"}], [])
+    ours = Manifest.loads(stored.dumps(), account_sid=ACCOUNT, interval=INTERVAL)
+    ours.set_unarchived([], [])  # this run's listing: "gone" was deleted
+    stored.set_unarchived(
+        [{"sid": "gone", "status": "in-progress"}, {"sid": "new", "status": "paused"}], []
+    )  # meanwhile another run named a new one
+    ours.merge(stored)
+    assert set(ours.not_final) == {"new"}

@@ -491,3 +491,22 @@ def test_a_delete_whose_reply_is_lost_is_recorded_as_deleted_by_the_archive_and_
     assert kept["delete_failed"] == 0
     assert {entry["deletion"] for entry in manifest["recordings"]} == {"deleted"}
     assert history.stats()["injections_pending"] == []
+
+
+def test_a_recording_no_longer_listed_leaves_the_not_final_list_although_manifests_are_merged(
+    history, tmp_path
+):
+    """The merge that keeps another run's entries must not bring back what this run's own listing dropped: a
+    recording named not final by the last run, then deleted, stayed "left for a later run" for ever."""
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    first = archive_operator(dst=str(tmp_path), **day(1)).execute({})
+    waiting = first["not_final_sids"]
+    assert len(waiting) == 2
+    RecordingHook().delete_recording(waiting[0])  # deleted before it ever ended
+
+    second = archive_operator(dst=str(tmp_path), **day(1)).execute({})
+
+    assert second["not_final_sids"] == waiting[1:]
+    manifest = json.loads(stored(second["manifest"]).read_text())
+    assert [item["recording_sid"] for item in manifest["not_final"]] == waiting[1:]
