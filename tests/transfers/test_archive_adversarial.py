@@ -510,3 +510,22 @@ def test_a_recording_no_longer_listed_leaves_the_not_final_list_although_manifes
     assert second["not_final_sids"] == waiting[1:]
     manifest = json.loads(stored(second["manifest"]).read_text())
     assert [item["recording_sid"] for item in manifest["not_final"]] == waiting[1:]
+
+
+def test_a_media_link_refused_twice_is_a_failed_copy_not_a_deleted_recording(history, tmp_path):
+    """A media link that answered 404 again after the refresh (an expired link twice, a storage hiccup) was
+    taken for the recording being deleted: named "deleted" in no_audio, never copied, and the task succeeded.
+    (It made test_faults_everywhere_lose_nothing_and_store_nothing_twice fail now and then.)"""
+    expected = finals_of(history, 2)
+    history.inject_media("404", count=2)  # the first copy's link, and the fresh one fetched after it
+    op = archive_operator(dst=str(tmp_path), max_active_downloads=1, **day(2))
+
+    with pytest.raises(RecordingStorageError, match="could not be copied") as failed:
+        op.execute({})
+
+    assert "404" in str(failed.value)
+    manifest = json.loads(next((tmp_path / "_manifests").glob("*.json")).read_text())
+    assert {item["status"] for item in manifest["no_audio"]} <= {"absent"}  # nothing named deleted
+    retried = archive_operator(dst=str(tmp_path), **day(2)).execute({})  # the task's retry
+    assert retried["recordings"] == len(expected)
+    assert retried["downloaded"] == len(expected) - len(manifest["recordings"])

@@ -21,6 +21,7 @@ from telnyx_provider.archive_manifest import archived_entry, brief
 from telnyx_provider.archive_plan import LAYOUT_FIELDS, Disposition, disposition
 from telnyx_provider.errors import RecordingFailedError, RecordingStorageError, TelnyxApiError
 from telnyx_provider.hooks import media
+from telnyx_provider.media_api import is_media_failure
 from telnyx_provider.transfers.archive_report import PassOutcome
 
 if TYPE_CHECKING:
@@ -293,8 +294,9 @@ class ArchivePass:
 
 def _copy_failure(error: BaseException) -> bool:
     """Whether a copy's exception is a failure; not when the recording ended without audio, or was deleted
-    (by someone else), after it was listed: there is nothing to copy, and nothing is wrong."""
-    gone = isinstance(error, TelnyxApiError) and error.status == 404
+    (by someone else: the API's 404, not a media link's), after it was listed: there is nothing to copy,
+    and nothing is wrong."""
+    gone = isinstance(error, TelnyxApiError) and error.status == 404 and not is_media_failure(error)
     return not (gone or isinstance(error, RecordingFailedError))
 
 
