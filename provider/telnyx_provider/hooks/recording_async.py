@@ -291,6 +291,7 @@ class AsyncRecordingClient:
         account_sid: str | None = None,
         retry_policy: RetryPolicy | None = None,
         guard: PageGuard | None = None,
+        recheck_since: bool = True,
     ) -> tuple[list[dict[str, Any]], bool]:
         """One page of the account's recordings created at or after ``date_created_after``
         (``GET .../Recordings.json?DateCreated>=...``), read as
@@ -302,6 +303,8 @@ class AsyncRecordingClient:
         :param retry_policy: retries of this request (default: the client's).
         :param guard: the listing's :class:`~telnyx_provider.pages.PageGuard`: a page repeating the one
             before it raises :class:`~telnyx_provider.errors.TelnyxApiError` (status 200).
+        :param recheck_since: drop, on our side too, recordings created before ``date_created_after`` (an
+            exact bound: with a fraction of a second, the recordings of that second are dropped).
         """
         account = self.config.resolve_account_sid(account_sid)
         request = api.list_recordings(
@@ -314,9 +317,13 @@ class AsyncRecordingClient:
         reply = await self._call(request, api.parse_recording_page, retry_policy)
         guard = guard or PageGuard("recordings")
         guard.check(request, reply)
-        since = api.created_since(date_created_after)
+        since = api.created_since(date_created_after) if recheck_since else None
         before = None if date_created_before is None else api.created_before(date_created_before)
-        kept = [item for item in reply["recordings"] if since(item) and (before is None or before(item))]
+        kept = [
+            item
+            for item in reply["recordings"]
+            if (since is None or since(item)) and (before is None or before(item))
+        ]
         return kept, guard.has_next(request, reply)
 
     async def list_recordings_created_since(
@@ -332,7 +339,8 @@ class AsyncRecordingClient:
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
         client's policy, and fails the whole listing if it still fails. A page that repeats the one before
-        it (the same page number or the same recordings) fails it too, rather than another request.
+        it (the same page number or the same recordings) fails it too, rather than another request. The
+        lower bound is the service's (cut to the second): what the polling event trigger's feed expects.
 
         :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
             the bound itself dropped on our side).
@@ -350,6 +358,7 @@ class AsyncRecordingClient:
                 account_sid=account_sid,
                 retry_policy=retry_policy,
                 guard=guard,
+                recheck_since=False,
             )
             recordings.extend(found)
             if not more:
