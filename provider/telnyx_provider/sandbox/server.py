@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
+#: Pause, resume and stop of one recording: counted per recording too.
+_UPDATE_ONE = "POST /Calls/{call_sid}/Recordings/{sid}"
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 
 
@@ -162,7 +164,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if self._read_body() is not None:
                 self._send(error_reply(error))
             return
-        srv.stats.request(resolved.route_key, resolved.args[1] if resolved.route_key == _GET_ONE else None)
+        srv.stats.request(
+            resolved.route_key, resolved.args[-1] if resolved.route_key in (_GET_ONE, _UPDATE_ONE) else None
+        )
         call_sid = resolved.args[1] if "{call_sid}" in resolved.route_key else None
         kind, reset_after = srv.injector.decide(resolved.route_key, call_sid)
         if kind in RESET_KINDS and not reset_after:
