@@ -1,0 +1,123 @@
+"""The distributed deployment: PostgreSQL, Redis, Celery workers, two triggerers, several API-server workers.
+
+:func:`deploy` starts the servers, migrates the database, stores the connection and starts every Airflow
+component as its own process group of the :class:`~tests.system.deployment.Deployment` (so each is stopped
+by its PID at the end, also on failure). Heartbeat thresholds are low so that a frozen triggerer's triggers
+move to the other one in seconds, and a SIGKILLed Celery worker's task is failed (and retried) quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.system.clients import AirflowApi, SandboxClient, wait_for
+from tests.system.deployment import Deployment
+
+if TYPE_CHECKING:
+    from tests.system.distributed.services import Services
+    from tests.system.run import Clock
+
+HERE = Path(__file__).resolve().parent
+#: The DAG files this deployment serves: its own, and the system test's polled-recordings DAG.
+DAG_SOURCES = (HERE / "dags", HERE.parent / "dags" / "system_telnyx_polled_recordings.py")
+TRIGGERERS = ("triggerer-1", "triggerer-2")
+WORKERS = ("worker-1", "worker-2")
+API_WORKERS = 2
+#: Seconds after which a triggerer that has not heartbeated counts as gone (Airflow's default: 30).
+TRIGGERER_STALE_AFTER = 15
+#: Seconds after which a task without a heartbeat is failed (Airflow's default: 300).
+TASK_STALE_AFTER = 30
+
+
+def settings(services: Services) -> dict[str, str]:
+    """The environment every component shares (on top of the single-machine system test's)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": services.database_url,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
+        "AIRFLOW__CELERY__BROKER_URL": services.broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": services.result_backend,
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": os.environ.get("TELNYX_DIST_WORKER_CONCURRENCY", "4"),
+        "AIRFLOW__CORE__PARALLELISM": "16",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
+        "AIRFLOW__API__WORKERS": str(API_WORKERS),
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_STALE_AFTER),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_STALE_AFTER),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    }
+
+
+@dataclass
+class Cluster:
+    """A running distributed deployment and the clients the scenarios use."""
+
+    deployment: Deployment
+    api: AirflowApi
+    sandbox: SandboxClient
+    poll_sandbox: SandboxClient
+
+
+def new_deployment(home: Path) -> Deployment:
+    """The deployment's processes (created first: its signal handlers and ``atexit`` stop what starts)."""
+    return Deployment(home, dag_sources=DAG_SOURCES)
+
+
+def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
+    """Servers, database, connections, then every component; returns once all are healthy."""
+    services.start_postgres()
+    services.start_redis()
+    deployment.env.update(settings(services))
+    clock.phase(f"PostgreSQL on :{services.postgres_port}, Redis on :{services.redis_port}")
+    argv = [sys.executable, "-m", "telnyx_provider.sandbox", "--port", "0", "--processing-delay", "0.5"]
+    sandbox = SandboxClient(deployment.start("sandbox", argv, pipe_stdout=True))
+    poll_sandbox = SandboxClient(deployment.start("sandbox-poll", argv, pipe_stdout=True))
+    deployment.env["TELNYX_POLL_ACCOUNT_SID"] = poll_sandbox.account_sid
+    deployment.airflow("db-migrate", "db", "migrate", timeout=600)
+    clock.phase("database migrated (PostgreSQL)")
+    for conn_id, box in (("telnyx_default", sandbox), ("telnyx_poll", poll_sandbox)):
+        deployment.airflow(
+            f"connections-add-{conn_id}", "connections", "add", conn_id, "--conn-type", "telnyx",
+            "--conn-host", box.base_url, "--conn-login", box.account_sid, "--conn-password", box.api_key,
+        )  # fmt: skip
+    deployment.start_airflow("api-server")
+    deployment.start_airflow("scheduler")
+    deployment.start_airflow("dag-processor")
+    for name in TRIGGERERS:
+        deployment.start_airflow(name, kind="triggerer")
+    for name in WORKERS:
+        start_worker(deployment, name)
+    api = AirflowApi(deployment.api_url)
+    try:
+        wait_for(api.all_healthy, "every Airflow component to report healthy", timeout=240)
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; health: {api.request('GET', '/api/v2/monitor/health').text}") from None
+    clock.phase(f"healthy: API server ({API_WORKERS} workers), scheduler, DAG processor, 2 triggerers")
+    files = {path.name for path in deployment.dags_folder.glob("*.py")}
+    wait_for(lambda: files <= api.processed_files(), f"the DAG processor to process {len(files)} files", 180)
+    wait_for(lambda: len(celery_workers(deployment)) == len(WORKERS), "both Celery workers ready", 120)
+    clock.phase(f"{len(files)} DAG files processed, {len(WORKERS)} Celery workers ready")
+    return Cluster(deployment, api, sandbox, poll_sandbox)
+
+
+def start_worker(deployment: Deployment, name: str, generation: int = 1) -> None:
+    """One Celery worker under its own node name (two on one host must not share ``celery@host``)."""
+    deployment.start_airflow(
+        name, kind="celery-worker", generation=generation, extra=["--celery-hostname", f"{name}@%h"]
+    )
+
+
+def celery_workers(deployment: Deployment) -> set[str]:
+    """The workers whose log says they are ready (``<name>@host ready.``)."""
+    ready = set()
+    for name in WORKERS:
+        for log in deployment.component_logs.glob(f"{name}*.log"):
+            if " ready." in log.read_text(errors="replace"):
+                ready.add(name)
+    return ready
