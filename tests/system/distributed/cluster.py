@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,20 @@ class Cluster:
     api: AirflowApi
     sandbox: SandboxClient
     poll_sandbox: SandboxClient
+    #: Each triggerer's current job id (its trigger logs are ``...attempt=N.log.trigger.<job id>.log``).
+    triggerer_jobs: dict[str, int] = field(default_factory=dict)
+
+    def start_triggerer(self, name: str, generation: int = 1) -> int:
+        """Start a triggerer and return its job id, once the database lists it alive."""
+        before = set(triggerer_job_ids(self.api))
+        self.deployment.start_airflow(name, kind="triggerer", generation=generation)
+        new = wait_for(lambda: set(triggerer_job_ids(self.api)) - before, f"{name} to register its job", 120)
+        self.triggerer_jobs[name] = max(new)
+        return self.triggerer_jobs[name]
+
+    def triggerer_named(self, job_id: int) -> str:
+        """The name of the triggerer whose job this is."""
+        return next(name for name, job in self.triggerer_jobs.items() if job == job_id)
 
 
 def new_deployment(home: Path) -> Deployment:
@@ -89,11 +103,13 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     deployment.start_airflow("api-server")
     deployment.start_airflow("scheduler")
     deployment.start_airflow("dag-processor")
-    for name in TRIGGERERS:
-        deployment.start_airflow(name, kind="triggerer")
     for name in WORKERS:
         start_worker(deployment, name)
     api = AirflowApi(deployment.api_url)
+    cluster = Cluster(deployment, api, sandbox, poll_sandbox)
+    wait_for(lambda: api.request("GET", "/api/v2/monitor/health").ok, "the API server", 180)
+    for name in TRIGGERERS:  # one after the other, so each job id is known to belong to its process
+        cluster.start_triggerer(name)
     try:
         wait_for(api.all_healthy, "every Airflow component to report healthy", timeout=240)
     except TimeoutError as error:
@@ -103,7 +119,7 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     wait_for(lambda: files <= api.processed_files(), f"the DAG processor to process {len(files)} files", 180)
     wait_for(lambda: len(celery_workers(deployment)) == len(WORKERS), "both Celery workers ready", 120)
     clock.phase(f"{len(files)} DAG files processed, {len(WORKERS)} Celery workers ready")
-    return Cluster(deployment, api, sandbox, poll_sandbox)
+    return cluster
 
 
 def start_worker(deployment: Deployment, name: str, generation: int = 1) -> None:
@@ -111,6 +127,12 @@ def start_worker(deployment: Deployment, name: str, generation: int = 1) -> None
     deployment.start_airflow(
         name, kind="celery-worker", generation=generation, extra=["--celery-hostname", f"{name}@%h"]
     )
+
+
+def triggerer_job_ids(api: AirflowApi) -> list[int]:
+    """Ids of the triggerer jobs Airflow counts as running."""
+    params = {"job_type": "TriggererJob", "job_state": "running", "limit": 100}
+    return [int(job["id"]) for job in api.json("GET", "/api/v2/jobs", params=params)["jobs"]]
 
 
 def celery_workers(deployment: Deployment) -> set[str]:

@@ -1,10 +1,10 @@
-"""The scenarios of the distributed system test, in the order they run."""
+"""The scenarios of the distributed system test, in the order they run (issue 16's numbers)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.system.distributed import waits
+from tests.system.distributed import kills, triggerers, waits
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -14,4 +14,10 @@ if TYPE_CHECKING:
 
 SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
     ("smoke", "a few deferred waits on Celery workers and two triggerers", waits.smoke),
-]
+    ("6", "execution_timeout while deferred: the operator stops, the sensor leaves alone",
+     kills.execution_timeout),
+    ("2", "deferred waits marked failed: one stop each, whichever triggerer (or none) holds them",
+     kills.marked_failed),
+    ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
+     triggerers.failover),
+]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +103,40 @@ def smoke(checks: Checks, cluster: Cluster) -> None:
     run.hang_up()
     wait_for(lambda: run.run_state() in ("success", "failed"), "the run to end", 180)
     verify_completed_once(checks, run, "smoke")
+
+
+def trigger_logs(cluster: Cluster, run: WaitsRun) -> dict[int, dict[int, list[str]]]:
+    """The run's trigger logs: triggerer job id -> map index -> the events it logged for that wait."""
+    folder = (
+        cluster.deployment.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run.run_id}" / f"task_id={TASK_ID}"
+    )
+    found: dict[int, dict[int, list[str]]] = {}
+    for path in folder.glob("map_index=*/attempt=*.log.trigger.*.log"):
+        job = int(path.name.rsplit(".", 2)[-2])
+        index = int(path.parent.name.split("=", 1)[1])
+        events = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                events.append(str(json.loads(line).get("event", "")))
+            except ValueError:
+                events.append(line)
+        found.setdefault(job, {})[index] = events
+    return found
+
+
+def started_on(cluster: Cluster, run: WaitsRun, job: int) -> set[int]:
+    """Map indexes whose trigger the triggerer ``job`` started."""
+    return {
+        index
+        for index, events in trigger_logs(cluster, run).get(job, {}).items()
+        if any(event.endswith("starting") for event in events)
+    }
+
+
+def logged(cluster: Cluster, run: WaitsRun, job: int, text: str) -> set[int]:
+    """Map indexes whose trigger log on triggerer ``job`` has an event containing ``text``."""
+    return {
+        index
+        for index, events in trigger_logs(cluster, run).get(job, {}).items()
+        if any(text in event for event in events)
+    }

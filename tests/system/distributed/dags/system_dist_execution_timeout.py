@@ -28,7 +28,8 @@ EXECUTION_TIMEOUT = timedelta(seconds=20)
         "operator_call_sid": Param("", type="string", description="Call for the operator's own wait."),
         "sensor_call_sid": Param("", type="string", description="Call whose recording the sensor waits for."),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=2)},
+    # A timeout is final (a retry would start another recording): no retries.
+    default_args={"retries": 0},
     tags=["telnyx", "system-test"],
 )
 def system_dist_execution_timeout() -> None:

@@ -1,0 +1,99 @@
+"""Scenario 1: deferred waits on two triggerers, one SIGKILLed, then one frozen (SIGSTOP) and thawed.
+
+SIGKILL: the other triggerer takes the waits over once the killed one's heartbeat is stale. SIGSTOP: the
+frozen triggerer's waits move to the other one; thawed (SIGCONT), it finds them assigned elsewhere and
+Airflow 3.3 cancels them "by user action", calling each trigger's ``on_kill`` (the path a user's mark-failed
+takes). The provider must tell the two apart: no recording is stopped by a reassignment, none is started
+twice, every wait completes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from tests.system.clients import wait_for
+from tests.system.distributed.cluster import TRIGGERER_STALE_AFTER
+from tests.system.distributed.waits import WaitsRun, logged, started_on, verify_completed_once
+
+if TYPE_CHECKING:
+    from tests.system.checks import Checks
+    from tests.system.distributed.cluster import Cluster
+
+#: Deferred waits in the scenario (the issue asks 200; see the README's figures for what fits the CI run).
+WAITS = int(os.environ.get("TELNYX_DIST_WAITS", "40"))
+#: What the provider logs when Airflow cancels a wait its task still needs (see triggers/recording_kill.py).
+LEFT_RUNNING = "the recording is left running"
+
+
+def _stops(cluster: Cluster, run: WaitsRun) -> dict[str, int]:
+    """Stop (update) requests the sandbox received for the run's recordings."""
+    updates = cluster.sandbox.stats()["updates_per_recording"]
+    sids = [recs[0]["sid"] for recs in run.recordings().values() if recs]
+    return {sid: updates[sid] for sid in sids if updates.get(sid)}
+
+
+def failover(checks: Checks, cluster: Cluster) -> None:
+    """SIGKILL one triggerer, then SIGSTOP/SIGCONT one, while every wait is deferred."""
+    run = WaitsRun.trigger(cluster, WAITS)
+    began = time.monotonic()
+    wait_for(lambda: run.all_in("deferred"), f"the {WAITS} waits to defer", 900, interval=2)
+    jobs = dict(cluster.triggerer_jobs)
+    wait_for(
+        lambda: sum(len(started_on(cluster, run, job)) for job in jobs.values()) >= WAITS,
+        "the triggerers to start every wait", 180, interval=2,
+    )  # fmt: skip
+    held = {name: started_on(cluster, run, job) for name, job in jobs.items()}
+    print(f"  {WAITS} waits deferred in {time.monotonic() - began:.0f} s; held: "
+          f"{ {name: len(indexes) for name, indexes in held.items()} }", flush=True)  # fmt: skip
+    checks.check(all(held.values()), "the waits are spread over both triggerers", held)
+
+    # SIGKILL the triggerer holding most; the other takes its waits over.
+    victim = max(held, key=lambda name: len(held[name]))
+    survivor = next(name for name in held if name != victim)
+    print(f"  SIGKILL {victim} (holding {len(held[victim])} waits)", flush=True)
+    killed_at = time.monotonic()
+    cluster.deployment.kill(victim)
+    wait_for(
+        lambda: held[victim] <= started_on(cluster, run, jobs[survivor]),
+        f"{survivor} to take over the killed triggerer's waits",
+        TRIGGERER_STALE_AFTER + 180, interval=2,
+    )  # fmt: skip
+    checks.check(True, f"{survivor} took over {len(held[victim])} waits "
+                 f"{time.monotonic() - killed_at:.0f} s after the SIGKILL")  # fmt: skip
+    cluster.start_triggerer(victim, generation=2)
+    checks.equal(_stops(cluster, run), {}, "after the SIGKILL: no recording stopped")
+
+    # SIGSTOP the one holding everything now; the restarted one takes over; SIGCONT: Airflow cancels the
+    # frozen one's copies on the user-action path (on_kill), which must leave the recordings alone.
+    frozen, other = survivor, victim
+    print(f"  SIGSTOP {frozen} for longer than the {TRIGGERER_STALE_AFTER} s heartbeat threshold", flush=True)
+    cluster.deployment.pause(frozen)
+    try:
+        wait_for(
+            lambda: len(started_on(cluster, run, cluster.triggerer_jobs[other])) >= WAITS,
+            f"{other} to take over the frozen triggerer's waits",
+            TRIGGERER_STALE_AFTER + 180, interval=2,
+        )  # fmt: skip
+    finally:
+        cluster.deployment.resume(frozen)
+    print(f"  SIGCONT {frozen}", flush=True)
+    frozen_job = jobs[frozen]
+    cancelled = wait_for(
+        lambda: len(found := logged(cluster, run, frozen_job, "invoking on_kill")) >= WAITS and found,
+        f"{frozen} to cancel its copies of the waits", 180, interval=2,
+    )  # fmt: skip
+    checks.equal(
+        len(cancelled), WAITS, "the thawed triggerer cancelled every wait on Airflow's user-action path"
+    )
+    kept = wait_for(
+        lambda: len(found := logged(cluster, run, frozen_job, LEFT_RUNNING)) >= WAITS and found,
+        "the provider to leave every recording running", 60, interval=1,
+    )  # fmt: skip
+    checks.equal(len(kept), WAITS, "each cancelled wait said it left its recording running (task deferred)")
+    checks.equal(_stops(cluster, run), {}, "after the SIGSTOP/SIGCONT reassignment: no recording stopped")
+
+    run.hang_up()
+    wait_for(lambda: run.run_state() in ("success", "failed"), "the run to end", 600, interval=2)
+    verify_completed_once(checks, run, f"{WAITS} waits through a SIGKILL and a SIGSTOP")
