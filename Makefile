@@ -15,6 +15,9 @@ SYSTEM_DIST ?= build/system-dist
 # celery<5.7: Celery 5.7.0 removed celery.backends.database.retry, which the Celery provider 3.26.0 imports.
 DIST_VENV ?= .venv-distributed
 PIP_FLAGS ?= -q --disable-pip-version-check
+# The suites run on both cores (pytest-xdist): tests/conftest.py gives each worker process its own
+# AIRFLOW_HOME and SQLite metadata database. PYTEST_XDIST= runs them in one process.
+PYTEST_XDIST ?= -n 2
 
 .PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next \
 	system-test-distributed distributed-servers
@@ -71,17 +74,17 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 unit: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -c "import airflow; print('Airflow floor', airflow.__version__)"
-	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test: lint unit test-floor
 
 test-next: $(NEXT_VENV)/.installed
 	$(NEXT_VENV)/bin/python -c "import airflow; print('Airflow next', airflow.__version__)"
-	$(NEXT_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(NEXT_VENV)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # Build the wheel and the sdist with the venv $(1), check both, install the wheel (not editable) there.
 define install_wheel
@@ -108,7 +111,7 @@ distributed-servers:
 # two triggerers, the API server with two workers (tests/system/distributed/run.py).
 system-test-distributed: $(DIST_VENV)/.installed distributed-servers
 	$(call install_wheel,$(DIST_VENV))
-	$(DIST_VENV)/bin/python -m tests.system.distributed.run
+	$(DIST_VENV)/bin/python -m tests.system.distributed.run $(DIST_ARGS)
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python scripts/run_demo.py

@@ -11,8 +11,9 @@ instance still names its trigger then).
 This listener (registered by :class:`TelnyxKillsPlugin`) stops the recording there, right away and whoever
 holds the trigger, when the task instance is deferred on a ``RecordingCompletedTrigger`` that owns its
 recording (the operator's ``wait_for_completion``). The trigger's own ``on_kill``, if a triggerer runs it
-later, finds the recording already stopped and does not stop it again. Marks that fire no listener (a whole
-DAG run marked failed, a clear) still go through ``on_kill`` alone.
+later, finds the recording already stopped and does not stop it again. Airflow 3.3.2 fires these hooks for
+a task marked through the REST API or the UI and for the deferred tasks of a DAG run marked failed or
+succeeded; a cleared task needs no stop (its next try resumes the recording).
 """
 
 from __future__ import annotations

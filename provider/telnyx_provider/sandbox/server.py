@@ -191,6 +191,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             srv.stats.fault(kind, after_handling=True)
             self._reset()
             return
+        if kind == "slow_after":  # carried out; the reply is held (a client may die waiting for it)
+            time.sleep(srv.injector.slow_seconds)
         self._send(error_reply(fault) if fault is not None else reply)
 
     def _read_body(self) -> bytes | None:

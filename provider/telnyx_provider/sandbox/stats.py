@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "503", "reset", "slow")  # the default random set
-EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after")  # deterministic kinds, for inject() or faults=
+# Deterministic kinds, for inject() or faults=. ``slow_after``: carried out, then the reply held slow_seconds.
+EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after", "slow_after")
 ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 
 

@@ -90,6 +90,7 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     deployment.env.update(settings(services))
     clock.phase(f"PostgreSQL on :{services.postgres_port}, Redis on :{services.redis_port}")
     argv = [sys.executable, "-m", "telnyx_provider.sandbox", "--port", "0", "--processing-delay", "0.5"]
+    argv += ["--slow-seconds", "30"]  # a held reply (scenario 3's slow_after) outlasts the worker it kills
     sandbox = SandboxClient(deployment.start("sandbox", argv, pipe_stdout=True))
     poll_sandbox = SandboxClient(deployment.start("sandbox-poll", argv, pipe_stdout=True))
     deployment.env["TELNYX_POLL_ACCOUNT_SID"] = poll_sandbox.account_sid

@@ -48,50 +48,63 @@ def _stopped_once(checks: Checks, cluster: Cluster, sid: str, what: str) -> None
     checks.equal(_updates(cluster, sid), 1, f"{what}: exactly one stop request")
 
 
-def marked_failed(checks: Checks, cluster: Cluster) -> None:
-    """One wait per triggerer marked failed, then one marked failed before any triggerer picked it up."""
-    run = WaitsRun.trigger(cluster, 6)
-    wait_for(lambda: run.all_in("deferred"), "the six waits to defer", 300, interval=1)
-    jobs = cluster.triggerer_jobs
-    wait_for(lambda: sum(len(started_on(cluster, run, job)) for job in jobs.values()) >= 6, "pickup", 120)
-    victims: dict[str, int] = {}
-    for name, job in jobs.items():
-        indexes = sorted(started_on(cluster, run, job))
-        if indexes:
-            victims[name] = indexes[0]
-    checks.check(len(victims) == len(jobs), "both triggerers hold one of the waits", victims)
-    for name, index in victims.items():
-        _mark_failed(cluster, run, index)
-        print(f"  marked wait [{index}] failed while {name} holds it", flush=True)
-    for name, index in victims.items():
-        _stopped_once(checks, cluster, _sid(run, index), f"the wait held by {name}")
-    others = [i for i in range(len(run.calls)) if i not in victims.values()]
-    checks.equal(
-        {i: _updates(cluster, _sid(run, i)) for i in others}, dict.fromkeys(others, 0),
-        "the waits not marked failed: no stop",
-    )  # fmt: skip
+def _deferred_unclaimed(cluster: Cluster, calls: int) -> WaitsRun:
+    """A run whose waits are deferred while both triggerers are frozen (SIGSTOP): no trigger picked up yet.
 
-    # Before any triggerer picks it up: both frozen while the task defers, marked failed at once.
+    The caller resumes the triggerers (:func:`_resume`); until then no trigger of the run can run.
+    """
     for name in TRIGGERERS:
         cluster.deployment.pause(name)
+    run = WaitsRun.trigger(cluster, calls)
+    wait_for(lambda: run.all_in("deferred"), "the waits to defer (triggerers frozen)", 300, interval=0.2)
+    return run
+
+
+def _resume(cluster: Cluster, *names: str) -> None:
+    for name in names:
+        cluster.deployment.resume(name)
+
+
+def marked_failed(checks: Checks, cluster: Cluster) -> None:
+    """A wait held by each triggerer marked failed, then one marked failed before any triggerer had it.
+
+    To know which triggerer holds a wait, the waits defer while both triggerers are frozen and one is thawed
+    first: it picks them all up (its trigger logs say so), then the other is thawed.
+    """
+    runs, others = [], []
+    for holder in TRIGGERERS:
+        run = _deferred_unclaimed(cluster, 2)
+        runs.append(run)
+        _resume(cluster, holder)
+        job = cluster.triggerer_jobs[holder]
+        try:
+            wait_for(
+                lambda r=run, j=job: started_on(cluster, r, j) == {0, 1}, f"{holder} to pick both up", 120
+            )
+        finally:
+            _resume(cluster, *TRIGGERERS)
+        _mark_failed(cluster, run, 0)
+        print(f"  marked wait [0] of {run.run_id} failed while {holder} holds it", flush=True)
+        _stopped_once(checks, cluster, _sid(run, 0), f"the wait held by {holder}")
+        others.append(_sid(run, 1))
+
+    early = _deferred_unclaimed(cluster, 1)
     try:
-        early = WaitsRun.trigger(cluster, 1)
-        wait_for(lambda: early.all_in("deferred"), "the wait to defer (triggerers frozen)", 300, interval=0.2)
         _mark_failed(cluster, early, 0)
         print("  marked a wait failed the moment it showed deferred (no triggerer running)", flush=True)
     finally:
-        for name in TRIGGERERS:
-            cluster.deployment.resume(name)
+        _resume(cluster, *TRIGGERERS)
     _stopped_once(checks, cluster, _sid(early, 0), "the wait marked failed before any triggerer had it")
     checks.equal([ti["state"] for ti in early.observe()], ["failed"], "that wait stays failed")
 
-    run.hang_up()
-    early.hang_up()
-    wait_for(lambda: run.run_state() in ("success", "failed"), "the run to end", 300, interval=1)
-    states = {ti["map_index"]: ti["state"] for ti in run.observe()}
-    checks.equal(
-        {i: states.get(i) for i in others}, dict.fromkeys(others, "success"), "the other waits succeeded"
-    )
+    for run in [*runs, early]:
+        run.hang_up()
+    for run in runs:
+        wait_for(lambda r=run: r.run_state() in ("success", "failed"), "the run to end", 300, interval=1)
+    second = [{ti["map_index"]: ti["state"] for ti in run.observe()}.get(1) for run in runs]
+    checks.equal(second, ["success"] * len(runs), "the waits not marked failed succeeded")
+    checks.equal({sid: _updates(cluster, sid) for sid in others}, dict.fromkeys(others, 0),
+                 "the waits not marked failed: no stop request")  # fmt: skip
 
 
 def _task(cluster: Cluster, run_id: str, task_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.system.distributed import kills, triggerers, waits
+from tests.system.distributed import kills, triggerers, waits, workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,6 +18,8 @@ SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
      kills.execution_timeout),
     ("2", "deferred waits marked failed: one stop each, whichever triggerer (or none) holds them",
      kills.marked_failed),
+    ("3", "a Celery worker SIGKILLed between the start's POST and storing its SID: the retry resumes it",
+     workers.worker_killed_mid_start),
     ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
      triggerers.failover),
 ]  # fmt: skip
