@@ -8,7 +8,6 @@ execution API shapes it) and the sandbox counts the stops it receives.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 from tests.reliability.test_reliability_waits import STOP, rebuilt, started_recording
+from tests.reliability.test_reliability_waits import _kill as cancelled  # what the triggerer does
 
 RUN_ID = "manual__2026-12-04T21:41:40+00:00"
 
@@ -52,16 +52,6 @@ def owning_wait(sandbox: Any, map_index: int = -1) -> tuple[RecordingCompletedTr
         dag_id="calls", task_id="record_call", run_id=RUN_ID, map_index=map_index, try_number=1
     )
     return trigger, sid
-
-
-async def cancelled(trigger: RecordingCompletedTrigger) -> None:
-    """What the triggerer does with a trigger it no longer holds: cancel run(), then call on_kill()."""
-    running = asyncio.ensure_future(trigger.run().__anext__())
-    await asyncio.sleep(0.1)
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    await trigger.on_kill()
 
 
 @pytest.mark.parametrize(

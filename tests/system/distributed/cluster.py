@@ -8,6 +8,7 @@ move to the other one in seconds, and a SIGKILLed Celery worker's task is failed
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ def settings(services: Services) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(TASK_STALE_AFTER),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # Replays after an API-server restart must still fall within the signature's time tolerance.
+        "AIRFLOW__TELNYX__CALLBACK_TOLERANCE_SECONDS": "1800",
     }
 
 
@@ -64,11 +67,18 @@ class Cluster:
     poll_sandbox: SandboxClient
     #: Each triggerer's current job id (its trigger logs are ``...attempt=N.log.trigger.<job id>.log``).
     triggerer_jobs: dict[str, int] = field(default_factory=dict)
+    #: How often each process name was started (a restart's log is ``components/<name>-<n>.log``).
+    starts: dict[str, int] = field(default_factory=dict)
 
-    def start_triggerer(self, name: str, generation: int = 1) -> int:
+    def generation(self, name: str) -> int:
+        """The next start of ``name``: 1, then 2, ..."""
+        self.starts[name] = self.starts.get(name, 0) + 1
+        return self.starts[name]
+
+    def start_triggerer(self, name: str) -> int:
         """Start a triggerer and return its job id, once the database lists it alive."""
         before = set(triggerer_job_ids(self.api))
-        self.deployment.start_airflow(name, kind="triggerer", generation=generation)
+        self.deployment.start_airflow(name, kind="triggerer", generation=self.generation(name))
         new = wait_for(lambda: set(triggerer_job_ids(self.api)) - before, f"{name} to register its job", 120)
         self.triggerer_jobs[name] = max(new)
         return self.triggerer_jobs[name]
@@ -94,20 +104,26 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     sandbox = SandboxClient(deployment.start("sandbox", argv, pipe_stdout=True))
     poll_sandbox = SandboxClient(deployment.start("sandbox-poll", argv, pipe_stdout=True))
     deployment.env["TELNYX_POLL_ACCOUNT_SID"] = poll_sandbox.account_sid
+    deployment.env["TELNYX_ACCOUNT_SID"] = sandbox.account_sid  # the callback consumer's Asset
     deployment.airflow("db-migrate", "db", "migrate", timeout=600)
     clock.phase("database migrated (PostgreSQL)")
-    for conn_id, box in (("telnyx_default", sandbox), ("telnyx_poll", poll_sandbox)):
+    connections = (
+        ("telnyx_default", sandbox, {}),
+        ("telnyx_poll", poll_sandbox, {"max_retries": 1, "retry_max_wait": 1}),
+        ("telnyx_events", sandbox, {"public_key": sandbox.public_key}),
+    )
+    for conn_id, box, extra in connections:
         deployment.airflow(
             f"connections-add-{conn_id}", "connections", "add", conn_id, "--conn-type", "telnyx",
             "--conn-host", box.base_url, "--conn-login", box.account_sid, "--conn-password", box.api_key,
+            "--conn-extra", json.dumps(extra),
         )  # fmt: skip
-    deployment.start_airflow("api-server")
-    deployment.start_airflow("scheduler")
-    deployment.start_airflow("dag-processor")
-    for name in WORKERS:
-        start_worker(deployment, name)
     api = AirflowApi(deployment.api_url)
     cluster = Cluster(deployment, api, sandbox, poll_sandbox)
+    for name in ("api-server", "scheduler", "dag-processor"):
+        deployment.start_airflow(name, generation=cluster.generation(name))
+    for name in WORKERS:
+        start_worker(deployment, name, cluster.generation(name))
     wait_for(lambda: api.request("GET", "/api/v2/monitor/health").ok, "the API server", 180)
     for name in TRIGGERERS:  # one after the other, so each job id is known to belong to its process
         cluster.start_triggerer(name)
@@ -123,7 +139,7 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     return cluster
 
 
-def start_worker(deployment: Deployment, name: str, generation: int = 1) -> None:
+def start_worker(deployment: Deployment, name: str, generation: int) -> None:
     """One Celery worker under its own node name (two on one host must not share ``celery@host``)."""
     deployment.start_airflow(
         name, kind="celery-worker", generation=generation, extra=["--celery-hostname", f"{name}@%h"]

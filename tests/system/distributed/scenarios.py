@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.system.distributed import kills, triggerers, waits, workers
+from tests.system.distributed import events, kills, triggerers, waits, workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,4 +22,11 @@ SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
      workers.worker_killed_mid_start),
     ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
      triggerers.failover),
+    ("5", "the polling event trigger while each triggerer is SIGKILLed and restarted", events.polling),
+]  # fmt: skip
+
+#: Scenarios that wait on another helper's work: run only when named (``--only 4``).
+PENDING: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
+    ("4", "signed callbacks over the API-server workers, replayed across workers and an API-server restart "
+     "(WAITS ON h-events: the receiver's shared replay state)", events.callbacks),
 ]  # fmt: skip

@@ -62,7 +62,7 @@ def failover(checks: Checks, cluster: Cluster) -> None:
     )  # fmt: skip
     checks.check(True, f"{survivor} took over {len(held[victim])} waits "
                  f"{time.monotonic() - killed_at:.0f} s after the SIGKILL")  # fmt: skip
-    cluster.start_triggerer(victim, generation=2)
+    cluster.start_triggerer(victim)
     checks.equal(_stops(cluster, run), {}, "after the SIGKILL: no recording stopped")
 
     # SIGSTOP the one holding everything now; the restarted one takes over; SIGCONT: Airflow cancels the

@@ -59,7 +59,7 @@ def worker_killed_mid_start(checks: Checks, cluster: Cluster) -> None:
     print(f"  start carried out, reply held: SIGKILL {worker} (task instance {ti['id']})", flush=True)
     cluster.deployment.kill(worker)
     checks.equal(ti["try_number"], 1, "the first try was running when its worker died")
-    start_worker(cluster.deployment, worker, generation=2)
+    start_worker(cluster.deployment, worker, generation=cluster.generation(worker))
     wait_for(
         lambda: cluster.api.dag_run(DAG_ID, run_id)["state"] in ("success", "failed"),
         "the retry to finish", TASK_STALE_AFTER + 300, interval=2,
