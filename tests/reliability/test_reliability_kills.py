@@ -8,6 +8,7 @@ execution API shapes it) and the sandbox counts the stops it receives.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -108,3 +109,29 @@ async def test_an_unreadable_task_state_leaves_the_recording_running(sandbox, ta
     await cancelled(trigger)
     assert STOP not in sandbox.stats()["requests_by_route"]
     assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_kill_interrupted_by_airflows_repeated_cancel_still_stops(sandbox, task_states, monkeypatch):
+    """Airflow 3.3.2 cancels the trigger's task again while ``on_kill`` awaits: the stop still happens."""
+    import time as clock
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    answer = RuntimeTaskInstance.get_task_states
+
+    def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        clock.sleep(0.5)  # the supervisor is busy: the lookup takes a while
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(slow))
+    trigger, sid = owning_wait(sandbox)
+    killing = asyncio.ensure_future(trigger.on_kill())
+    await asyncio.sleep(0.1)
+    killing.cancel()  # the triggerer's next cancel of the same trigger
+    with pytest.raises(asyncio.CancelledError):
+        await killing
+    for _ in range(100):
+        if sandbox.stats()["updates_per_recording"].get(sid):
+            break
+        await asyncio.sleep(0.05)
+    assert sandbox.stats()["updates_per_recording"] == {sid: 1}

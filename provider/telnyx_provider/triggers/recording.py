@@ -132,9 +132,9 @@ class RecordingCompletedTrigger(BaseTrigger):
         if not (self.stop_on_kill and self.call_sid):
             log.info("Wait for recording %s killed; the recording is left as it is.", self.recording_sid)
             return
-        from telnyx_provider.triggers.recording_kill import stop_killed_recording
+        from telnyx_provider.triggers.recording_kill import run_shielded
 
-        await stop_killed_recording(self)
+        await run_shielded(self)
 
     async def _wait(self) -> dict[str, Any]:
         # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.

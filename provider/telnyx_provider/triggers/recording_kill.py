@@ -8,7 +8,12 @@ heartbeat went stale (a triggerer frozen or overloaded for ``[triggerer] trigger
 seconds) and a copy of a trigger that fired on the other triggerer first. Stopping the recording in those
 cases would end a recording another triggerer (or the resumed task) still waits for.
 
-So before stopping, the wait asks Airflow for its task's state, through the same execution-API request
+Airflow 3.3.2 also cancels the trigger's task again on every exchange with its supervisor (about once a
+second) until the trigger has finished, and a cancel that lands while ``on_kill`` awaits ends ``on_kill``
+silently. So the work runs as a task of its own, shielded (:func:`run_shielded`): once begun, a decision and
+its stop are carried out even if ``on_kill`` is interrupted.
+
+Before stopping, the wait asks Airflow for its task's state, through the same execution-API request
 Airflow's own deferrable ``ExternalTaskSensor`` makes from the triggerer
 (``RuntimeTaskInstance.get_task_states``), and stops only a recording whose task has ended (``failed``,
 ``success``, ``skipped``, ...) and that is still live; in every other case it leaves the recording alone
@@ -17,6 +22,7 @@ and says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +40,18 @@ ENDED_STATES = frozenset({"failed", "success", "skipped", "removed", "upstream_f
 LIVE_STATUSES = frozenset({"in-progress", "paused"})
 #: Seconds the look before the stop may take (one attempt): it only spares a stop that changes nothing.
 LOOK_BUDGET = 2.0
+
+
+#: The shielded kill tasks still running (a reference keeps each alive until it is done).
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def run_shielded(trigger: RecordingCompletedTrigger) -> None:
+    """Run :func:`stop_killed_recording` so that cancelling the caller does not interrupt it."""
+    task = asyncio.ensure_future(stop_killed_recording(trigger))
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    await asyncio.shield(task)
 
 
 async def task_state(task_instance: Any) -> str | None:

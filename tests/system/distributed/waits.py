@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from tests.system.clients import wait_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.system.checks import Checks
     from tests.system.distributed.cluster import Cluster
 
@@ -105,13 +107,17 @@ def smoke(checks: Checks, cluster: Cluster) -> None:
     verify_completed_once(checks, run, "smoke")
 
 
+def trigger_log_files(cluster: Cluster, run: WaitsRun) -> list[Path]:
+    """The run's trigger log files (``.../map_index=<i>/attempt=<n>.log.trigger.<job id>.log``)."""
+    home = cluster.deployment.home
+    folder = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run.run_id}" / f"task_id={TASK_ID}"
+    return sorted(folder.glob("map_index=*/attempt=*.log.trigger.*.log"))
+
+
 def trigger_logs(cluster: Cluster, run: WaitsRun) -> dict[int, dict[int, list[str]]]:
     """The run's trigger logs: triggerer job id -> map index -> the events it logged for that wait."""
-    folder = (
-        cluster.deployment.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run.run_id}" / f"task_id={TASK_ID}"
-    )
     found: dict[int, dict[int, list[str]]] = {}
-    for path in folder.glob("map_index=*/attempt=*.log.trigger.*.log"):
+    for path in trigger_log_files(cluster, run):
         job = int(path.name.rsplit(".", 2)[-2])
         index = int(path.parent.name.split("=", 1)[1])
         events = []
