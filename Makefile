@@ -11,6 +11,9 @@ SYSTEM_VENV ?= .venv-system
 AIRFLOW_NEXT ?= 3.4.0b2
 NEXT_VENV ?= .venv-next
 SYSTEM_DIST ?= build/system-dist
+DOCS_HTML ?= build/docs/html
+# Debian packages make docs needs: Graphviz draws the diagrams, Chromium renders the built pages.
+DOCS_APT ?= graphviz chromium fonts-dejavu-core
 # The distributed system test's environment: Airflow with the Celery and PostgreSQL extras, the wheel.
 # celery<5.7: Celery 5.7.0 removed celery.backends.database.retry, which the Celery provider 3.26.0 imports.
 DIST_VENV ?= .venv-distributed
@@ -19,7 +22,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 # AIRFLOW_HOME and SQLite metadata database. PYTEST_XDIST= runs them in one process.
 PYTEST_XDIST ?= -n 2
 
-.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next \
+.PHONY: help install test lint unit test-floor demo benchmark soak clean system-test test-next docs docs-tools contract \
 	system-test-distributed distributed-servers
 
 help:
@@ -28,6 +31,8 @@ help:
 	@echo "make system-test - the example DAGs on a real Airflow $(AIRFLOW_VERSION) (API server, scheduler, DAG processor, triggerer)"
 	@echo "make test-next   - the suite on the Airflow pre-release $(AIRFLOW_NEXT)"
 	@echo "make system-test-distributed - PostgreSQL, Redis, CeleryExecutor, two triggerers, several API workers"
+	@echo "make docs   - build the documentation site into $(DOCS_HTML) (warnings are errors) and check it renders"
+	@echo "make contract    - the sandbox against Telnyx's response schemas, the hook against Prism serving the spec"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +73,27 @@ $(NEXT_VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The docs extra goes into the main virtualenv: autodoc imports the provider and Airflow.
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e ".[docs]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(VENV)/bin/python -c "import sphinx, furo, myst_parser, sphinx_autodoc_typehints"
+	touch $@
+
+# Graphviz and Chromium from the distribution (no browser download): installed only when missing.
+docs-tools:
+	@if ! command -v dot > /dev/null || ! command -v chromium > /dev/null; then \
+		apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			-o DPkg::Lock::Timeout=300 --no-install-recommends $(DOCS_APT) > /dev/null; fi
+	@dot -V 2>&1; chromium --version
+
+# A fresh build every time (an incremental one would not repeat the warnings of unchanged pages), with
+# every warning an error and every cross-reference resolved; then tests/docs opens pages in headless
+# Chromium (screenshots under build/docs/screenshots) and checks no machine path leaked into the site.
+docs: $(VENV)/.docs-installed docs-tools
+	rm -rf $(DOCS_HTML) build/docs/doctrees build/docs/screenshots
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html -d build/docs/doctrees docs $(DOCS_HTML)
+	TELNYX_DOCS_HTML=$(DOCS_HTML) $(VENV)/bin/python -m pytest tests/docs/test_docs_render.py -q -p no:randomly
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -81,6 +107,10 @@ test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test: lint unit test-floor
+
+# Also part of `make unit`; the Prism check installs @stoplight/prism-cli into build/prism (npm) when missing.
+contract: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest tests/contract $(PYTEST_ARGS)
 
 test-next: $(NEXT_VENV)/.installed
 	$(NEXT_VENV)/bin/python -c "import airflow; print('Airflow next', airflow.__version__)"

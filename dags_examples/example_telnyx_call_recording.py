@@ -23,8 +23,10 @@ from telnyx_provider.operators.recording import StartCallRecordingOperator
 from telnyx_provider.sensors.recording import RecordingCompletedSensor
 from telnyx_provider.transfers.recording import RecordingToStorageOperator
 
+# [START howto_asset_outlet]
 #: Stored call recordings; example_telnyx_recording_arrived is scheduled on it.
 CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-recordings")
+# [END howto_asset_outlet]
 
 
 @dag(
@@ -40,12 +42,15 @@ CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-record
             description="Folder (an ObjectStoragePath URL ending in /) the audio is stored under.",
         ),
     },
+    # [START howto_dag_retries]
     # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
     # (apache/airflow #71172; see the README's Troubleshooting section).
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    # [END howto_dag_retries]
     tags=["telnyx", "example"],
 )
 def example_telnyx_call_recording() -> None:
+    # [START howto_operator_start]
     start = StartCallRecordingOperator(
         task_id="start_recording",
         call_sid="{{ params.call_sid }}",
@@ -53,6 +58,8 @@ def example_telnyx_call_recording() -> None:
         recording_track="both",
         recording_status_callback_event=["in-progress", "completed", "absent"],
     )
+    # [END howto_operator_start]
+    # [START howto_sensor_deferrable]
     wait = RecordingCompletedSensor(
         task_id="wait_for_recording",
         recording_uri="{{ ti.xcom_pull(task_ids='start_recording')['uri'] }}",
@@ -60,12 +67,15 @@ def example_telnyx_call_recording() -> None:
         poke_interval=2,
         timeout=15 * 60,
     )
+    # [END howto_sensor_deferrable]
+    # [START howto_transfer_store]
     store = RecordingToStorageOperator(
         task_id="store_recording",
         recording_sid="{{ ti.xcom_pull(task_ids='wait_for_recording')['sid'] }}",
         dst="{{ params.destination }}",
         outlets=[CALL_RECORDINGS],
     )
+    # [END howto_transfer_store]
     start >> wait >> store
 
 

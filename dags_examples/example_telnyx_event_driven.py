@@ -36,6 +36,7 @@ RECORDINGS_DST = os.environ.get("TELNYX_RECORDINGS_DST", "file:///tmp/telnyx-rec
 EVENTS_SOURCE = os.environ.get("TELNYX_EVENTS_SOURCE", "callbacks")
 
 
+# [START howto_event_asset]
 def finished_recordings_asset(source: str) -> Any:
     """The account's recordings Asset; with ``polling``, watched by the polling event trigger."""
     if source == "polling":
@@ -45,6 +46,9 @@ def finished_recordings_asset(source: str) -> Any:
         )
         return recordings_asset(ACCOUNT_SID, watchers=[watcher])
     return recordings_asset(ACCOUNT_SID)
+
+
+# [END howto_event_asset]
 
 
 @dag(
@@ -60,6 +64,7 @@ def finished_recordings_asset(source: str) -> Any:
 )
 def example_telnyx_start_recording_with_callback() -> None:
     """Start recording a call and end: the recording's end arrives as an event of the recordings Asset."""
+    # [START howto_event_start_with_callback]
     StartCallRecordingOperator(
         task_id="start_recording",
         call_sid="{{ params.call_sid }}",
@@ -69,6 +74,7 @@ def example_telnyx_start_recording_with_callback() -> None:
         # The consumer downloads by SID with a fresh link; a bearer link in the event's extra is not needed.
         send_recording_url=False,
     )
+    # [END howto_event_start_with_callback]
 
 
 @dag(
@@ -85,6 +91,7 @@ def example_telnyx_store_finished_recordings() -> None:
     run maps one storing task over all of them.
     """
 
+    # [START howto_event_consumer]
     @task
     def completed_recordings(triggering_asset_events: Any = None) -> list[str]:
         """The SIDs of the completed recordings among the events that triggered this run (``absent`` ones have
@@ -110,6 +117,7 @@ def example_telnyx_store_finished_recordings() -> None:
         return len(list(stored_recordings))
 
     whatever_follows(stored.output)  # type: ignore[arg-type]
+    # [END howto_event_consumer]
 
 
 example_telnyx_start_recording_with_callback()

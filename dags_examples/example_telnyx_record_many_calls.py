@@ -37,12 +37,14 @@ def example_telnyx_record_many_calls() -> None:
         """The call SIDs given to this run."""
         return [str(call_sid) for call_sid in (params or {})["call_sids"]]
 
+    # [START howto_mapped_waits]
     starts = StartCallRecordingOperator.partial(
         task_id="start_recording", recording_channels="single"
     ).expand(call_sid=calls_to_record())
     waits = RecordingCompletedSensor.partial(
         task_id="wait_for_recording", deferrable=True, poke_interval=2, timeout=15 * 60
     ).expand(recording_uri=starts.output.map(_uri))
+    # [END howto_mapped_waits]
 
     @task
     def summarize(recordings: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-record
     tags=["telnyx", "example"],
 )
 def example_telnyx_recording_arrived() -> None:
+    # [START howto_asset_consumer]
     @task
     def report_arrivals(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
         """Log and return each stored recording this run was triggered by."""
@@ -44,6 +45,8 @@ def example_telnyx_recording_arrived() -> None:
                 )
                 arrived.append(stored)
         return arrived
+
+    # [END howto_asset_consumer]
 
     report_arrivals()
 

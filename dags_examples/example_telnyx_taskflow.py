@@ -28,6 +28,7 @@ from telnyx_provider.sensors.recording import RecordingCompletedSensor
     tags=["telnyx", "example"],
 )
 def example_telnyx_taskflow() -> None:
+    # [START howto_taskflow]
     @task
     def find_call(params: dict[str, Any] | None = None) -> str:
         """The call to record."""
@@ -52,6 +53,7 @@ def example_telnyx_taskflow() -> None:
         return {key: recording[key] for key in ("sid", "duration", "status")}
 
     report(wait.output)  # type: ignore[arg-type]
+    # [END howto_taskflow]
 
 
 example_telnyx_taskflow()

@@ -29,6 +29,7 @@ DAGS_FOLDER.mkdir()
 for _source in [
     *(REPO / "dags_examples").glob("*.py"),
     *(REPO / "tests" / "dags" / "dag_files").glob("*.py"),
+    *(REPO / "docs" / "snippets").glob("dag_*.py"),  # the DAGs the docs include (tests/docs)
 ]:
     shutil.copy(_source, DAGS_FOLDER / _source.name)
 os.environ.update(
@@ -68,12 +69,77 @@ def scripted_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         yield api
 
 
+#: The sandbox's date formats; a test marked ``both_date_formats`` runs once with each.
+DATE_FORMATS = ("rfc2822", "iso8601")
+#: Environment variables that change every in-process sandbox's defaults for a whole run, e.g.
+#: ``TELNYX_SANDBOX_STRICT_SCHEMA=1 make unit`` runs the suite against spec-shaped replies.
+STRICT_SCHEMA_ENV = "TELNYX_SANDBOX_STRICT_SCHEMA"
+DATE_FORMAT_ENV = "TELNYX_SANDBOX_DATE_FORMAT"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_date_formats: run the test on sandboxes writing RFC 2822 and ISO 8601 dates"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_date_formats") and "date_format" in metafunc.fixturenames:
+        metafunc.parametrize("date_format", DATE_FORMATS, indirect=True)
+
+
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def date_format(request: pytest.FixtureRequest) -> str:
+    """The date format of the sandboxes the suite's fixtures make: the test's parameter when it is marked
+    ``both_date_formats``, else ``$TELNYX_SANDBOX_DATE_FORMAT``, else the sandbox's default (``rfc2822``)."""
+    return str(getattr(request, "param", None) or os.environ.get(DATE_FORMAT_ENV) or "rfc2822")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sandbox_defaults_from_environment() -> Iterator[None]:
+    """``TELNYX_SANDBOX_STRICT_SCHEMA`` / ``TELNYX_SANDBOX_DATE_FORMAT`` become the defaults of every
+    sandbox this process builds (arguments a test passes still win)."""
+    forced: dict[str, object] = {}
+    if os.environ.get(STRICT_SCHEMA_ENV, "").lower() in ("1", "true", "yes"):
+        forced["strict_schema"] = True
+    if os.environ.get(DATE_FORMAT_ENV):
+        forced["date_format"] = os.environ[DATE_FORMAT_ENV]
+    if not forced:
+        yield
+        return
+    from telnyx_provider.sandbox import Sandbox
+
+    original = Sandbox.__init__
+
+    def init(self: Sandbox, *args: object, **kwargs: object) -> None:
+        original(self, *args, **{**forced, **kwargs})  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sandbox, "__init__", init)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def sandbox_replies(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Every reply a strict sandbox (``strict_schema=True``) gives during the test is judged against Telnyx's
+    response schemas (``tests/spec_conformance.py``); the test fails on any field, type or value the spec
+    does not allow. Yields the :class:`~tests.spec_conformance.ReplyAudit`."""
+    from tests.spec_conformance import ReplyAudit
+
+    audit = ReplyAudit().install(monkeypatch)
+    yield audit
+    violations = audit.violations()
+    if violations:
+        shown = "\n".join(violations[:20])
+        pytest.fail(f"{len(violations)} sandbox replies break Telnyx's response schemas:\n{shown}")
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch, date_format: str) -> Iterator[object]:
     """A TeXML sandbox on a free loopback port, with ``telnyx_default`` pointing at it."""
     from telnyx_provider.sandbox import Sandbox
 
-    with Sandbox(port=0, processing_delay=0.2, seed=7) as sb:
+    with Sandbox(port=0, processing_delay=0.2, seed=7, date_format=date_format) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
         yield sb
 

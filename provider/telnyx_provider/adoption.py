@@ -89,7 +89,7 @@ class Verdict:
 
     @property
     def recording(self) -> dict[str, Any]:
-        """The adopted recording (only for :attr:`Outcome.ADOPT`)."""
+        """The adopted recording (only for ``Outcome.ADOPT``)."""
         return self.recordings[0]
 
     def sids(self) -> list[str]:

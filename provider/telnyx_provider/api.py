@@ -228,7 +228,7 @@ def next_page_token(page: Mapping[str, Any]) -> str | None:
 
 
 def parse_reply(request: ApiRequest, status: int, headers: Mapping[str, str], body: bytes) -> Any:
-    """Return the decoded JSON of a successful reply, or raise :class:`TelnyxApiError`.
+    """Return the decoded JSON of a successful reply, or raise :exc:`~telnyx_provider.errors.TelnyxApiError`.
 
     Error replies are read for Telnyx's ``{"errors": [{"code", "title", "detail"}]}`` body; a body that is
     not JSON (an HTML page from a proxy, say, or JSON with ``NaN``/``Infinity``) is quoted by its first

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider._compat import AirflowException, AirflowSensorTimeout
-from telnyx_provider.errors import RecordingFailedError, TelnyxApiError
+from telnyx_provider.errors import RecordingFailedError, TelnyxApiError, TelnyxValidationError
 from telnyx_provider.models import Verdict, assess_recording
 from telnyx_provider.params import has_template as has_template  # re-exported for the operators
 from telnyx_provider.params import is_unresolved as is_unresolved
@@ -20,6 +20,7 @@ from telnyx_provider.retry import failure_reason, is_retryable, requested_wait
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Mapping
 
     from telnyx_provider.hooks.recording import RecordingHook
     from telnyx_provider.retry import RetryPolicy
@@ -39,14 +40,64 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
+#: Why an argument that is not templated cannot take a value known only at run time.
+_NOT_TEMPLATED = (
+    "a value given in the DAG file: this argument is not templated, so a value from another task (XComArg) "
+    "or a Jinja template would never be resolved; give it through .expand(...) to take it from a task"
+)
+
+
 def retry_overrides(
     max_retries: int | None, retry_max_wait: float | None, retry_budget: float | None
 ) -> dict[str, Any]:
     """The hook's retry keyword arguments, checked at DAG-parse time rather than at the first request."""
     from telnyx_provider.retry import RetryPolicy
 
+    given = {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
+    for argument, value in given.items():
+        if value is not None and is_unresolved(value):
+            raise TelnyxValidationError(argument, value, _NOT_TEMPLATED)
     RetryPolicy().replace(max_retries=max_retries, max_wait=retry_max_wait, budget=retry_budget)
-    return {"max_retries": max_retries, "retry_max_wait": retry_max_wait, "retry_budget": retry_budget}
+    return given
+
+
+def require_seconds(argument: str, value: object, *, allow_zero: bool = False) -> float:
+    """A duration argument (a number of seconds or a ``timedelta``) in seconds, or a clear error.
+
+    Refused: values known only at run time (XComArg, templates: these arguments are not templated), booleans,
+    anything else that is not a number or a ``timedelta``, NaN, negative durations and, unless
+    ``allow_zero``, zero.
+
+    :param argument: the argument's name, for the error.
+    :param value: the value given.
+    :param allow_zero: whether 0 is a valid duration.
+    :raises TelnyxValidationError: naming the argument, the value and what is expected.
+    """
+    if is_unresolved(value):
+        raise TelnyxValidationError(argument, value, _NOT_TEMPLATED)
+    expected = "0 or more seconds" if allow_zero else "a number of seconds greater than 0"
+    expected += " (or a timedelta)"
+    if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+        raise TelnyxValidationError(argument, value, expected)
+    number = seconds(value)
+    if not (number >= 0 if allow_zero else number > 0):  # NaN fails both
+        raise TelnyxValidationError(argument, value, expected)
+    return number
+
+
+def check_literal_arguments(kwargs: Mapping[str, Any], durations: Mapping[str, bool]) -> None:
+    """Check the duration and retry arguments a ``.partial()`` was given, as ``__init__`` would.
+
+    ``.partial()`` stores its arguments until the task runs, and its values are never resolved (only
+    ``.expand()`` ones are), so a value that ``__init__`` would refuse fails when the DAG is parsed.
+
+    :param kwargs: the arguments given to ``.partial()``.
+    :param durations: duration argument name -> whether 0 is allowed; ``None`` values are left alone.
+    """
+    for argument, allow_zero in durations.items():
+        if kwargs.get(argument) is not None:
+            require_seconds(argument, kwargs[argument], allow_zero=allow_zero)
+    retry_overrides(kwargs.get("max_retries"), kwargs.get("retry_max_wait"), kwargs.get("retry_budget"))
 
 
 def task_timeout_error() -> type[BaseException]:

@@ -97,8 +97,19 @@ def test_list_transcriptions_stops_on_a_repeated_token(hook, requests_mock):
         "next_page_uri": "/v2/x.json?PageToken=SAME",
     }
     listing = requests_mock.get(TRANSCRIPTIONS_URL, json=page)
-    assert len(hook.list_transcriptions()) == 2
+    with pytest.raises(TelnyxApiError, match="repeats the page before it"):
+        hook.list_transcriptions()  # not the same transcription twice
     assert listing.call_count == 2
+
+
+def test_list_transcriptions_refuses_a_token_that_leads_back(hook, requests_mock):
+    def page(sid: str, token: str) -> dict:
+        return {"json": {"transcriptions": [{"sid": sid}], "next_page_uri": f"/v2/x.json?PageToken={token}"}}
+
+    listing = requests_mock.get(TRANSCRIPTIONS_URL, [page("t1", "A"), page("t2", "B"), page("t3", "A")])
+    with pytest.raises(TelnyxApiError, match="links to a page already read"):
+        hook.list_transcriptions()
+    assert listing.call_count == 3
 
 
 def test_get_and_delete_transcription(hook, requests_mock):

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def faulty_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sandbox]]:
+def faulty_sandbox(monkeypatch: pytest.MonkeyPatch, date_format: str) -> Iterator[Callable[..., Sandbox]]:
     """``make(extra=None, **Sandbox kwargs)``: a running sandbox that ``telnyx_default`` points at.
 
     ``extra`` becomes the connection's extra (timeouts, retry settings). Every sandbox is stopped at the end.
+    Its dates are in ``date_format`` (``tests/conftest.py``): mark a test or module ``both_date_formats``
+    to run it on RFC 2822 and ISO 8601 dates.
     """
     from telnyx_provider.sandbox import Sandbox
 
@@ -29,6 +31,7 @@ def faulty_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Sa
 
     def make(extra: dict[str, Any] | None = None, **kwargs: Any) -> Sandbox:
         kwargs.setdefault("processing_delay", 0.1)
+        kwargs.setdefault("date_format", date_format)
         sandbox = Sandbox(port=0, **kwargs).start()
         started.append(sandbox)
         conn = json.loads(sandbox.airflow_conn_json())

@@ -19,6 +19,9 @@ from telnyx_provider.errors import AmbiguousStartError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
 
+# Starts and adoptions judge dates (start_time, DateCreated): both of the formats Telnyx writes.
+pytestmark = pytest.mark.both_date_formats
+
 START_ROUTE = "POST /Calls/{call_sid}/Recordings"
 
 

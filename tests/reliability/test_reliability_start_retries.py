@@ -24,6 +24,9 @@ from telnyx_provider._compat import AirflowSensorTimeout
 from telnyx_provider.operators.recording import StartCallRecordingOperator
 from telnyx_provider.operators.start_memory import STATE_KEY
 
+# Starts and adoptions judge dates (start_time, DateCreated): both of the formats Telnyx writes.
+pytestmark = pytest.mark.both_date_formats
+
 REPO = Path(__file__).resolve().parents[2]
 
 

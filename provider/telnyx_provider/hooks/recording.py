@@ -18,7 +18,8 @@ from urllib3.exceptions import NewConnectionError
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
 from telnyx_provider.errors import TelnyxApiError, transport_detail
-from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, RecordingStart
+from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, SNAPSHOT_MAX_PAGES, RecordingStart
+from telnyx_provider.pages import PageGuard
 from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
 
@@ -184,10 +185,16 @@ class RecordingHook(BaseHook):
         return start.run()
 
     def call_recording_sids(self, call_sid: str, *, account_sid: str | None = None) -> list[str]:
-        """The SIDs of every recording the call has now (every page): a start's snapshot."""
+        """The SIDs of every recording the call has now (every page): a start's snapshot.
+
+        At most ``SNAPSHOT_MAX_PAGES`` (100, in ``telnyx_provider.hooks.recording_start``) pages are read: a
+        call whose list runs past them (or never ends) fails the start before it is sent.
+        """
         return [
             str(recording["sid"])
-            for recording in self.list_call_recordings(call_sid, account_sid=account_sid)
+            for recording in self.list_call_recordings(
+                call_sid, account_sid=account_sid, max_pages=SNAPSHOT_MAX_PAGES
+            )
             if "sid" in recording
         ]
 
@@ -202,20 +209,37 @@ class RecordingHook(BaseHook):
         return self._call(request, api.parse_recording, retry_policy)
 
     def list_call_recordings(
-        self, call_sid: str, *, account_sid: str | None = None, retry_policy: RetryPolicy | None = None
+        self,
+        call_sid: str,
+        *,
+        account_sid: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_pages: int | None = None,
     ) -> list[dict[str, Any]]:
         """Every recording of one call, page after page.
 
+        A page that repeats the one before it (the same page number or the same recordings) ends the
+        listing with a :class:`~telnyx_provider.errors.TelnyxApiError` rather than another request.
+
         :param retry_policy: retries of each page (default: the hook's).
+        :param max_pages: the most pages to read (``None``: no bound); a list that runs past them is an
+            error saying so.
         """
         account = self.config.resolve_account_sid(account_sid)
+        guard = PageGuard(
+            "recordings",
+            max_pages=max_pages,
+            bound_reason=f"max_pages={max_pages}; a start's snapshot of its call reads at most "
+            f"SNAPSHOT_MAX_PAGES={SNAPSHOT_MAX_PAGES} pages",
+        )
         recordings: list[dict[str, Any]] = []
         page_number = 0
         while True:
             request = api.list_call_recordings(account, call_sid, page=page_number, page_size=CALL_PAGE_SIZE)
             page: dict[str, Any] = self._call(request, api.parse_recording_page, retry_policy)
+            guard.check(request, page)
             recordings.extend(page["recordings"])
-            if not page.get("next_page_uri") or not page["recordings"]:
+            if not guard.has_next(request, page):
                 return recordings
             page_number += 1
 
@@ -265,7 +289,10 @@ class RecordingHook(BaseHook):
         page_size: int = 50,
         date_created_after: datetime | date | str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every recording of the account, page by page.
+        """Every recording of the account, page by page (streamed: each page as it is read).
+
+        A page that repeats the one before it ends the iteration with a
+        :class:`~telnyx_provider.errors.TelnyxApiError` before any of its recordings is yielded.
 
         :param date_created_after: only recordings created at or after this moment (a timezone-aware
             datetime, a date or an ISO 8601 string), sent as the ``DateCreated>=`` filter and checked
@@ -273,14 +300,16 @@ class RecordingHook(BaseHook):
         """
         account = self.config.resolve_account_sid(account_sid)
         since = None if date_created_after is None else api.created_since(date_created_after)
+        guard = PageGuard("recordings")
         page_number = 0
         while True:
             request = api.list_recordings(
                 account, page=page_number, page_size=page_size, date_created_after=date_created_after
             )
             page: dict[str, Any] = self._call(request, api.parse_recording_page)
+            guard.check(request, page)
             yield from (item for item in page["recordings"] if since is None or since(item))
-            if not page.get("next_page_uri") or not page["recordings"]:
+            if not guard.has_next(request, page):
                 return
             page_number += 1
 
@@ -336,24 +365,28 @@ class RecordingHook(BaseHook):
     ) -> list[dict[str, Any]]:
         """The account's recording transcriptions, every page (``GET .../Transcriptions.json``).
 
+        A page that repeats the one before it ends the listing with a
+        :class:`~telnyx_provider.errors.TelnyxApiError` rather than another request.
+
         :param recording_sid: keep only the transcriptions of this recording.
         """
         account = self.config.resolve_account_sid(account_sid)
+        guard = PageGuard("transcriptions")
         transcriptions: list[dict[str, Any]] = []
         token: str | None = None
-        seen: set[str] = set()
         while True:
             request = api.list_transcriptions(account, page_size=page_size, page_token=token)
             page: dict[str, Any] = self._call(request, api.parse_transcription_page)
+            guard.check(request, page)
             transcriptions += [
                 item
                 for item in page["transcriptions"]
                 if recording_sid is None or item.get("recording_sid") == recording_sid
             ]
             token = api.next_page_token(page)
-            if token is None or token in seen or not page["transcriptions"]:
+            if token is None or not guard.has_next(request, page):
                 return transcriptions
-            seen.add(token)
+            guard.follow_token(request, token)
 
     def get_transcription(self, transcription_sid: str, *, account_sid: str | None = None) -> dict[str, Any]:
         """Fetch one recording transcription (``GET .../Transcriptions/{sid}.json``)."""

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying
 from telnyx_provider import api
 from telnyx_provider.errors import transport_detail
 from telnyx_provider.hooks.shared_clients import Lease
+from telnyx_provider.pages import PageGuard
 
 if TYPE_CHECKING:
     import ssl
@@ -244,9 +245,11 @@ class AsyncRecordingClient:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
-        client's policy, and fails the whole listing if it still fails.
+        client's policy, and fails the whole listing if it still fails. A page that repeats the one before
+        it (the same page number or the same recordings) fails it too, rather than another request.
         """
         account = self.config.resolve_account_sid(account_sid)
+        guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
@@ -254,8 +257,9 @@ class AsyncRecordingClient:
                 account, page=page, page_size=page_size, date_created_after=date_created_after
             )
             reply = await self._call(request, api.parse_recording_page)
+            guard.check(request, reply)
             recordings.extend(reply["recordings"])
-            if not reply.get("next_page_uri") or not reply["recordings"]:
+            if not guard.has_next(request, reply):
                 return recordings
             page += 1
 

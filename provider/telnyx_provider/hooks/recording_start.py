@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds a start whose reply was lost keeps looking for its recording before it is sent again.
 DEFAULT_ADOPTION_WAIT = 5.0
+#: The most pages of the call's recordings a start reads, for its snapshot and for each look after a lost
+#: reply: 100 pages of 100, ten thousand recordings on one call. A list that runs past them (or never ends)
+#: fails the start with an error saying so; before the snapshot, nothing was sent.
+SNAPSHOT_MAX_PAGES = 100
 
 
 class _Decided(Exception):
@@ -142,7 +146,7 @@ class RecordingStart:
         policy = self.policy.replace(budget=max(deadline - time.monotonic(), 0.001))
         try:
             recordings = self.hook.list_call_recordings(
-                self.call_sid, account_sid=self.account_sid, retry_policy=policy
+                self.call_sid, account_sid=self.account_sid, retry_policy=policy, max_pages=SNAPSHOT_MAX_PAGES
             )
         except TelnyxApiError:
             if not tolerate_errors:

@@ -18,9 +18,10 @@ from telnyx_provider.operators.lifecycle import (
     StopCallRecordingOperator,
 )
 from telnyx_provider.operators.start_memory import StartMemory, StartRecord
-from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
+from telnyx_provider.params import StartRecordingParams, require_identifier
 from telnyx_provider.waiting import (
     EXECUTION_TIMEOUT,
+    check_literal_arguments,
     check_recording,
     default_deferrable,
     deferral_timeout,
@@ -29,8 +30,8 @@ from telnyx_provider.waiting import (
     execution_timeout_reason,
     is_unresolved,
     recording_from_event,
+    require_seconds,
     retry_overrides,
-    seconds,
 )
 
 if TYPE_CHECKING:
@@ -139,9 +140,11 @@ class StartCallRecordingOperator(BaseOperator):
         self.retry_overrides = retry_overrides(max_retries, retry_max_wait, retry_budget)
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = require_positive_number("poll_interval", seconds(poll_interval))
-        self.wait_timeout = None if timeout is None else require_positive_number("timeout", seconds(timeout))
-        self.not_found_grace_period = seconds(not_found_grace_period)
+        self.poll_interval = require_seconds("poll_interval", poll_interval)
+        self.wait_timeout = None if timeout is None else require_seconds("timeout", timeout)
+        self.not_found_grace_period = require_seconds(
+            "not_found_grace_period", not_found_grace_period, allow_zero=True
+        )
         self._recording: dict[str, Any] | None = None
         self._memory: StartMemory | None = None
         self._record: StartRecord | None = None
@@ -151,6 +154,7 @@ class StartCallRecordingOperator(BaseOperator):
     def partial(cls, **kwargs: Any) -> Any:
         """Like ``BaseOperator.partial``, with the literal arguments checked when the DAG is parsed."""
         validate_start_arguments({name: kwargs[name] for name in _VALIDATED if name in kwargs})
+        check_literal_arguments(kwargs, _DURATIONS)
         return super().partial(**kwargs)
 
     @cached_property
@@ -350,6 +354,8 @@ class StartCallRecordingOperator(BaseOperator):
         self._recording = None
 
 
+#: The duration arguments, and whether each may be 0.
+_DURATIONS = {"poll_interval": False, "timeout": False, "not_found_grace_period": True}
 #: The arguments :func:`validate_start_arguments` checks.
 _VALIDATED = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
 

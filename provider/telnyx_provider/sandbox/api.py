@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 from telnyx_provider.sandbox.errors import CODE_AUTH_FAILED, CODE_BAD_REQUEST, ApiError, not_found
 from telnyx_provider.sandbox.params import parse_paging, parse_start_params, parse_update_status
+from telnyx_provider.sandbox.schema import created_reply, fetched_reply, page_reply
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.callbacks import StatusNotifier
@@ -118,11 +119,16 @@ class RecordingApi:
     :param store: the calls and recordings.
     :param notifier: told of starts, stops and so on, to send status callbacks.
     :param api_key: the bearer token requests must carry.
+    :param strict_schema: answer each route with exactly the fields of its response schema in Telnyx's spec
+        (see :mod:`telnyx_provider.sandbox.schema`); else the sandbox's fuller replies.
     """
 
-    def __init__(self, store: RecordingStore, notifier: StatusNotifier, api_key: str) -> None:
+    def __init__(
+        self, store: RecordingStore, notifier: StatusNotifier, api_key: str, *, strict_schema: bool = False
+    ) -> None:
         self.store = store
         self.notifier = notifier
+        self.strict_schema = strict_schema
         self._expected_auth = api_key.encode()
         self._routes: list[tuple[re.Pattern[str], dict[str, tuple[str, Handler]]]] = [
             (
@@ -229,19 +235,23 @@ class RecordingApi:
         except ApiError as error:
             return error_reply(error)
 
+    def _page(self, page: dict[str, Any], key: str) -> dict[str, Any]:
+        return page_reply(page, key) if self.strict_schema else page
+
     def _start(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
     ) -> Reply:
         params = parse_start_params(form_of(body, ctype))
         view = self.store.start_recording(args[0], args[1], params)
         self.notifier.started(view, params)
-        return json_reply(view)
+        return json_reply(created_reply(view) if self.strict_schema else view)
 
     def _list_call(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
     ) -> Reply:
         paging = parse_paging(query)
-        return json_reply(self.store.list_call_recordings(args[0], args[1], paging, _date_filters(query)))
+        page = self.store.list_call_recordings(args[0], args[1], paging, _date_filters(query))
+        return json_reply(self._page(page, "recordings"))
 
     def _update(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
@@ -250,10 +260,11 @@ class RecordingApi:
         view = self.store.update_recording(args[0], args[1], args[2], status)
         if status == "stopped":
             self.notifier.watch(args[2])
-        return json_reply(view)
+        return json_reply(created_reply(view) if self.strict_schema else view)
 
     def _get(self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None) -> Reply:
-        return json_reply(self.store.get_recording(args[0], args[1]))
+        view = self.store.get_recording(args[0], args[1])
+        return json_reply(fetched_reply(view) if self.strict_schema else view)
 
     def _delete(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
@@ -262,13 +273,15 @@ class RecordingApi:
         return Reply(204)
 
     def _list(self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None) -> Reply:
-        return json_reply(self.store.list_recordings(args[0], parse_paging(query), _date_filters(query)))
+        page = self.store.list_recordings(args[0], parse_paging(query), _date_filters(query))
+        return json_reply(self._page(page, "recordings"))
 
     def _list_transcriptions(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None
     ) -> Reply:
         paging = parse_paging({name: query[name] for name in ("Page", "PageSize") if name in query})
-        return json_reply(self.store.list_transcriptions(args[0], paging, query.get("PageToken") or None))
+        page = self.store.list_transcriptions(args[0], paging, query.get("PageToken") or None)
+        return json_reply(self._page(page, "transcriptions"))
 
     def _get_transcription(
         self, args: tuple[str, ...], query: Mapping[str, str], body: bytes, ctype: str | None

@@ -14,6 +14,7 @@ from telnyx_provider.sandbox.links import DEFAULT_TTL
 from telnyx_provider.sandbox.media import MAX_SECONDS
 from telnyx_provider.sandbox.sandbox import Sandbox
 from telnyx_provider.sandbox.stats import ALL_FAULT_KINDS, FAULT_KINDS
+from telnyx_provider.sandbox.views import DATE_FORMATS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -102,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of media transfers cut midway (default: %(default)s)",
     )
     parser.add_argument(
+        "--strict-schema",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="reply with exactly the fields of each route's response schema in Telnyx's spec: no 'track' on "
+        "fetched or listed recordings, no 'status' on start and update replies (default: off)",
+    )
+    parser.add_argument(
+        "--date-format",
+        choices=DATE_FORMATS,
+        default="rfc2822",
+        help="how dates are written: rfc2822 (Fri, 11 Aug 2023 19:12:11 +0000, Telnyx's examples) or iso8601 "
+        "(2023-08-11T19:12:11Z, the spec's date-time) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--calls", type=int, default=0, help="create N live calls at start and print their sids"
     )
     return parser
@@ -149,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             media_url_ttl=args.media_url_ttl,
             media_seconds_cap=args.media_seconds_cap,
             media_cut_rate=args.media_cut_rate,
+            strict_schema=args.strict_schema,
+            date_format=args.date_format,
         )
     except ValueError as error:  # an option out of range
         parser.error(str(error))

@@ -12,7 +12,7 @@ from telnyx_provider.sandbox.errors import not_found
 from telnyx_provider.sandbox.links import MediaLinks
 from telnyx_provider.sandbox.listing import ListPolicy
 from telnyx_provider.sandbox.state import Call, Clock, Recording, new_call_sid
-from telnyx_provider.sandbox.views import recording_json
+from telnyx_provider.sandbox.views import check_date_format, recording_json
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.views import Snapshot
@@ -28,6 +28,7 @@ class Registry:
     :param media_prefix: base of media links (set once the server's port is known).
     :param policy: list lag, clock skew and page cap (see :class:`ListPolicy`); all off by default.
     :param media_links: signs the ``media_url`` of completed recordings (a 600 s link by default).
+    :param date_format: how dates are written: ``rfc2822`` or ``iso8601``.
     """
 
     def __init__(
@@ -40,8 +41,10 @@ class Registry:
         media_prefix: str = "",
         policy: ListPolicy | None = None,
         media_links: MediaLinks | None = None,
+        date_format: str = "rfc2822",
     ) -> None:
         self.account_sid = account_sid
+        self.date_format = check_date_format(date_format)
         self.clock = clock
         self.recording_seconds = recording_seconds
         self.processing_delay = processing_delay
@@ -77,7 +80,7 @@ class Registry:
             if snap.status == "completed"
             else None
         )
-        return recording_json(rec, snap, self.account_sid, link, call_scoped, skew)
+        return recording_json(rec, snap, self.account_sid, link, call_scoped, skew, self.date_format)
 
     def service_now(self) -> float:
         """Return the current epoch time in the service's clock (ours plus the clock skew)."""

@@ -59,6 +59,12 @@ class Sandbox:
     :param media_url_ttl: seconds a ``media_url`` stays valid after the JSON carrying it was served.
     :param media_seconds_cap: the longest media served, in seconds (16 kB per second and channel).
     :param media_cut_rate: fraction of media transfers cut midway (full ``Content-Length``, half the bytes).
+    :param strict_schema: every reply has exactly the fields of its response schema in Telnyx's spec:
+        start and update replies carry ``track`` but no ``status``; fetched and listed recordings carry
+        ``status`` but no ``track`` (see ``telnyx_provider.sandbox.schema``). Off: the sandbox's fuller
+        replies, with ``track`` and ``status`` everywhere.
+    :param date_format: how dates are written: ``rfc2822`` (``Fri, 11 Aug 2023 19:12:11 +0000``, as Telnyx's
+        documented examples) or ``iso8601`` (``2023-08-11T19:12:11Z``, the spec's ``date-time``).
     """
 
     def __init__(
@@ -80,8 +86,11 @@ class Sandbox:
         media_url_ttl: float = DEFAULT_TTL,
         media_seconds_cap: int = MAX_SECONDS,
         media_cut_rate: float = 0.0,
+        strict_schema: bool = False,
+        date_format: str = "rfc2822",
     ) -> None:
         self.host = host
+        self.strict_schema = bool(strict_schema)
         self.port = port
         self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
         self.account_sid = account_sid or str(uuid.uuid4())
@@ -91,14 +100,16 @@ class Sandbox:
             processing_delay=processing_delay,
             policy=ListPolicy(list_lag=list_lag, clock_skew=clock_skew, max_page_size=max_page_size),
             media_links=MediaLinks(media_url_ttl),
+            date_format=date_format,
         )
+        self.date_format = self._store.date_format
         self._injector = FaultInjector(fault_rate, faults, seed, retry_after, slow_seconds)
         self._stats = Stats()
         signer = CallbackSigner()
         self.public_key = signer.public_key
         self._sender = CallbackSender(self._stats.callback, signer=signer, clock=self._store.service_now)
         self._notifier = StatusNotifier(self._store, self._sender)
-        self._api = RecordingApi(self._store, self._notifier, self.api_key)
+        self._api = RecordingApi(self._store, self._notifier, self.api_key, strict_schema=self.strict_schema)
         self._media_faults = MediaFaults(media_cut_rate, seed)
         self._media = MediaRoute(self._store, self._media_faults, self._stats, media_seconds_cap)
         self._server: SandboxHTTPServer | None = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.sandbox.errors import invalid_type, not_found
 from telnyx_provider.sandbox.registry import Registry
-from telnyx_provider.sandbox.views import ACCOUNTS_PREFIX, rfc2822
+from telnyx_provider.sandbox.views import ACCOUNTS_PREFIX, format_date
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.params import Paging
@@ -75,8 +75,10 @@ class TranscriptionsMixin(Registry):
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
             "call_sid": rec.call.sid,
-            "date_created": rfc2822(created + skew),
-            "date_updated": rfc2822(created + (self.processing_delay if done else 0.0) + skew),
+            "date_created": format_date(created + skew, self.date_format),
+            "date_updated": format_date(
+                created + (self.processing_delay if done else 0.0) + skew, self.date_format
+            ),
             "duration": str(snap.duration),
             "recording_sid": rec.sid,
             "sid": rec.transcription_sid,

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from telnyx_provider.sandbox.state import Recording
 
 ACCOUNTS_PREFIX = "/v2/texml/Accounts/"
+#: How the sandbox can write dates: RFC 2822 as Telnyx's documented examples show
+#: (``Fri, 11 Aug 2023 19:12:11 +0000``), or ISO 8601 as the spec's ``date-time`` format and its
+#: examples say (``2023-08-11T19:12:11Z``).
+DATE_FORMATS = ("rfc2822", "iso8601")
 
 
 @lru_cache(maxsize=8192)
@@ -23,12 +27,39 @@ def _rfc2822_second(epoch_second: int) -> str:
     return format_datetime(moment, usegmt=False)
 
 
+@lru_cache(maxsize=8192)
+def _iso8601_second(epoch_second: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def rfc2822(epoch: float) -> str:
-    """Format an epoch time as Telnyx does, e.g. ``Fri, 11 Aug 2023 19:12:11 +0000``.
+    """Format an epoch time as Telnyx's examples do, e.g. ``Fri, 11 Aug 2023 19:12:11 +0000``.
 
     :param epoch: seconds since the epoch (fractions are dropped).
     """
     return _rfc2822_second(int(epoch))
+
+
+def format_date(epoch: float, date_format: str = "rfc2822") -> str:
+    """Format an epoch time in one of :data:`DATE_FORMATS` (fractions of a second are dropped).
+
+    :param epoch: seconds since the epoch.
+    :param date_format: ``rfc2822`` (``Fri, 11 Aug 2023 19:12:11 +0000``) or ``iso8601``
+        (``2023-08-11T19:12:11Z``).
+    """
+    if date_format == "iso8601":
+        return _iso8601_second(int(epoch))
+    return _rfc2822_second(int(epoch))
+
+
+def check_date_format(date_format: str) -> str:
+    """Return ``date_format`` if it is one of :data:`DATE_FORMATS`.
+
+    :raises ValueError: for any other value.
+    """
+    if date_format not in DATE_FORMATS:
+        raise ValueError(f"date_format must be one of {', '.join(DATE_FORMATS)}, got {date_format!r}")
+    return date_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +105,10 @@ def recording_json(
     media_url: str | None,
     call_scoped: bool,
     clock_skew: float = 0.0,
+    date_format: str = "rfc2822",
 ) -> dict[str, Any]:
-    """Build the JSON object of one recording.
+    """Build the JSON object of one recording: every field the sandbox knows (the API's replies take the
+    fields of their response schema from it, see :mod:`telnyx_provider.sandbox.schema`).
 
     :param rec: the recording.
     :param snap: its state at the instant of the read.
@@ -83,6 +116,7 @@ def recording_json(
     :param media_url: the (signed) media link to report once the recording is completed.
     :param call_scoped: whether ``uri`` takes the call-scoped form (start, update, call list replies).
     :param clock_skew: seconds added to every date (the service's clock is off from ours).
+    :param date_format: how dates are written, one of :data:`DATE_FORMATS`.
     """
     final = snap.duration is not None
     transcriptions: dict[str, Any] = {"transcriptions": None}
@@ -91,9 +125,9 @@ def recording_json(
         "call_sid": rec.call.sid,
         "conference_sid": None,
         "channels": 1 if rec.params.channels == "single" else 2,
-        "date_created": rfc2822(rec.started_at + clock_skew),
-        "date_updated": rfc2822(snap.updated_at + clock_skew),
-        "start_time": rfc2822(rec.started_at + clock_skew),
+        "date_created": format_date(rec.started_at + clock_skew, date_format),
+        "date_updated": format_date(snap.updated_at + clock_skew, date_format),
+        "start_time": format_date(rec.started_at + clock_skew, date_format),
         "duration": str(snap.duration) if final else None,
         "price": price_of(snap.duration or 0) if final else None,
         "price_unit": "USD",

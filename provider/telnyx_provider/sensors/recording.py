@@ -11,10 +11,10 @@ import pendulum
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from telnyx_provider._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
-from telnyx_provider.errors import TelnyxValidationError
-from telnyx_provider.params import require_identifier, require_positive_number, resolve_recording
+from telnyx_provider.params import require_identifier, resolve_recording
 from telnyx_provider.waiting import (
     EXECUTION_TIMEOUT,
+    check_literal_arguments,
     check_recording,
     default_deferrable,
     deferral_timeout,
@@ -23,8 +23,8 @@ from telnyx_provider.waiting import (
     execution_timeout_reason,
     is_unresolved,
     recording_from_event,
+    require_seconds,
     retry_overrides,
-    seconds,
     task_timeout_error,
 )
 
@@ -88,16 +88,22 @@ class RecordingCompletedSensor(BaseSensorOperator):
         retry_budget: float | None = None,
         **kwargs: Any,
     ) -> None:
+        # Checked before BaseSensorOperator's own checks, which refuse these with a bare ValueError.
+        for name in ("poke_interval", "timeout"):
+            if kwargs.get(name) is not None:
+                require_seconds(name, kwargs[name])
         super().__init__(**kwargs)
         self.recording_sid = recording_sid
         self.recording_uri = recording_uri
         self.account_sid = account_sid
         self.telnyx_conn_id = telnyx_conn_id
         self.retry_overrides = retry_overrides(max_retries, retry_max_wait, retry_budget)
-        self.not_found_grace_period = _require_grace(not_found_grace_period)
+        self.not_found_grace_period = require_seconds(
+            "not_found_grace_period", not_found_grace_period, allow_zero=True
+        )
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        require_positive_number("poke_interval", self.poke_interval)
-        require_positive_number("timeout", self.timeout)
+        require_seconds("poke_interval", self.poke_interval)
+        require_seconds("timeout", self.timeout)
         self._resolve_target(validate_only=True)
 
     @classmethod
@@ -110,12 +116,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
         uri = kwargs.get("recording_uri")
         if uri is not None and not is_unresolved(uri):
             resolve_recording(None, uri, None, rendered=True)
-        grace = kwargs.get("not_found_grace_period")
-        if grace is not None and not is_unresolved(grace):
-            _require_grace(grace)
-        retry = {name: kwargs.get(name) for name in ("max_retries", "retry_max_wait", "retry_budget")}
-        if not any(is_unresolved(value) for value in retry.values()):
-            retry_overrides(**retry)
+        check_literal_arguments(kwargs, _DURATIONS)
         return super().partial(**kwargs)
 
     @cached_property
@@ -227,7 +228,5 @@ class RecordingCompletedSensor(BaseSensorOperator):
         )
 
 
-def _require_grace(value: float | timedelta) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | timedelta) or seconds(value) < 0:
-        raise TelnyxValidationError("not_found_grace_period", value, "0 or more seconds (or a timedelta)")
-    return seconds(value)
+#: The duration arguments, and whether each may be 0.
+_DURATIONS = {"poke_interval": False, "timeout": False, "not_found_grace_period": True}
