@@ -134,7 +134,8 @@ system-test: $(SYSTEM_VENV)/.installed
 distributed-servers:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || ! command -v redis-server > /dev/null; then \
 		echo "installing Debian's postgresql and redis-server"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server > /dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o DPkg::Lock::Timeout=300 postgresql redis-server > /dev/null; \
 	fi
 
 # The wheel on the deployment teams run at scale: PostgreSQL, Redis, CeleryExecutor with two workers,
