@@ -18,7 +18,7 @@ SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
      kills.execution_timeout),
     ("2", "deferred waits marked failed: one stop each, whichever triggerer (or none) holds them",
      kills.marked_failed),
-    ("3", "a Celery worker SIGKILLed between the start's POST and storing its SID: the retry resumes it",
+    ("3", "Celery workers SIGKILLed between the start's POST and storing its SID, and mid-wait in poke mode",
      workers.worker_killed_mid_start),
     ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
      triggerers.failover),
