@@ -38,6 +38,8 @@ RETRY_HEADERS = ("retry-after", "x-ratelimit-reset", "x-ratelimit-limit", "x-rat
 _BODY_PREVIEW = 200
 #: The query key of ``DateCreated>=...`` (the spec's "inequality operators", Twilio's convention).
 DATE_CREATED_AFTER_KEY = "DateCreated>"
+#: The query key of ``DateCreated<=...`` (the other inequality; the service includes the bound).
+DATE_CREATED_BEFORE_KEY = "DateCreated<"
 
 _HINTS = {
     401: "Check the API key stored as the password of the Telnyx connection.",
@@ -142,16 +144,21 @@ def list_recordings(
     page: int | None = None,
     page_size: int | None = None,
     date_created_after: datetime | date | str | None = None,
+    date_created_before: datetime | date | str | None = None,
 ) -> ApiRequest:
     """``GET /texml/Accounts/{account_sid}/Recordings.json`` (one page).
 
     :param date_created_after: only recordings created at or after this moment, sent as the spec's
         ``DateCreated`` filter with its ``>=`` operator (``DateCreated>=2023-05-22T00:00:00Z``).
+    :param date_created_before: only recordings created up to this moment, sent with the ``<=`` operator
+        (the service includes the bound: :func:`created_before` drops it again on our side).
     """
     query = _paging(page, page_size)
     if date_created_after is not None:
         # Twilio-style inequality: the query key is ``DateCreated>`` and ``=`` separates its value.
         query[DATE_CREATED_AFTER_KEY] = format_date_filter("date_created_after", date_created_after)
+    if date_created_before is not None:
+        query[DATE_CREATED_BEFORE_KEY] = format_date_filter("date_created_before", date_created_before)
     return ApiRequest("GET", f"{_account(account_sid)}/Recordings.json", "list_recordings", query=query)
 
 
@@ -180,6 +187,22 @@ def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]],
     def check(recording: Mapping[str, Any]) -> bool:
         moment = _moment(recording.get("date_created"))
         return moment is None or moment >= bound
+
+    return check
+
+
+def created_before(value: datetime | date | str) -> Callable[[Mapping[str, Any]], bool]:
+    """The upper bound on our side: whether a recording was created strictly before ``value``.
+
+    A date means its midnight UTC. A recording whose ``date_created`` cannot be read is kept (the
+    service applied its ``<=`` filter).
+    """
+    bound = _moment(format_date_filter("date_created_before", value))
+    assert bound is not None
+
+    def check(recording: Mapping[str, Any]) -> bool:
+        moment = _moment(recording.get("date_created"))
+        return moment is None or moment < bound
 
     return check
 

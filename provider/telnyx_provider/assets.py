@@ -69,3 +69,26 @@ def recording_status_of(extra: Mapping[str, Any]) -> str | None:
     fields = recording_fields(extra)
     value = fields.get("RecordingStatus", fields.get("status"))
     return value if isinstance(value, str) and value else None
+
+
+def archive_manifests_uri(account_sid: str) -> str:
+    """``telnyx://{account_sid}/archive-manifests``: the URI (and name) of an account's manifests Asset.
+
+    :param account_sid: the Telnyx account (organization) id.
+    :raises TelnyxValidationError: if ``account_sid`` is blank or holds ``/``, ``?``, ``#`` or spaces.
+    """
+    return f"{ASSET_SCHEME}://{require_identifier('account_sid', account_sid)}/archive-manifests"
+
+
+def archive_manifests_asset(account_sid: str) -> Asset:
+    """The Asset ``telnyx://{account_sid}/archive-manifests``: give it as an outlet of
+    :class:`~telnyx_provider.transfers.archive.RecordingsArchiveOperator` and each archived interval adds
+    one event, whose extra is the run's result (``manifest``, ``date_from``, ``date_to``, ``recordings``,
+    ``bytes``...); schedule a DAG on it to act on each interval's manifest.
+
+    :param account_sid: the Telnyx account (organization) id.
+    """
+    from airflow.sdk import Asset
+
+    uri = archive_manifests_uri(account_sid)
+    return Asset(name=uri, uri=uri)

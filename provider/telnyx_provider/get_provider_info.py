@@ -91,7 +91,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "Telnyx", "python-modules": ["telnyx_provider.sensors.recording"]}],
         "triggers": [
-            {"integration-name": "Telnyx", "python-modules": ["telnyx_provider.triggers.recording"]}
+            {
+                "integration-name": "Telnyx",
+                "python-modules": ["telnyx_provider.triggers.recording", "telnyx_provider.triggers.archive"],
+            }
         ],
         "plugins": [
             {

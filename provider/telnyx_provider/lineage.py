@@ -1,4 +1,5 @@
-"""OpenLineage for the storage operator: the stored object as the output, the recording SID as a run facet.
+"""OpenLineage for the storage operators: the stored object as the output, the recording SID as a run facet;
+for the archive, the destination prefix and the manifest as outputs, the interval as a run facet.
 
 Optional: it needs the OpenLineage provider (``apache-airflow-providers-openlineage``), which calls the
 operator's ``get_openlineage_facets_on_complete``; without it nothing here is imported. Facets come from
@@ -62,3 +63,55 @@ def recording_lineage(stored: dict[str, Any]) -> Any:
     output = OutputDataset(namespace=namespace, name=name, outputFacets={"outputStatistics": statistics})
     facet = _run_facet_class()(recording_sid=stored["recording_sid"], duration=stored.get("duration"))
     return OperatorLineage(outputs=[output], run_facets={RUN_FACET_NAME: facet})
+
+
+#: The archive operator's run facet.
+ARCHIVE_RUN_FACET_NAME = "telnyx_recordings_archive"
+
+
+@cache
+def _archive_facet_class() -> type:
+    import attrs
+    from airflow.providers.common.compat.openlineage.facet import RunFacet
+
+    @attrs.define
+    class TelnyxRecordingsArchiveRunFacet(RunFacet):  # type: ignore[misc,unused-ignore]
+        """The interval an archive run covered and what it holds (counts only; never a phone number)."""
+
+        account_sid: str = attrs.field(default="")
+        date_from: str = attrs.field(default="")
+        date_to: str = attrs.field(default="")
+        recordings: int = attrs.field(default=0)
+        downloaded: int = attrs.field(default=0)
+        not_final: int = attrs.field(default=0)
+        deleted: int = attrs.field(default=0)
+
+    return TelnyxRecordingsArchiveRunFacet
+
+
+def archive_lineage(summary: dict[str, Any]) -> Any:
+    """The ``OperatorLineage`` of an archive run (the operator's result dict): two outputs, the destination
+    prefix (with the bytes and objects this run wrote) and the interval's manifest, and a run facet."""
+    from airflow.providers.common.compat.openlineage.facet import (
+        OutputDataset,
+        OutputStatisticsOutputDatasetFacet,
+    )
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    namespace, name = dataset_name(summary["destination"])
+    written = OutputStatisticsOutputDatasetFacet(
+        rowCount=summary["downloaded"], size=summary["downloaded_bytes"], fileCount=summary["downloaded"]
+    )
+    prefix = OutputDataset(namespace=namespace, name=name, outputFacets={"outputStatistics": written})
+    manifest_namespace, manifest_name = dataset_name(summary["manifest"])
+    manifest = OutputDataset(namespace=manifest_namespace, name=manifest_name)
+    facet = _archive_facet_class()(
+        account_sid=summary["account_sid"],
+        date_from=summary["date_from"],
+        date_to=summary["date_to"],
+        recordings=summary["recordings"],
+        downloaded=summary["downloaded"],
+        not_final=summary["not_final"],
+        deleted=summary["deleted"],
+    )
+    return OperatorLineage(outputs=[prefix, manifest], run_facets={ARCHIVE_RUN_FACET_NAME: facet})

@@ -21,3 +21,14 @@ def test_the_filter_is_sent_as_date_created_with_the_greater_or_equal_operator_i
 def test_a_naive_datetime_is_refused_before_any_request():
     with pytest.raises(TelnyxValidationError, match="date_created_after"):
         api.list_recordings("acc", date_created_after=datetime(2026, 12, 1))
+
+
+def test_the_upper_bound_is_sent_with_the_lower_or_equal_operator_and_checked_strictly():
+    request = api.list_recordings("acc", date_created_before=datetime(2026, 12, 2, tzinfo=timezone.utc))
+    assert request.query == {"DateCreated<": "2026-12-02T00:00:00Z"}
+    before = api.created_before("2026-12-02T00:00:00Z")
+    assert before({"date_created": "2026-12-01T23:59:59Z"}) is True
+    assert before({"date_created": "2026-12-02T00:00:00+00:00"}) is False  # as normalized from a reply
+    assert before({"date_created": None}) is True  # the service applied its filter
+    with pytest.raises(TelnyxValidationError, match="date_created_before"):
+        api.list_recordings("acc", date_created_before=datetime(2026, 12, 1))

@@ -42,6 +42,7 @@ def test_example_dags_parse_without_errors_or_connection_lookups(monkeypatch):
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
+        "example_telnyx_archive",
         "example_telnyx_call_recording",
         "example_telnyx_record_many_calls",
         "example_telnyx_start_recording_with_callback",

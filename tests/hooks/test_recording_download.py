@@ -382,3 +382,27 @@ def test_no_log_line_or_error_shows_the_media_link(hook, requests_mock, tmp_path
         assert secret not in text
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None
+
+
+def test_object_name_places_the_file_below_a_folder_from_the_fetched_recording(hook, requests_mock, tmp_path):
+    requests_mock.get(GET_URL, json=recording())
+    requests_mock.get(MEDIA_URL, **media_reply(content_type="audio/mpeg"))
+    seen: list[tuple[str, str]] = []
+
+    def name(fetched, ext):
+        seen.append((fetched["sid"], ext))
+        return f"{fetched['date_created'][:10]}/{fetched['call_sid']}/{fetched['sid']}.{ext}"
+
+    result = hook.download_recording(RECORDING_SID, f"{tmp_path}/calls/", object_name=name)
+
+    stored = tmp_path / "calls" / "2023-08-11" / CALL_SID / f"{RECORDING_SID}.mp3"
+    assert result["path"] == f"file://{stored}"
+    assert stored.read_bytes() == AUDIO
+    assert seen == [(RECORDING_SID, "mp3")]  # named once the media's type is known
+    assert leftovers(stored.parent) == [stored.name]
+
+
+def test_object_name_needs_a_folder_and_is_refused_before_any_request(hook, requests_mock, tmp_path):
+    with pytest.raises(TelnyxValidationError, match="folder"):
+        hook.download_recording(RECORDING_SID, f"{tmp_path}/one.wav", object_name=lambda fetched, ext: "x")
+    assert requests_mock.call_count == 0

@@ -134,3 +134,32 @@ def test_a_missing_transcription_names_status_and_code(hook, requests_mock):
     assert caught.value.status == 404
     assert caught.value.code == "20404"
     assert "no such transcription" in str(caught.value)
+
+
+def test_iter_recordings_between_two_moments_sends_both_bounds_and_drops_the_end(hook, requests_mock):
+    listing = requests_mock.get(
+        LIST_URL,
+        json={
+            "recordings": [
+                _recording("in", "2024-01-01T23:59:59Z"),
+                _recording("end", "2024-01-02T00:00:00Z"),  # the service's <= includes the bound
+                _recording("before", "2023-12-31T23:59:59Z"),
+            ]
+        },
+    )
+
+    sids = [
+        r["sid"]
+        for r in hook.iter_recordings(
+            date_created_after="2024-01-01", date_created_before="2024-01-02T00:00:00Z"
+        )
+    ]
+
+    assert sids == ["in"]
+    assert _query(listing.last_request) == {
+        "DateCreated>": ["2024-01-01"],
+        "DateCreated<": ["2024-01-02T00:00:00Z"],
+        "Page": ["0"],
+        "PageSize": ["50"],
+    }
+    assert "DateCreated%3C=2024-01-02T00%3A00%3A00Z" in listing.last_request.url

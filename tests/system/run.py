@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.system import events
+from tests.system import archive, events
 from tests.system.checks import Checks
 from tests.system.clients import AirflowApi, SandboxClient, wait_for
 from tests.system.deployment import Deployment
@@ -44,7 +44,9 @@ class Clock:
         print(f"[{time.monotonic() - self.start:6.1f} s] {text}", flush=True)
 
 
-def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxClient, events.EventsSetup]:
+def deploy(
+    deployment: Deployment, clock: Clock
+) -> tuple[AirflowApi, SandboxClient, events.EventsSetup, archive.ArchiveSetup]:
     """Sandbox, database, connection, then the four Airflow components; returns once all are healthy."""
     sandbox_process = deployment.start(
         "sandbox",
@@ -53,6 +55,7 @@ def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxCli
     )
     sandbox = SandboxClient(sandbox_process)
     events_setup = events.prepare(deployment, sandbox)  # issue 11: the examples' settings, a second sandbox
+    archive_setup = archive.prepare(deployment, sandbox)  # issue 18: past days of recordings, the settings
     clock.phase(f"sandbox at {sandbox.base_url}")
     deployment.airflow("db-migrate", "db", "migrate")
     clock.phase("database migrated")
@@ -73,7 +76,7 @@ def deploy(deployment: Deployment, clock: Clock) -> tuple[AirflowApi, SandboxCli
     files = {path.name for path in deployment.dags_folder.glob("*.py")}
     wait_for(lambda: files <= api.processed_files(), f"the DAG processor to process {len(files)} files", 90)
     clock.phase(f"{len(files)} DAG files processed")
-    return api, sandbox, events_setup
+    return api, sandbox, events_setup, archive_setup
 
 
 def verify_dags(checks: Checks, api: AirflowApi) -> None:
@@ -84,9 +87,9 @@ def verify_dags(checks: Checks, api: AirflowApi) -> None:
     ])  # fmt: skip
     examples = {dag["dag_id"] for dag in api.json("GET", "/api/v2/dags", params={"tags": "example"})["dags"]}
     checks.check(
-        examples <= set(DAG_IDS) | set(events.DAG_IDS),
+        examples <= set(DAG_IDS) | set(events.DAG_IDS) | set(archive.DAG_IDS),
         "every example DAG is run by the system test",
-        sorted(examples - set(DAG_IDS) - set(events.DAG_IDS)),
+        sorted(examples - set(DAG_IDS) - set(events.DAG_IDS) - set(archive.DAG_IDS)),
     )
 
 
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     keys: list[str] = []
     crashed = False
     try:
-        api, sandbox, events_setup = deploy(deployment, clock)
+        api, sandbox, events_setup, archive_setup = deploy(deployment, clock)
         keys = [sandbox.api_key, events_setup.poll_sandbox.api_key]
         # Before the runs: on SQLite, a connection test while tasks start can stall the API server for
         # seconds (seen once: 23 s), and its workers' execution API calls with it.
@@ -159,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         verify_retries(checks, scenario, races)
         events.run(checks, api, sandbox, events_setup, deployment)  # issue 11: event-driven recordings
         clock.phase("event-driven recordings checked")
+        print("the archive: a daily DAG backfilling past days (catchup), then retention:", flush=True)
+        archive.run(checks, api, sandbox, archive_setup)
+        clock.phase("archive backfill checked")
     except Exception:
         crashed = True
         checks.check(False, "the system test ran to the end", traceback.format_exc())

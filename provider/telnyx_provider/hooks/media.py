@@ -33,11 +33,14 @@ from telnyx_provider.models import Verdict, assess_recording
 from telnyx_provider.params import require_identifier
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from airflow.sdk import ObjectStoragePath
 
     from telnyx_provider.hooks.recording import RecordingHook
+
+    #: Names an object below a folder: from the recording (as fetched) and the media's file extension.
+    ObjectName = Callable[[Mapping[str, Any], str], str]
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +108,27 @@ def download_recording(
     account_sid: str | None = None,
     dest_conn_id: str | None = None,
     overwrite: bool = False,
+    object_name: ObjectName | None = None,
 ) -> dict[str, Any]:
     """Store a final recording's audio at ``dst``; see :meth:`RecordingHook.download_recording`."""
     require_identifier("recording_sid", recording_sid)
     if not isinstance(overwrite, bool):
         raise TelnyxValidationError("overwrite", overwrite, "True or False")
     target, is_folder = resolve_destination(dst, dest_conn_id)
+    if object_name is not None and not is_folder:
+        raise TelnyxValidationError("dst", dst, "a folder (ending with /) when object_name is given")
     if not is_folder:
         _refuse_existing(target, overwrite)  # before any request
+    name = object_name or _default_name
     retrying = Retrying(**hook.retry_policy.tenacity_kwargs(f"download of recording {recording_sid}"))
     for attempt in retrying:
         with attempt:
-            return _download_once(hook, recording_sid, target, is_folder, account_sid, overwrite)
+            return _download_once(hook, recording_sid, target, is_folder, account_sid, overwrite, name)
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _default_name(recording: Mapping[str, Any], extension: str) -> str:
+    return f"{recording['sid']}.{extension}"
 
 
 def _download_once(
@@ -127,6 +138,7 @@ def _download_once(
     is_folder: bool,
     account_sid: str | None,
     overwrite: bool,
+    name: ObjectName,
 ) -> dict[str, Any]:
     recording = _final_recording(hook, recording_sid, account_sid)
     request, response = _open_media(hook, recording_sid, recording)
@@ -148,7 +160,8 @@ def _download_once(
             )
         content_type = (response.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if is_folder:
-            target = target / f"{recording_sid}.{media_api.media_extension(content_type, request.url)}"
+            extension = media_api.media_extension(content_type, request.url)
+            target = target / name({**recording, "sid": recording_sid}, extension)
             _refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
         size, sha256 = _write_atomically(response, request, target, overwrite)

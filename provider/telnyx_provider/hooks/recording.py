@@ -25,7 +25,7 @@ from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Collection, Iterator
+    from collections.abc import Callable, Collection, Iterator, Mapping
     from datetime import date, datetime
 
     from airflow.sdk import ObjectStoragePath
@@ -288,6 +288,7 @@ class RecordingHook(BaseHook):
         account_sid: str | None = None,
         page_size: int = 50,
         date_created_after: datetime | date | str | None = None,
+        date_created_before: datetime | date | str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every recording of the account, page by page (streamed: each page as it is read).
 
@@ -297,18 +298,29 @@ class RecordingHook(BaseHook):
         :param date_created_after: only recordings created at or after this moment (a timezone-aware
             datetime, a date or an ISO 8601 string), sent as the ``DateCreated>=`` filter and checked
             again on each recording.
+        :param date_created_before: only recordings created strictly before this moment, sent as the
+            ``DateCreated<=`` filter and checked again (strictly) on each recording.
         """
         account = self.config.resolve_account_sid(account_sid)
         since = None if date_created_after is None else api.created_since(date_created_after)
+        before = None if date_created_before is None else api.created_before(date_created_before)
         guard = PageGuard("recordings")
         page_number = 0
         while True:
             request = api.list_recordings(
-                account, page=page_number, page_size=page_size, date_created_after=date_created_after
+                account,
+                page=page_number,
+                page_size=page_size,
+                date_created_after=date_created_after,
+                date_created_before=date_created_before,
             )
             page: dict[str, Any] = self._call(request, api.parse_recording_page)
             guard.check(request, page)
-            yield from (item for item in page["recordings"] if since is None or since(item))
+            yield from (
+                item
+                for item in page["recordings"]
+                if (since is None or since(item)) and (before is None or before(item))
+            )
             if not guard.has_next(request, page):
                 return
             page_number += 1
@@ -330,6 +342,7 @@ class RecordingHook(BaseHook):
         account_sid: str | None = None,
         dest_conn_id: str | None = None,
         overwrite: bool = False,
+        object_name: Callable[[Mapping[str, Any], str], str] | None = None,
     ) -> dict[str, Any]:
         """Store a final recording's audio at ``dst`` (any object store); returns what was stored.
 
@@ -346,6 +359,9 @@ class RecordingHook(BaseHook):
         :param account_sid: the account; the connection's login when ``None``.
         :param dest_conn_id: the Airflow connection of the destination store (for a string ``dst``).
         :param overwrite: replace an existing object (else that is an error, raised before downloading).
+        :param object_name: with a folder ``dst``, names the object below it from the recording (as fetched
+            right before) and the media's extension; the name may hold ``/`` (sub-folders). Default
+            ``{recording_sid}.{ext}``.
         :return: ``{"recording_sid", "call_sid", "path", "size", "sha256", "content_type", "duration"}``
             with ``path`` as a URL string.
         """
@@ -358,6 +374,7 @@ class RecordingHook(BaseHook):
             account_sid=account_sid,
             dest_conn_id=dest_conn_id,
             overwrite=overwrite,
+            object_name=object_name,
         )
 
     def list_transcriptions(

@@ -240,25 +240,40 @@ class AsyncRecordingClient:
         )
 
     async def list_recordings_created_since(
-        self, date_created_after: datetime, *, account_sid: str | None = None, page_size: int | None = None
+        self,
+        date_created_after: datetime,
+        *,
+        account_sid: str | None = None,
+        page_size: int | None = None,
+        date_created_before: datetime | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> list[dict[str, Any]]:
         """Every recording of the account created at or after ``date_created_after``, all pages read.
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
         client's policy, and fails the whole listing if it still fails. A page that repeats the one before
         it (the same page number or the same recordings) fails it too, rather than another request.
+
+        :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
+            the bound itself dropped on our side).
+        :param retry_policy: retries of each page (default: the client's).
         """
         account = self.config.resolve_account_sid(account_sid)
+        before = None if date_created_before is None else api.created_before(date_created_before)
         guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
             request = api.list_recordings(
-                account, page=page, page_size=page_size, date_created_after=date_created_after
+                account,
+                page=page,
+                page_size=page_size,
+                date_created_after=date_created_after,
+                date_created_before=date_created_before,
             )
-            reply = await self._call(request, api.parse_recording_page)
+            reply = await self._call(request, api.parse_recording_page, retry_policy)
             guard.check(request, reply)
-            recordings.extend(reply["recordings"])
+            recordings.extend(item for item in reply["recordings"] if before is None or before(item))
             if not guard.has_next(request, reply):
                 return recordings
             page += 1

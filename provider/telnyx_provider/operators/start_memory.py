@@ -74,14 +74,8 @@ class StartMemory:
     @classmethod
     def of(cls, context: Context | Mapping[str, Any]) -> StartMemory | None:
         """The memory of the running task, or ``None`` where Airflow has no task state store (< 3.3)."""
-        store = context.get("task_state_store")
-        if (
-            store is None
-            or not callable(getattr(store, "get", None))
-            or not callable(getattr(store, "set", None))
-        ):
-            return None
-        return cls(store)
+        store = task_state_store(context)
+        return None if store is None else cls(store)
 
     def load(self) -> StartRecord | None:
         """What an earlier try stored, if anything."""
@@ -95,3 +89,15 @@ class StartMemory:
     def update(self, record: StartRecord, **changes: Any) -> StartRecord:
         """Store ``record`` with ``changes`` and return the new record."""
         return self.save(replace(record, **changes))
+
+
+def task_state_store(context: Context | Mapping[str, Any]) -> Any:
+    """The running task's ``task_state_store`` accessor (``get``/``set``), or ``None`` before Airflow 3.3."""
+    store = context.get("task_state_store")
+    if (
+        store is None
+        or not callable(getattr(store, "get", None))
+        or not callable(getattr(store, "set", None))
+    ):
+        return None
+    return store

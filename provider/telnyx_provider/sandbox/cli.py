@@ -119,6 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--calls", type=int, default=0, help="create N live calls at start and print their sids"
     )
+    parser.add_argument(
+        "--seed-history",
+        type=int,
+        metavar="DAYS",
+        help="give the account recordings created over the DAYS whole UTC days before today, from every "
+        "source (some absent, the last day's latest not final yet)",
+    )
+    parser.add_argument(
+        "--history-per-day",
+        type=int,
+        default=20,
+        help="recordings created on each day of --seed-history (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-seconds",
+        type=int,
+        default=60,
+        help="duration of each recording of --seed-history (default: %(default)s)",
+    )
     return parser
 
 
@@ -167,6 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict_schema=args.strict_schema,
             date_format=args.date_format,
         )
+        history = (
+            None
+            if args.seed_history is None
+            else sandbox.seed_history(
+                args.seed_history,
+                per_day=args.history_per_day,
+                audio_seconds=args.history_seconds,
+                seed=args.seed,
+            )
+        )
     except ValueError as error:  # an option out of range
         parser.error(str(error))
     try:
@@ -186,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         _announce(sandbox, args.calls)
+        if history is not None:
+            print(
+                f"history: {history['recordings']} recordings on {history['calls']} calls over "
+                f"{args.seed_history} days, {len(history['not_final'])} not final"
+            )
+            sys.stdout.flush()
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
             pass
     finally:

@@ -32,6 +32,18 @@ class Controls(Protocol):
     def hangup(self, call_sid: str) -> None:
         """Hang a call up."""
 
+    def seed_history(
+        self,
+        days: int,
+        *,
+        per_day: int = 20,
+        audio_seconds: int = 60,
+        absent_rate: float = 0.05,
+        not_final: int = 2,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Seed recordings over past days."""
+
     def stats(self) -> dict[str, Any]:
         """Return the counters."""
 
@@ -114,6 +126,32 @@ def _count(options: dict[str, Any]) -> int:
         raise _bad_request(f"count must be an integer, got {raw!r}") from None
 
 
+_HISTORY_INTEGERS = ("days", "per_day", "audio_seconds", "not_final", "seed")
+
+
+def _history_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - {*_HISTORY_INTEGERS, "absent_rate"}
+    if unknown:
+        raise _bad_request(f"unknown history option(s) {sorted(unknown)}")
+    chosen: dict[str, Any] = {}
+    for name in _HISTORY_INTEGERS:
+        raw = options.get(name)
+        if raw in (None, ""):
+            continue
+        try:
+            chosen[name] = int(raw)
+        except (TypeError, ValueError):
+            raise _bad_request(f"{name} must be a whole number, got {raw!r}") from None
+    if "days" not in chosen:
+        raise _bad_request("days is required")
+    if options.get("absent_rate") not in (None, ""):
+        try:
+            chosen["absent_rate"] = float(options["absent_rate"])
+        except (TypeError, ValueError):
+            raise _bad_request(f"absent_rate must be a number, got {options['absent_rate']!r}") from None
+    return chosen
+
+
 def handle_control(
     controls: Controls, method: str, path: str, body: bytes, content_type: str | None
 ) -> Reply:
@@ -124,7 +162,9 @@ def handle_control(
     ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
     (``{"fault_rate", "faults"}``); ``POST /_sandbox/inject`` (``{"route", "kind", "count", "call_sid"}``) →
     ``{"injections_pending"}``; ``POST /_sandbox/inject_media`` (``{"kind", "count"}``) →
-    ``{"media_injections_pending"}``; ``POST /_sandbox/recordings/{sid}/callbacks/replay`` →
+    ``{"media_injections_pending"}``; ``POST /_sandbox/history`` (``{"days", "per_day", "audio_seconds",
+    "absent_rate", "not_final", "seed"}``) → 201 with what was seeded (see ``Sandbox.seed_history``);
+    ``POST /_sandbox/recordings/{sid}/callbacks/replay`` →
     ``{"recording_sid", "status"}`` (the receiver's status; 404 if no callback was sent);
     ``GET /_sandbox/health``.
 
@@ -150,6 +190,10 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
     if path == "/_sandbox/calls" and method == "POST":
         call_sid = controls.create_call(*_call_options(_options(body, content_type)))
         return json_reply({"call_sid": call_sid}, 201)
+    if path == "/_sandbox/history" and method == "POST":
+        options = _history_options(_options(body, content_type))
+        days = options.pop("days")
+        return json_reply(controls.seed_history(days, **options), 201)
     if (hangup := _HANGUP.fullmatch(path)) is not None and method == "POST":
         call_sid = unquote(hangup.group(1))
         controls.hangup(call_sid)

@@ -109,6 +109,21 @@ class Registry:
             self._calls[sid] = Call(sid, hangup_at, silent, transcribe, audio_seconds)
         return sid
 
+    def add_past(self, calls: list[Call], recordings: list[Recording]) -> None:
+        """Add calls and recordings made in the past (seeded history); the lists stay oldest first.
+
+        They are not counted in :meth:`starts_per_call` (no client started them).
+
+        :param calls: the calls, none of them known yet.
+        :param recordings: their recordings, each in its call's ``recording_sids``.
+        """
+        with self._lock:
+            for call in calls:
+                self._calls[call.sid] = call
+            merged = [*self._recordings.values(), *recordings]
+            merged.sort(key=lambda rec: rec.started_at)  # stable: same-second recordings keep their order
+            self._recordings = {rec.sid: rec for rec in merged}
+
     def hangup(self, call_sid: str) -> list[str]:
         """Hang a call up now (no-op if it already has); its running recordings end.
 

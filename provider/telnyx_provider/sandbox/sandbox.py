@@ -200,6 +200,49 @@ class Sandbox:
         """
         return self._store.create_call(hangup_after, silent, transcribe, audio_seconds)
 
+    def seed_history(
+        self,
+        days: int,
+        *,
+        per_day: int = 20,
+        audio_seconds: int = 60,
+        absent_rate: float = 0.05,
+        not_final: int = 2,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Give the account recordings created over the ``days`` whole UTC days before today.
+
+        Every ``RecordingSource`` of the spec appears in turn; every seventh call has two recordings started
+        the same second; ``absent_rate`` of the calls recorded nothing (``absent``); the last day's latest
+        ``not_final`` recordings are still ``in-progress`` or ``paused`` (their calls are live:
+        :meth:`hangup` ends them). No status callback is sent for history.
+
+        :param days: how many past days (today excluded), at least 1.
+        :param per_day: recordings created on each day.
+        :param audio_seconds: duration of each recording (its audio is capped at ``media_seconds_cap``).
+        :param absent_rate: fraction of calls whose recordings end ``absent``.
+        :param not_final: recordings of the last day not final yet.
+        :param seed: seed of the draw (times, channels, silent calls).
+        :return: ``{"recordings", "calls", "by_source", "by_status", "first_created", "last_created",
+            "not_final"}`` (epoch times; ``not_final``: the SIDs of the recordings not final yet).
+        :raises ValueError: for a value out of range.
+        """
+        from telnyx_provider.sandbox import history
+
+        now = self._store.clock()
+        plan = history.plan_history(
+            days,
+            now=now,
+            per_day=per_day,
+            audio_seconds=audio_seconds,
+            absent_rate=absent_rate,
+            not_final=not_final,
+            seed=seed,
+        )
+        calls, recordings = history.build_history(plan, now=now, new_sid=lambda: str(uuid.uuid4()))
+        self._store.add_past(calls, recordings)
+        return history.summary(recordings, now, self._store.processing_delay)
+
     def hangup(self, call_sid: str) -> None:
         """Hang a call up now: its running recordings end and then complete after the processing delay.
 

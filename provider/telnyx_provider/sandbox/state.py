@@ -75,6 +75,8 @@ class Recording:
     final_notified: bool = False
     transcription_sid: str | None = None  # set on calls created with transcribe=True
     transcription_deleted: bool = False
+    source: str = "StartCallRecordingAPI"  # the spec's RecordingSource: how it was created
+    conference_sid: str | None = None
 
     def end_time(self) -> float:
         """Return when the recording ends (or ended): the first of stop, hang-up and length reached."""

@@ -123,7 +123,7 @@ def recording_json(
     return {
         "account_sid": account_sid,
         "call_sid": rec.call.sid,
-        "conference_sid": None,
+        "conference_sid": rec.conference_sid,
         "channels": 1 if rec.params.channels == "single" else 2,
         "date_created": format_date(rec.started_at + clock_skew, date_format),
         "date_updated": format_date(snap.updated_at + clock_skew, date_format),
@@ -132,7 +132,7 @@ def recording_json(
         "price": price_of(snap.duration or 0) if final else None,
         "price_unit": "USD",
         "sid": rec.sid,
-        "source": "StartCallRecordingAPI",
+        "source": rec.source,
         "error_code": None,
         "track": rec.params.track,
         "status": snap.status,

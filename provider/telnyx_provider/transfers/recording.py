@@ -1,4 +1,8 @@
-"""RecordingToStorageOperator: a recording's audio into any object store (file, S3, GCS...)."""
+"""RecordingToStorageOperator: a recording's audio into any object store (file, S3, GCS...).
+
+:class:`~telnyx_provider.transfers.archive.RecordingsArchiveOperator` (every recording of a data interval) and
+:class:`~telnyx_provider.transfers.retention.RecordingsRetentionOperator` are importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -154,3 +158,10 @@ class RecordingToStorageOperator(BaseOperator):
         from telnyx_provider.lineage import recording_lineage
 
         return recording_lineage(self._stored)
+
+
+# Re-exported: the archive's public path is telnyx_provider.transfers.recording (issue 18).
+from telnyx_provider.transfers.archive import RecordingsArchiveOperator  # noqa: E402
+from telnyx_provider.transfers.retention import RecordingsRetentionOperator  # noqa: E402
+
+__all__ = ["RecordingToStorageOperator", "RecordingsArchiveOperator", "RecordingsRetentionOperator"]
