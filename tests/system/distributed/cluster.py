@@ -19,6 +19,8 @@ from tests.system.clients import AirflowApi, SandboxClient, wait_for
 from tests.system.deployment import Deployment
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.system.distributed.services import Services
     from tests.system.run import Clock
 
@@ -69,6 +71,8 @@ class Cluster:
     triggerer_jobs: dict[str, int] = field(default_factory=dict)
     #: How often each process name was started (a restart's log is ``components/<name>-<n>.log``).
     starts: dict[str, int] = field(default_factory=dict)
+    #: Checks a scenario leaves for after every process stopped (what only complete logs can show).
+    after_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def generation(self, name: str) -> int:
         """The next start of ``name``: 1, then 2, ..."""

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     deployment = new_deployment(home)
     services = Services(deployment)
     ran, crashed, keys = 0, False, []
+    cluster: Cluster | None = None
     try:
         cluster = deploy(deployment, services, clock)
         keys = [cluster.sandbox.api_key, cluster.poll_sandbox.api_key]
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         deployment.stop_all()
         services.remove()
         clock.phase("every process stopped, PostgreSQL and Redis directories removed")
+    for late_check in cluster.after_stop if cluster is not None else []:
+        try:
+            late_check()
+        except Exception:
+            checks.check(False, "a check on the complete logs ran to the end", traceback.format_exc())
     if keys:
         verify_no_key_in_logs(checks, home, keys)
     report(checks, deployment, failed=bool(checks.failures) or crashed, keep=args.keep)

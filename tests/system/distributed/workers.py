@@ -33,16 +33,25 @@ START_ROUTE = "POST /Calls/{call_sid}/Recordings"
 
 
 def _group_running(cluster: Cluster, ti_id: str) -> str | None:
-    """The worker whose process group holds the task runner of ``ti_id`` (``airflow worker -- <id>``)."""
+    """The worker whose process group holds the task of ``ti_id`` (titled ``airflow worker -- <id>``).
+
+    The task process may sit in a session of its own: its parents are followed up to the worker's group.
+    """
     groups = {cluster.deployment.processes[name].pid: name for name in WORKERS}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if ti_id in title:
-                return groups.get(os.getpgid(int(proc.name)))
-        except (OSError, ProcessLookupError):
+            if ti_id not in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                continue
+            pid = int(proc.name)
+            for _ in range(10):
+                if (name := groups.get(os.getpgid(pid))) is not None:
+                    return name
+                pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if pid <= 1:
+                    break
+        except (OSError, ProcessLookupError, ValueError, IndexError):
             continue
     return None
 
