@@ -14,6 +14,13 @@ requests the sandbox serves *after the starts* until every recording has been re
 (c) status callbacks: the recordings are started with ``RecordingStatusCallback`` pointing at the provider's
     receiver (its FastAPI app on uvicorn, verifying the sandbox's Ed25519 signatures); nothing polls.
 
+(d) a stuck recording over a simulated week (a fake clock, no sandbox: a week does not compress into
+    minutes): the polling trigger's feed (``RecordingFeed``, what decides each listing's window) lists an
+    account that creates a recording every ``--week-every`` minutes, each final 5 minutes later, and one
+    recording that never becomes final. Per simulated day: the largest listing, its requests (pages of
+    ``--week-page-size``) and the largest saved state, with ``max_pending_age`` at its default (a day) and
+    without a bound (what the trigger did before it had one).
+
 Time is compressed by ``--scale`` (default 0.1: a 10 s poll interval runs as 1 s, recordings lasting
 30-180 s as 3-18 s); request counts per recording do not depend on the compression. Scenario ``spread``:
 the recordings finish over the ``--spread`` seconds after the starts (a few minutes). Scenario ``burst``: all
@@ -21,6 +28,7 @@ of them finish within one poll interval (the target's "1,000 recordings finishin
 
     python benchmarks/requests_per_recording.py                 # 1,000 recordings, a few minutes
     python benchmarks/requests_per_recording.py --recordings 200 --skip-sensors   # a quick look
+    python benchmarks/requests_per_recording.py --stuck-week-only                 # (d) alone, ~1 minute
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ import json
 import os
 import random
 import shlex
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -212,8 +222,11 @@ def run_polling(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
 # (c) ----------------------------------------------------------------------------------------------------
 def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     import uvicorn
+    from sqlalchemy import create_engine
 
     from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
+    from telnyx_provider.plugins.receiver_store import ReceiverStore
+    from telnyx_provider.plugins.recording_events import CallbackKey
     from telnyx_provider.signatures import load_public_key
 
     sb = new_sandbox(args)
@@ -227,16 +240,19 @@ def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             stored.add(extra["RecordingSid"])
             return len(stored)
 
-    def key_of(conn_id: str) -> bytes:
+    def key_of(conn_id: str) -> CallbackKey:
         if not public_key:
             raise ValueError("this sandbox does not sign its callbacks")
-        return load_public_key(public_key)
+        return CallbackKey(conn_id, load_public_key(public_key), sb.account_sid)
 
+    # The replay check's shared table in a database of its own (the receiver's is the metadata database).
+    state_dir = tempfile.mkdtemp(prefix="telnyx-receiver-state-")
+    replays = ReceiverStore(create_engine(f"sqlite:///{state_dir}/state.db"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(ReceiverSettings(public_keys=key_of, store_event=store)),
+            create_app(ReceiverSettings(connection_keys=key_of, store_event=store, store=replays)),
             log_level="error",
             lifespan="off",
         )
@@ -273,6 +289,74 @@ def run_callbacks(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         thread.join(10)
         sock.close()
         sb.stop()
+        replays.engine.dispose()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# (d) ----------------------------------------------------------------------------------------------------
+def run_stuck_week(args: argparse.Namespace, max_pending_age: float | None) -> list[dict[str, Any]]:
+    """Per simulated day, what the feed's listings and state cost with one recording stuck in progress."""
+    import bisect
+    from datetime import timedelta
+
+    from telnyx_provider.recording_feed import RecordingFeed
+
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    bound = {} if max_pending_age is None else {"max_pending_age": max_pending_age}
+    if max_pending_age is None:  # no bound: what the trigger did before max_pending_age
+        bound = {"max_pending_age": 10 * 365 * 86400.0}
+    feed = RecordingFeed(account_sid="acc", overlap=120.0, lookback=4 * 3600.0, **bound)
+    every = args.week_every * 60
+    created = [index * every for index in range(int(7 * 86400 / every) + 1)]  # [0]: the stuck one
+    shapes = [
+        (
+            {
+                "sid": f"r{i}",
+                "date_created": (start + timedelta(seconds=at)).isoformat(),
+                "status": "in-progress",
+            },
+            {
+                "sid": f"r{i}",
+                "date_created": (start + timedelta(seconds=at)).isoformat(),
+                "status": "completed",
+                "duration": 5,
+            },
+        )
+        for i, at in enumerate(created)
+    ]
+    days: list[dict[str, Any]] = []
+    for minute in range(0, 7 * 24 * 60, int(args.week_poll)):
+        now_s = minute * 60.0
+        window = (feed.window_start(start + timedelta(seconds=now_s)) - start).total_seconds()
+        listing = [
+            shapes[i][1 if i and now_s - created[i] >= 300 else 0]
+            for i in range(bisect.bisect_left(created, window), bisect.bisect_right(created, now_s))
+        ]
+        feed.observe(listing)
+        day = minute // (24 * 60)
+        if len(days) <= day:
+            days.append({"day": day + 1, "listed": 0, "requests": 0, "state_bytes": 0, "stuck_pending": True})
+        figures = days[day]
+        figures["listed"] = max(figures["listed"], len(listing))
+        figures["requests"] = max(figures["requests"], len(listing) // args.week_page_size + 1)
+        figures["state_bytes"] = max(figures["state_bytes"], len(json.dumps(feed.to_json())))
+        figures["stuck_pending"] = "r0" in feed.pending
+    return days
+
+
+def week_table(bounded: list[dict[str, Any]], unbounded: list[dict[str, Any]]) -> str:
+    lines = [
+        "| day | max_pending_age | largest listing (recordings) | requests per poll | saved state (bytes) "
+        "| stuck one pending |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for label, days in (("24 h (default)", bounded), ("none", unbounded)):
+        for day in days:
+            lines.append(
+                f"| {day['day']} | {label} | {day['listed']:,} | {day['requests']} | {day['state_bytes']:,} "
+                f"| {'yes' if day['stuck_pending'] else 'no'} |"
+            )
+    return "\n".join(lines)
 
 
 def table(results: list[dict[str, Any]], recordings: int) -> str:
@@ -298,6 +382,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lead", type=float, default=8.0, help="benchmark seconds left for the starts")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--skip-sensors", action="store_true", help="skip (a), the slowest phase")
+    parser.add_argument("--stuck-week-only", action="store_true", help="run (d) alone")
+    parser.add_argument("--week-every", type=float, default=2.0, help="(d): minutes between two recordings")
+    parser.add_argument("--week-poll", type=float, default=5.0, help="(d): minutes between two listings")
+    parser.add_argument("--week-page-size", type=int, default=1000, help="(d): recordings per page")
     return parser.parse_args(argv)
 
 
@@ -310,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"# {command.strip()}  ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", flush=True)
     results = []
-    for scenario in ("spread", "burst"):
+    for scenario in ("spread", "burst") if not args.stuck_week_only else ():
         if not args.skip_sensors and scenario == "spread":
             results.append(run_sensors(args, scenario))
             print(results[-1], flush=True)
@@ -318,8 +406,11 @@ def main(argv: list[str] | None = None) -> None:
         print(results[-1], flush=True)
         results.append(run_callbacks(args, scenario))
         print(results[-1], flush=True)
+    if results:
+        print()
+        print(table(results, args.recordings))
     print()
-    print(table(results, args.recordings))
+    print(week_table(run_stuck_week(args, 24 * 3600.0), run_stuck_week(args, None)))
 
 
 if __name__ == "__main__":

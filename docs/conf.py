@@ -81,6 +81,7 @@ nitpick_ignore = [
         ("py:class", name)
         for name in (
             "aiohttp.client_exceptions.ClientError",
+            "sqlalchemy.engine.base.Engine",
             "aiohttp.client_reqrep.ClientResponse",
             "airflow._shared.plugins_manager.plugins_manager.AirflowPlugin",
             "airflow.sdk.bases.sensor.PokeReturnValue",

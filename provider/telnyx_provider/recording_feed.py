@@ -7,20 +7,27 @@ small and JSON (:meth:`RecordingFeed.to_json`), for the asset's state store:
 
 - ``frontier``: the newest ``date_created`` seen. Dates are Telnyx's own, never our clock, so a skew between
   the two clocks cannot open a gap;
-- ``pending``: recordings seen not final yet (they are reported when they become final, however old; the
-  listings start at the oldest of them);
+- ``pending``: recordings seen not final yet (they are reported when they become final; the listings start
+  at the oldest of them). One still not final ``max_pending_age`` after its creation (Telnyx's dates: the
+  frontier's) is given up: it leaves ``pending`` and the window, and :attr:`RecordingFeed.abandoned` names
+  it, so a stuck recording cannot pin the window (and the cost of every listing) for ever;
 - ``recent_final``: final recordings created within ``overlap`` of the frontier (reported, or already final
   when first seen), so a listing that shows them again does not report them twice.
 
 A final recording that is neither pending nor created within ``overlap`` of the frontier was final before
 the feed could see it finish: it is not reported. The first listing sets the baseline: what is final then
 is not reported, unless it was created at or after ``since``.
+
+:meth:`RecordingFeed.to_json` returns a copy (a JSON round trip): a saved state never shares a dict with
+the live one, so comparing the two tells whether anything changed.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.models import RecordingStatus, Verdict, assess_recording, parse_timestamp, status_of
@@ -31,10 +38,27 @@ if TYPE_CHECKING:
 STATE_VERSION = 1
 #: Listings a pending recording may be missing from (deleted, say) before it is forgotten.
 MISSES_BEFORE_FORGETTING = 3
+#: Seconds the first listing reaches back for recordings in progress (TeXML calls last 4 h at most).
+DEFAULT_LOOKBACK = 4 * 3600.0
+#: Seconds after its creation a recording still not final is given up (a day: far past the longest call
+#: plus Telnyx's processing).
+DEFAULT_MAX_PENDING_AGE = 24 * 3600.0
 
 
 def parse_moment(value: object) -> datetime | None:
     """A ``date_created`` (RFC 2822 or ISO 8601) as an aware UTC datetime, or ``None`` if unreadable."""
+    if isinstance(value, str):
+        # The two forms Telnyx sends, read by the standard library (microseconds each: a listing of
+        # thousands is read every poll); anything else by the model's lenient parser (~0.1 ms each).
+        try:
+            quick = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            try:
+                quick = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                quick = None
+        if quick is not None and quick.tzinfo is not None:
+            return quick.astimezone(timezone.utc)
     text = parse_timestamp(value)
     if not isinstance(text, str):
         return None
@@ -68,24 +92,33 @@ class RecordingFeed:
     :param overlap: seconds listings reach back before the oldest pending recording and the frontier.
     :param since: on the first listing, also report recordings already final that were created at or after
         this moment (``None``: report only what finishes from now on).
+    :param lookback: seconds the first listing reaches back for recordings already in progress.
+    :param max_pending_age: seconds after its creation (by the frontier: Telnyx's clock) a recording still
+        not final is given up.
     """
 
     account_sid: str
     overlap: float = 120.0
     since: datetime | None = None
+    lookback: float = DEFAULT_LOOKBACK
+    max_pending_age: float = DEFAULT_MAX_PENDING_AGE
     started: bool = False
     frontier: datetime | None = None
     pending: dict[str, list[Any]] = field(default_factory=dict)  # sid -> [date_created ISO, misses]
     recent_final: dict[str, str] = field(default_factory=dict)  # sid -> date_created ISO
+    #: The recordings the last listing gave up on (still not final ``max_pending_age`` after their
+    #: creation): ``(sid, date_created ISO)``, for the watcher to log.
+    abandoned: list[tuple[str, str]] = field(default_factory=list)
 
-    def window_start(self, now: datetime, lookback: float) -> datetime:
+    def window_start(self, now: datetime, lookback: float | None = None) -> datetime:
         """Where the next listing starts (``DateCreated>=``): at the oldest pending recording, and ``overlap``
         before the frontier (for recordings listed late), whichever is earlier.
 
         Before the first listing (or while nothing was ever listed) it is ``now - lookback``, or ``since`` if
         that is earlier: a recording in progress when the watcher starts is found if it began within
-        ``lookback``.
+        ``lookback`` (the feed's own when ``None``).
         """
+        lookback = self.lookback if lookback is None else lookback
         marks = [parse_moment(created) for created, _ in self.pending.values()]
         if self.frontier is not None:
             marks.append(self.frontier - timedelta(seconds=self.overlap))
@@ -104,6 +137,7 @@ class RecordingFeed:
                 listed[sid] = recording  # a recording shifted across pages while listing counts once
         first = not self.started
         old_frontier = self.frontier
+        self.abandoned = []
         report: list[tuple[datetime, dict[str, Any]]] = []
         for sid, recording in listed.items():
             created = parse_moment(recording.get("date_created")) or old_frontier
@@ -140,6 +174,12 @@ class RecordingFeed:
                 if entry[1] >= MISSES_BEFORE_FORGETTING:
                     del self.pending[sid]
         if self.frontier is not None:
+            oldest = self.frontier - timedelta(seconds=self.max_pending_age)
+            for sid, (created, _) in list(self.pending.items()):
+                moment = parse_moment(created)
+                if moment is not None and moment < oldest:
+                    del self.pending[sid]
+                    self.abandoned.append((sid, str(created)))
             horizon = self.frontier - timedelta(seconds=self.overlap)
             self.recent_final = {
                 sid: created
@@ -157,8 +197,8 @@ class RecordingFeed:
                 self.pending[sid] = [_iso(created) if created else None, 0]
 
     def to_json(self) -> dict[str, Any]:
-        """The state, JSON-serialisable, for the asset's state store."""
-        return {
+        """The state, JSON-serialisable, for the asset's state store: a copy sharing nothing with the feed."""
+        state = {
             "version": STATE_VERSION,
             "account_sid": self.account_sid,
             "started": self.started,
@@ -166,6 +206,8 @@ class RecordingFeed:
             "pending": self.pending,
             "recent_final": self.recent_final,
         }
+        copy: dict[str, Any] = json.loads(json.dumps(state))
+        return copy
 
     def restore(self, data: object) -> bool:
         """Load a state saved by :meth:`to_json` (of this account); ``False`` (and no change) otherwise."""

@@ -1,9 +1,11 @@
 """Telnyx webhook signatures: Ed25519 over ``"{timestamp}|" + raw body``, a time tolerance, a replay cache.
 
 Pure: no I/O and nothing of Airflow. The callback receiver (:mod:`telnyx_provider.plugins.callbacks`) calls
-:func:`verify_signature` on the exact bytes it received, then :meth:`ReplayCache.claim` with the verified
-signature. Telnyx sends the signature base64-encoded in ``telnyx-signature-ed25519`` and the Unix time in
-``telnyx-timestamp``; the key is the account's Ed25519 public key, base64 of its 32 raw bytes, as the
+:func:`check_signature_headers` first (no key needed), then :func:`verify_signed_request` on the exact bytes
+it received with the key of the connection it names. Its replay protection is shared by every API-server
+worker (:mod:`telnyx_provider.plugins.receiver_store`); :class:`ReplayCache` is the same rule in one
+process's memory. Telnyx sends the signature base64-encoded in ``telnyx-signature-ed25519`` and the Unix
+time in ``telnyx-timestamp``; the key is the account's Ed25519 public key, base64 of its 32 raw bytes, as the
 Telnyx portal shows it.
 """
 
@@ -22,6 +24,8 @@ DEFAULT_TOLERANCE_SECONDS = 300
 _SIGNATURE_BYTES = 64
 _KEY_BYTES = 32
 _MAX_TIMESTAMP_DIGITS = 12
+#: Base64 of 64 bytes is 88 characters; a longer header is refused before it is decoded.
+_MAX_SIGNATURE_HEADER = 128
 
 
 class SignatureError(Exception):
@@ -61,28 +65,37 @@ def signed_message(timestamp: str, payload: bytes) -> bytes:
     return timestamp.encode("ascii") + b"|" + payload
 
 
-def verify_signature(
-    *,
-    public_key: bytes,
-    payload: bytes,
+@dataclass(frozen=True)
+class SignedRequest:
+    """A request's signature headers that passed :func:`check_signature_headers` (nothing verified yet).
+
+    :param signature: the 64 signature bytes.
+    :param timestamp: the timestamp, Unix seconds.
+    :param timestamp_header: the ``telnyx-timestamp`` header exactly as received (it is part of the signed
+        message as such).
+    """
+
+    signature: bytes
+    timestamp: int
+    timestamp_header: str
+
+
+def check_signature_headers(
     signature_header: str | None,
     timestamp_header: str | None,
+    *,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
-) -> VerifiedSignature:
-    """Check a request's Ed25519 signature and timestamp.
+) -> SignedRequest:
+    """The checks that need no key: both headers present, a timestamp in Unix seconds within ``tolerance``
+    of ``now``, a signature of 64 bytes in base64. A receiver runs them before it looks up any key.
 
-    :param public_key: the account's raw 32-byte Ed25519 public key (see :func:`load_public_key`).
-    :param payload: the raw body of a POST, or the raw query string of a GET, exactly as received.
     :param signature_header: the value of ``telnyx-signature-ed25519`` (base64), or ``None``.
     :param timestamp_header: the value of ``telnyx-timestamp`` (Unix seconds), or ``None``.
     :param tolerance: seconds the timestamp may differ from ``now``, either way.
     :param now: the current Unix time (``time.time()`` when ``None``).
-    :raises SignatureError: unsigned, malformed, stale or badly signed.
+    :raises SignatureError: unsigned, malformed or stale.
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     if not signature_header or not timestamp_header:
         raise SignatureError(f"unsigned request (no {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header)")
     timestamp_text = timestamp_header.strip()
@@ -92,6 +105,8 @@ def verify_signature(
         or len(timestamp_text) > _MAX_TIMESTAMP_DIGITS
     ):
         raise SignatureError(f"malformed {TIMESTAMP_HEADER} header (Unix seconds expected)")
+    if len(signature_header) > _MAX_SIGNATURE_HEADER:
+        raise SignatureError(f"malformed {SIGNATURE_HEADER} header ({_SIGNATURE_BYTES} bytes expected)")
     try:
         signature = base64.b64decode(signature_header.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -105,13 +120,51 @@ def verify_signature(
             f"stale request: its timestamp is {current - timestamp:+.0f} s from ours "
             f"(tolerance {tolerance:g} s)"
         )
+    return SignedRequest(signature, timestamp, timestamp_header)
+
+
+def verify_signed_request(*, public_key: bytes, payload: bytes, request: SignedRequest) -> VerifiedSignature:
+    """Check the Ed25519 signature of a request whose headers passed :func:`check_signature_headers`.
+
+    :param public_key: the account's raw 32-byte Ed25519 public key (see :func:`load_public_key`).
+    :param payload: the raw body of a POST, or the raw query string of a GET, exactly as received.
+    :param request: the checked headers.
+    :raises SignatureError: the signature does not match the payload, the timestamp and the key.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(
-            signature, signed_message(timestamp_header, payload)
+            request.signature, signed_message(request.timestamp_header, payload)
         )
     except (InvalidSignature, ValueError):
         raise SignatureError("the signature does not match the request and the public key") from None
-    return VerifiedSignature(signature, timestamp)
+    return VerifiedSignature(request.signature, request.timestamp)
+
+
+def verify_signature(
+    *,
+    public_key: bytes,
+    payload: bytes,
+    signature_header: str | None,
+    timestamp_header: str | None,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> VerifiedSignature:
+    """Check a request's Ed25519 signature and timestamp (:func:`check_signature_headers`, then
+    :func:`verify_signed_request`).
+
+    :param public_key: the account's raw 32-byte Ed25519 public key (see :func:`load_public_key`).
+    :param payload: the raw body of a POST, or the raw query string of a GET, exactly as received.
+    :param signature_header: the value of ``telnyx-signature-ed25519`` (base64), or ``None``.
+    :param timestamp_header: the value of ``telnyx-timestamp`` (Unix seconds), or ``None``.
+    :param tolerance: seconds the timestamp may differ from ``now``, either way.
+    :param now: the current Unix time (``time.time()`` when ``None``).
+    :raises SignatureError: unsigned, malformed, stale or badly signed.
+    """
+    request = check_signature_headers(signature_header, timestamp_header, tolerance=tolerance, now=now)
+    return verify_signed_request(public_key=public_key, payload=payload, request=request)
 
 
 @dataclass
@@ -120,8 +173,8 @@ class ReplayCache:
 
     Ed25519 signatures are deterministic: the same timestamp and body always give the same signature, so a
     replayed request carries a signature already seen. Past the tolerance, the timestamp check refuses it
-    anyway, so entries expire then. Thread-safe; one cache per process (see the README on several API
-    server workers).
+    anyway, so entries expire then. Thread-safe; one cache per process: the receiver itself uses the store
+    every API-server worker shares instead.
 
     :param tolerance: seconds an entry is kept after its timestamp (the verification tolerance).
     """

@@ -149,3 +149,72 @@ def test_rfc2822_dates_as_the_api_sends_them_are_read():
     feed = RecordingFeed(account_sid="acc", overlap=10)
     feed.observe([{"sid": "a", "date_created": "Tue, 01 Dec 2026 03:00:00 +0000", "status": "in-progress"}])
     assert feed.window_start(T0, lookback=60) == T0 - timedelta(seconds=10)
+
+
+def test_to_json_is_a_copy_that_later_listings_do_not_change():
+    feed = RecordingFeed(account_sid="acc")
+    feed.observe([rec("a", 0), rec("b", 0)])
+    saved = feed.to_json()
+    feed.observe([rec("a", 0, "completed"), rec("b", 0)])  # finishes one, nothing newer
+    assert saved["pending"] == {"a": [(T0).isoformat(), 0], "b": [(T0).isoformat(), 0]}
+    assert saved != feed.to_json()
+
+
+def test_a_recording_not_final_max_pending_age_after_its_creation_is_given_up_once():
+    feed = RecordingFeed(account_sid="acc", overlap=60, max_pending_age=3600)
+    feed.observe([rec("stuck", 0), rec("a", 10)])
+    feed.observe([rec("stuck", 0), rec("a", 10), rec("b", 3599)])
+    assert feed.abandoned == []
+    assert feed.window_start(T0 + timedelta(hours=2)) == T0
+    feed.observe([rec("stuck", 0), rec("a", 10), rec("b", 3599), rec("c", 3601)])
+    assert feed.abandoned == [("stuck", T0.isoformat())]
+    assert feed.window_start(T0 + timedelta(hours=2)) == T0 + timedelta(seconds=10)  # "a" holds it now
+    feed.observe([rec("a", 10, "completed"), rec("b", 3599), rec("c", 3601)])
+    assert feed.abandoned == []  # named once
+
+
+def simulated_week(**feed_args) -> dict[str, object]:
+    """A week of an account's life by a fake clock: a recording every 10 minutes, final 5 minutes later,
+    and one (``stuck``) created first that never becomes final; the watcher lists every 5 minutes from its
+    window start. Returns per-day figures and what was reported."""
+    feed = RecordingFeed(account_sid="acc", overlap=120, lookback=4 * 3600, **feed_args)
+    created: dict[str, float] = {"stuck": 0.0}
+    reported: list[str] = []
+    abandoned: list[str] = []
+    days: list[dict[str, int]] = []
+    for minute in range(0, 7 * 24 * 60, 5):
+        now_s = minute * 60.0
+        if minute % 10 == 0:
+            created[f"r{minute}"] = now_s
+        start = feed.window_start(T0 + timedelta(seconds=now_s))
+        listing = [
+            rec(sid, at, "completed" if sid != "stuck" and now_s - at >= 300 else "in-progress")
+            for sid, at in created.items()
+            if T0 + timedelta(seconds=at) >= start
+        ]
+        reported.extend(sids(feed.observe(listing)))
+        abandoned.extend(sid for sid, _ in feed.abandoned)
+        day = minute // (24 * 60)
+        if len(days) <= day:
+            days.append({"max_listed": 0, "max_state_bytes": 0})
+        days[day]["max_listed"] = max(days[day]["max_listed"], len(listing))
+        if minute % 60 == 0:
+            state_bytes = len(json.dumps(feed.to_json()))
+            days[day]["max_state_bytes"] = max(days[day]["max_state_bytes"], state_bytes)
+    return {"days": days, "reported": reported, "abandoned": abandoned, "created": created}
+
+
+def test_a_stuck_recording_does_not_grow_listings_or_state_over_a_simulated_week():
+    week = simulated_week()  # max_pending_age: a day, the default
+    days = week["days"]
+    assert isinstance(days, list)
+    listed = [day["max_listed"] for day in days]
+    state = [day["max_state_bytes"] for day in days]
+    # From the second day on, each listing covers about a day (144 recordings), not the whole week.
+    assert max(listed[1:]) <= 24 * 6 + 3, listed
+    assert listed[6] <= listed[1], listed
+    assert max(state[1:]) <= state[1] * 1.05, state
+    assert week["abandoned"] == ["stuck"]
+    created = week["created"]
+    assert isinstance(created, dict)
+    assert sorted(week["reported"]) == sorted(sid for sid in created if sid != "stuck")  # each once

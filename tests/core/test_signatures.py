@@ -125,3 +125,24 @@ def test_a_released_signature_may_be_claimed_again():
     cache.claim(seen, now=NOW + 1)
     with pytest.raises(SignatureError, match="replayed"):
         cache.claim(seen, now=NOW + 2)
+
+
+def test_the_header_checks_need_no_key_and_keep_the_timestamp_as_received():
+    from telnyx_provider.signatures import check_signature_headers, verify_signed_request
+
+    signer = Signer()
+    headers = signer.headers(BODY, NOW)
+    checked = check_signature_headers(
+        headers["telnyx-signature-ed25519"], " " + headers["telnyx-timestamp"], now=NOW
+    )
+    assert checked.timestamp == NOW
+    assert checked.timestamp_header == " " + str(NOW)  # signed as sent: a padded header fails verification
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signed_request(public_key=load_public_key(signer.public_key), payload=BODY, request=checked)
+
+
+def test_an_oversized_signature_header_is_refused_before_decoding():
+    from telnyx_provider.signatures import check_signature_headers
+
+    with pytest.raises(SignatureError, match="64 bytes"):
+        check_signature_headers("A" * 100_000, str(NOW), now=NOW)

@@ -256,16 +256,19 @@ def test_a_connection_without_public_key_is_refused_and_says_so_in_the_log(
     )
 
 
-def test_an_asset_no_dag_uses_is_a_404_that_says_so(client, signer):
+def test_an_asset_no_dag_uses_is_a_404_that_says_so(client, signer, monkeypatch):
     other_account = str(uuid.uuid4())
+    conn = {"conn_type": "telnyx", "login": other_account, "extra": {"public_key": signer.public_key}}
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_OTHER", json.dumps(conn))
     fields = callback(account_sid=other_account)
     body = urlencode(fields).encode()
     headers = {**FORM, **signer.headers(body)}
-    reply = client.post(URL, content=body, headers=headers)
+    params = {"conn_id": "telnyx_other"}
+    reply = client.post(URL, content=body, headers=headers, params=params)
     assert reply.status_code == 404
     assert f"No DAG uses the Asset telnyx://{other_account}/recordings" in reply.json()["detail"]
     # Nothing was stored, so the same delivery may come again (once a DAG uses the Asset): not a replay.
-    assert client.post(URL, content=body, headers=headers).status_code == 404
+    assert client.post(URL, content=body, headers=headers, params=params).status_code == 404
 
 
 def test_the_recording_url_is_stored_but_never_logged(client, signer, caplog):

@@ -20,17 +20,20 @@ LIST_ROUTE = "GET /Recordings"
 
 
 class StateStore:
-    """What the triggerer injects as ``asset_state_store`` for a watcher of one asset (its public API)."""
+    """What the triggerer injects as ``asset_state_store`` for a watcher of one asset (its public API).
+
+    Like the real one (values go through JSON to the metadata database), it keeps and hands out copies.
+    """
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
         self.writes = 0
 
     async def aget(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
+        return json.loads(self.values[key]) if key in self.values else default
 
     async def aset(self, key: str, value: Any) -> None:
-        self.values[key] = value
+        self.values[key] = json.dumps(value)
         self.writes += 1
 
     async def adelete(self, key: str) -> None:
@@ -358,3 +361,112 @@ async def test_a_service_that_caps_the_page_size_is_still_read_to_the_end(make_s
     await until(lambda: len(running.events) >= 5)
     await running.stop()
     assert sorted(running.sids()) == sorted(sid for _, sid in calls)
+
+
+def test_since_overlap_and_max_pending_age_are_part_of_the_shared_key():
+    base = {"account_sid": "acc", "poll_interval": 5}
+    key = RecordingsFinishedTrigger(**base).shared_stream_key()
+    for changed in (
+        {"since": "2026-12-01T03:00:00Z"},
+        {"overlap": 60},
+        {"max_pending_age": 7200},
+        {"lookback": 60},
+    ):
+        assert RecordingsFinishedTrigger(**base, **changed).shared_stream_key() != key, changed
+    assert RecordingsFinishedTrigger(**base).shared_stream_key() == key
+
+
+class SharedPoll:
+    """Watchers subscribed to one shared poll through Airflow's own SharedStreamManager (3.3)."""
+
+    def __init__(self) -> None:
+        shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3+ only")
+        self.manager = shared_stream.SharedStreamManager()
+        self.running: list[tuple[int, Any, Running]] = []
+
+    def subscribe(self, each: RecordingsFinishedTrigger) -> Running:
+        key = each.shared_stream_key()
+        trigger_id = len(self.running)
+        running = Running(
+            each.filter_shared_stream(self.manager.subscribe(trigger_id=trigger_id, trigger=each, key=key))
+        )
+        self.running.append((trigger_id, key, running))
+        return running
+
+    async def stop(self) -> None:
+        for trigger_id, key, running in self.running:
+            await running.stop()
+            await self.manager.unsubscribe(trigger_id, key)
+        await self.manager.stop_all()
+
+
+async def test_since_is_honoured_on_the_shared_poll(sandbox):
+    since = datetime.now(timezone.utc) - timedelta(seconds=60)
+    call_sid, sid = start_recording(sandbox)
+    created = time.monotonic()
+    sandbox.hangup(call_sid)
+    # since reaches further back than lookback: the first listing must start at since
+    await until(lambda: status_of(sandbox, sid) == "completed" and time.monotonic() - created > 3)
+    poll = SharedPoll()
+    watcher = trigger(sandbox, since=since.isoformat(), lookback=2)
+    watcher.asset_state_store = StateStore()
+    running = poll.subscribe(watcher)
+    await until(lambda: len(running.events) >= 1)
+    await poll.stop()
+    assert running.sids() == [sid]
+
+
+async def test_a_watcher_joining_a_shared_poll_resumes_from_its_own_stored_state(sandbox):
+    lookback = 4.0
+    store = StateStore()
+    # The watcher's earlier life (its own loop): it saw the recording in progress, stored that, stopped.
+    call_sid, old = start_recording(sandbox)
+    earlier = trigger(sandbox, lookback=lookback)
+    earlier.asset_state_store = store
+    running = Running(earlier.run())
+    await until(lambda: old in json.loads(store.values.get(STATE_KEY, "{}")).get("pending", {}))
+    await running.stop()
+    created = time.monotonic()
+    sandbox.hangup(call_sid)  # it finishes while no triggerer runs, and stays down past lookback
+    await until(lambda: status_of(sandbox, old) == "completed" and time.monotonic() - created > lookback + 1)
+
+    poll = SharedPoll()
+    fresh = trigger(sandbox, lookback=lookback)
+    fresh.asset_state_store = StateStore()
+    first = poll.subscribe(fresh)  # another watcher of the account already runs the shared poll
+    await until(lambda: polls(sandbox) >= 2)
+    resumed = trigger(sandbox, lookback=lookback)
+    resumed.asset_state_store = store
+    second = poll.subscribe(resumed)
+    await until(lambda: len(second.events) >= 1)
+    count = polls(sandbox)
+    await until(lambda: polls(sandbox) >= count + 3)
+    await poll.stop()
+    assert second.sids() == [old]
+    assert first.sids() == []  # final before the fresh watcher started: its baseline
+
+
+async def test_a_recording_stuck_in_progress_is_given_up_with_one_warning(sandbox, caplog):
+    import logging
+
+    stuck_call, stuck = start_recording(sandbox)  # its call never ends
+    store = StateStore()
+    watcher = trigger(sandbox, overlap=0.5, max_pending_age=2)
+    watcher.asset_state_store = store
+    with caplog.at_level(logging.WARNING, logger="telnyx_provider.triggers.recordings_poll"):
+        running = Running(watcher.run())
+        await until(lambda: stuck in json.loads(store.values.get(STATE_KEY, "{}")).get("pending", {}))
+        created = time.monotonic()
+        await until(lambda: time.monotonic() - created > 3)  # older than max_pending_age by Telnyx's clock
+        later_call, later = start_recording(sandbox)  # a newer recording moves the frontier past the bound
+        sandbox.hangup(later_call)
+        await until(lambda: len(running.events) >= 1)
+        count = polls(sandbox)
+        await until(lambda: polls(sandbox) >= count + 3)
+        await running.stop()
+    assert running.sids() == [later]
+    assert stuck not in json.loads(store.values[STATE_KEY])["pending"]
+    warnings = [record.getMessage() for record in caplog.records if "Gave up" in record.getMessage()]
+    assert len(warnings) == 1
+    assert stuck in warnings[0]
+    sandbox.hangup(stuck_call)

@@ -2,56 +2,81 @@
 
 ``POST /telnyx/recording-status`` (form body, Telnyx's default) and ``GET /telnyx/recording-status``
 (``RecordingStatusCallbackMethod=GET``: the fields in the query string). ``?conn_id=`` names the Telnyx
-connection whose extra holds the account's Ed25519 ``public_key`` (default ``telnyx_default``).
+connection whose extra holds the account's Ed25519 ``public_key`` and whose login is the account SID
+(default ``telnyx_default``).
 
 Airflow does not authenticate plugin apps: the signature is the only gate, and it is checked before
 anything is parsed. In order:
 
 1. a POST whose ``Content-Type`` is not ``application/x-www-form-urlencoded``: 415;
 2. a body (or query string) over the limit: 413 (414 for a query string), refused before it is read;
-3. unsigned, malformed signature, stale timestamp, unknown connection or one without ``public_key``, bad
-   signature, replay (a signature already accepted within the tolerance): 401, all with the same answer
-   (the API server's log says which);
-4. a body that is not a form, or lacks ``AccountSid``, ``RecordingSid`` or ``RecordingStatus``: 400;
-5. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
+3. the checks that need no connection: unsigned, a malformed timestamp or one outside the tolerance, a
+   signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup;
+4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
+   signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
+   same signature check as a wrong key, so neither the answer nor its work tells which ids exist;
+5. a verified body that is not a form, or lacks ``AccountSid``, ``RecordingSid`` or ``RecordingStatus``: 400;
+6. an ``AccountSid`` other than the connection's login (one account's key vouches for its own account
+   only), or a replay (a signature already accepted within the tolerance, by any API-server worker: the
+   accepted signatures are kept in the metadata database, :mod:`~telnyx_provider.plugins.receiver_store`):
+   401. Every 401 has the same body; the API server's log says which;
+7. the steps of ``ReceiverSettings.on_verified``, in order (a step may refuse);
+8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
-   no event.
+   no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
+   same delivery may come again.
 
-The GET signature is assumed to cover the raw query string as received (Telnyx does not document it).
+The GET signature is assumed to cover the raw query string as received (Telnyx does not document it). The
+URL's own query (``conn_id``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
 ``RecordingUrl``, a short-lived bearer link to the audio, goes into the event's extra, never into a log line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from telnyx_provider.params import require_identifier
+from telnyx_provider.plugins.callback_checks import (
+    REPLAY_NAMESPACE,
+    REQUIRED_FIELDS,
+    UNAUTHORIZED,
+    Refusal,
+    VerifiedCallback,
+    check_headers,
+    claim,
+    parse_fields,
+    release,
+    verify_with_connection,
+)
+from telnyx_provider.plugins.receiver_store import ReceiverStore, receiver_store
 from telnyx_provider.plugins.recording_events import (
-    PublicKeys,
-    ReceiverConfigError,
+    CallbackKey,
+    ConnectionKeys,
     UnknownAssetError,
     store_recording_event,
 )
-from telnyx_provider.signatures import (
-    DEFAULT_TOLERANCE_SECONDS,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    ReplayCache,
-    SignatureError,
-    VerifiedSignature,
-    verify_signature,
-)
+from telnyx_provider.signatures import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+__all__ = [
+    "DEFAULT_CONN_ID",
+    "REPLAY_NAMESPACE",
+    "REQUIRED_FIELDS",
+    "ReceiverSettings",
+    "Refusal",
+    "TelnyxCallbacksPlugin",
+    "VerifiedCallback",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +87,8 @@ DEFAULT_CONN_ID = "telnyx_default"
 DEFAULT_MAX_BODY_BYTES = 8192
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FINAL_STATUSES = frozenset({"completed", "absent"})
-REQUIRED_FIELDS = ("AccountSid", "RecordingSid", "RecordingStatus")
-_UNAUTHORIZED = "The request's Telnyx signature could not be verified."
-_MAX_CONN_ID = 250
-
-
-class Refusal(Exception):
-    """A request the receiver refuses: the HTTP status, what the sender is told, and why (for our log)."""
-
-    def __init__(self, status: int, detail: str, reason: str | None = None) -> None:
-        super().__init__(reason or detail)
-        self.status = status
-        self.detail = detail
+#: Connection lookups one worker runs at once (they take threads of the API server's shared pool).
+MAX_CONCURRENT_LOOKUPS = 4
 
 
 @dataclass
@@ -82,14 +97,22 @@ class ReceiverSettings:
 
     :param tolerance: seconds a ``telnyx-timestamp`` may differ from the server's clock.
     :param max_body_bytes: the largest body (or query string) accepted.
-    :param public_keys: reads a connection's public key (``conn_id -> raw key``).
+    :param connection_keys: reads a connection's key and account (``conn_id -> CallbackKey``; raises
+        :class:`~telnyx_provider.plugins.recording_events.ReceiverConfigError`).
     :param store_event: stores an asset event (``account_sid, extra -> event id``).
+    :param store: the state every API-server worker shares (replay protection).
+    :param url_parameters: names in the URL's query that are the receiver's, never callback fields.
+    :param on_verified: steps run (in a worker thread) for each verified, first-seen callback before its
+        event is stored; one raises :class:`Refusal` to refuse the callback.
     """
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    public_keys: Callable[[str], bytes] = field(default_factory=lambda: PublicKeys().get)
+    connection_keys: Callable[[str], CallbackKey] = field(default_factory=lambda: ConnectionKeys().get)
     store_event: Callable[[str, dict[str, str]], int] = store_recording_event
+    store: ReceiverStore = field(default_factory=receiver_store)
+    url_parameters: frozenset[str] = frozenset({"conn_id"})
+    on_verified: Sequence[Callable[[VerifiedCallback], None]] = ()
 
 
 def settings_from_airflow_config() -> ReceiverSettings:
@@ -108,7 +131,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     :param settings: how to check and store; read from Airflow's configuration when ``None``.
     """
     settings = settings or settings_from_airflow_config()
-    replays = ReplayCache(settings.tolerance)
+    lookups = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)
     app = FastAPI(
         title="Telnyx recording status callbacks",
         description="Signed Telnyx recording status callbacks become events of telnyx://{account}/recordings.",
@@ -120,7 +143,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     @app.api_route(ROUTE, methods=["GET", "POST"], status_code=204)
     async def recording_status(request: Request) -> Response:
         try:
-            return await _handle(request, settings, replays)
+            return await _handle(request, settings, lookups)
         except Refusal as refusal:
             log.warning("Refused a Telnyx status callback (HTTP %s): %s", refusal.status, refusal)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
@@ -128,8 +151,9 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     return app
 
 
-async def _handle(request: Request, settings: ReceiverSettings, replays: ReplayCache) -> Response:
-    if request.method == "POST":
+async def _handle(request: Request, settings: ReceiverSettings, lookups: asyncio.Semaphore) -> Response:
+    is_get = request.method == "GET"
+    if not is_get:
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             raise Refusal(415, f"Status callbacks must be sent as {FORM_CONTENT_TYPE}.")
@@ -139,39 +163,53 @@ async def _handle(request: Request, settings: ReceiverSettings, replays: ReplayC
         if len(payload) > settings.max_body_bytes:
             raise Refusal(414, f"The query string is over {settings.max_body_bytes} bytes.")
     conn_id = request.query_params.get("conn_id") or DEFAULT_CONN_ID
-    verified = await _verify(request, payload, conn_id, settings)
-    try:
-        replays.claim(verified)
-    except SignatureError as error:
-        raise Refusal(401, _UNAUTHORIZED, f"{error} (connection {conn_id!r})") from None
-    keep = False
-    try:
-        fields = _parse_fields(payload, drop_conn_id=request.method == "GET")
-        keep = True  # a verified request that cannot be parsed will not parse any better next time
-        status = fields["RecordingStatus"]
-        if status not in FINAL_STATUSES:
-            log.info("Telnyx callback: recording %s is %s; no event.", fields["RecordingSid"], status)
-            return Response(status_code=204)
-        keep = False
-        try:
-            event_id = await run_in_threadpool(settings.store_event, fields["AccountSid"], fields)
-        except UnknownAssetError as error:
-            raise Refusal(
-                404,
-                f"No DAG uses the Asset {error}: nothing is scheduled on the recordings of this account, "
-                "so the event was not stored.",
-            ) from None
-        keep = True
-        log.info(
-            "Telnyx callback: recording %s is %s; asset event %s stored.",
-            fields["RecordingSid"],
-            status,
-            event_id,
+    signed = check_headers(request.headers, conn_id, settings.tolerance)
+    key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, lookups)
+    fields = parse_fields(payload, drop=settings.url_parameters if is_get else frozenset())
+    if fields["AccountSid"] != key.account_sid:
+        raise Refusal(
+            401,
+            UNAUTHORIZED,
+            f"the callback's AccountSid is not the login of connection {conn_id!r}, whose key signed it",
         )
+    callback = VerifiedCallback(
+        conn_id=conn_id,
+        account_sid=key.account_sid,
+        fields=fields,
+        url_parameters={
+            name: value for name, value in request.query_params.items() if name in settings.url_parameters
+        },
+        signature=verified,
+    )
+    replay_key = await claim(settings.store, settings.tolerance, callback)
+    done = False
+    try:
+        for step in settings.on_verified:
+            await run_in_threadpool(step, callback)
+        done = await _deliver(settings, fields)
         return Response(status_code=204)
     finally:
-        if not keep:  # nothing was stored: the same request may come again, and must then be accepted
-            replays.release(verified)
+        if not done:  # nothing was stored: the same request may come again, and must then be accepted
+            await release(settings.store, replay_key)
+
+
+async def _deliver(settings: ReceiverSettings, fields: dict[str, str]) -> bool:
+    """Store the event of a final callback; ``True`` once the callback is handled for good."""
+    status = fields["RecordingStatus"]
+    if status not in FINAL_STATUSES:
+        log.info("Telnyx callback: recording %s is %s; no event.", fields["RecordingSid"], status)
+        return True
+    try:
+        event_id = await run_in_threadpool(settings.store_event, fields["AccountSid"], fields)
+    except UnknownAssetError as error:
+        raise Refusal(
+            404,
+            f"No DAG uses the Asset {error}: nothing is scheduled on the recordings of this account, "
+            "so the event was not stored.",
+        ) from None
+    sid = fields["RecordingSid"]
+    log.info("Telnyx callback: recording %s is %s; asset event %s stored.", sid, status, event_id)
+    return True
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -189,54 +227,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Refusal(413, f"The body is over {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _verify(
-    request: Request, payload: bytes, conn_id: str, settings: ReceiverSettings
-) -> VerifiedSignature:
-    signature = request.headers.get(SIGNATURE_HEADER)
-    timestamp = request.headers.get(TIMESTAMP_HEADER)
-    if not signature or not timestamp:
-        raise Refusal(401, _UNAUTHORIZED, f"unsigned request (connection {conn_id!r})")
-    if len(conn_id) > _MAX_CONN_ID:
-        raise Refusal(401, _UNAUTHORIZED, "connection id too long")
-    try:
-        public_key = await run_in_threadpool(settings.public_keys, conn_id)
-    except ReceiverConfigError as error:
-        raise Refusal(401, _UNAUTHORIZED, str(error)) from None
-    try:
-        return verify_signature(
-            public_key=public_key,
-            payload=payload,
-            signature_header=signature,
-            timestamp_header=timestamp,
-            tolerance=settings.tolerance,
-        )
-    except SignatureError as error:
-        raise Refusal(401, _UNAUTHORIZED, f"{error} (connection {conn_id!r})") from None
-
-
-def _parse_fields(payload: bytes, *, drop_conn_id: bool) -> dict[str, str]:
-    try:
-        text = payload.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        raise Refusal(400, "The callback is not a UTF-8 form (name=value pairs joined by '&').") from None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        if drop_conn_id and name == "conn_id":
-            continue
-        if name in fields:
-            raise Refusal(400, f"The field {name!r} appears more than once.")
-        fields[name] = value
-    missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
-    if missing:
-        raise Refusal(400, f"The callback lacks {', '.join(missing)}.")
-    try:
-        require_identifier("AccountSid", fields["AccountSid"])
-    except ValueError:
-        raise Refusal(400, "AccountSid is not a valid account id.") from None
-    return fields
 
 
 class TelnyxCallbacksPlugin(AirflowPlugin):

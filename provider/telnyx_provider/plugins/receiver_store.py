@@ -46,6 +46,16 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Connection, Engine
 
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_NAMESPACE_LENGTH",
+    "PURGE_INTERVAL",
+    "TABLE_NAME",
+    "ReceiverStore",
+    "ReceiverStoreError",
+    "receiver_store",
+]
+
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "telnyx_receiver_state"
@@ -56,7 +66,7 @@ MAX_KEY_LENGTH = 255
 PURGE_INTERVAL = 60.0
 
 _metadata = MetaData()
-state_table = Table(
+_state_table = Table(
     TABLE_NAME,
     _metadata,
     Column("namespace", String(MAX_NAMESPACE_LENGTH), primary_key=True),
@@ -120,17 +130,17 @@ class ReceiverStore:
         with self._connection() as conn:
             try:
                 with conn.begin():
-                    conn.execute(insert(state_table).values(**row))
+                    conn.execute(insert(_state_table).values(**row))
                 return True
             except exc.IntegrityError:
                 pass  # a row is there: take it over only if it has expired
             with conn.begin():
                 taken = conn.execute(
-                    update(state_table)
+                    update(_state_table)
                     .where(
-                        state_table.c.namespace == namespace,
-                        state_table.c.key == key,
-                        state_table.c.expires_at <= now,
+                        _state_table.c.namespace == namespace,
+                        _state_table.c.key == key,
+                        _state_table.c.expires_at <= now,
                     )
                     .values(value=text, expires_at=row["expires_at"])
                 )
@@ -144,10 +154,10 @@ class ReceiverStore:
         _check_name(namespace, key)
         with self._connection() as conn:
             text = conn.execute(
-                select(state_table.c.value).where(
-                    state_table.c.namespace == namespace,
-                    state_table.c.key == key,
-                    state_table.c.expires_at > self._clock(),
+                select(_state_table.c.value).where(
+                    _state_table.c.namespace == namespace,
+                    _state_table.c.key == key,
+                    _state_table.c.expires_at > self._clock(),
                 )
             ).scalar_one_or_none()
         return None if text is None else _load(text)
@@ -160,13 +170,13 @@ class ReceiverStore:
         _check_name(namespace, prefix or "-")
         with self._connection() as conn:
             rows = conn.execute(
-                select(state_table.c.key, state_table.c.value)
+                select(_state_table.c.key, _state_table.c.value)
                 .where(
-                    state_table.c.namespace == namespace,
-                    state_table.c.key.startswith(prefix, autoescape=True),
-                    state_table.c.expires_at > self._clock(),
+                    _state_table.c.namespace == namespace,
+                    _state_table.c.key.startswith(prefix, autoescape=True),
+                    _state_table.c.expires_at > self._clock(),
                 )
-                .order_by(state_table.c.key)
+                .order_by(_state_table.c.key)
             ).all()
         return [(str(key), _load(text)) for key, text in rows]
 
@@ -178,7 +188,7 @@ class ReceiverStore:
         _check_name(namespace, key)
         with self._connection() as conn, conn.begin():
             result = conn.execute(
-                delete(state_table).where(state_table.c.namespace == namespace, state_table.c.key == key)
+                delete(_state_table).where(_state_table.c.namespace == namespace, _state_table.c.key == key)
             )
         return bool(result.rowcount)
 
@@ -188,7 +198,7 @@ class ReceiverStore:
         :raises ReceiverStoreError: the database failed.
         """
         with self._connection() as conn, conn.begin():
-            result = conn.execute(delete(state_table).where(state_table.c.expires_at <= self._clock()))
+            result = conn.execute(delete(_state_table).where(_state_table.c.expires_at <= self._clock()))
         return int(result.rowcount or 0)
 
     def _maybe_purge(self, now: float) -> None:
@@ -220,7 +230,7 @@ class ReceiverStore:
             if self._table_ready:
                 return
             try:
-                state_table.create(self.engine, checkfirst=True)
+                _state_table.create(self.engine, checkfirst=True)
             except (exc.OperationalError, exc.ProgrammingError, exc.IntegrityError):
                 # Another worker created it between our check and our CREATE: fine if it is there now.
                 if not inspect(self.engine).has_table(TABLE_NAME):

@@ -1,4 +1,4 @@
-"""What the callback receiver asks of Airflow: a connection's public key, and storing an asset event.
+"""What the callback receiver asks of Airflow: a connection's key and account, and storing an asset event.
 
 Both run in the API server, with its database session (blocking: the receiver calls them in a worker
 thread). The asset event goes through Airflow's own machinery, as ``POST /api/v2/assets/events`` does:
@@ -10,19 +10,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.assets import recordings_asset_uri
 from telnyx_provider.signatures import load_public_key
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 log = logging.getLogger(__name__)
 
-#: Seconds a public key read from a connection is reused before the connection is read again.
+#: Seconds a connection's key (or the failure to read one) is reused before the connection is read again.
 KEY_CACHE_SECONDS = 30.0
+#: Connections (and failed lookups) kept at most, the least recently used dropped first: a flood of
+#: made-up connection ids cannot grow the cache without bound.
+KEY_CACHE_ENTRIES = 1024
+#: The only connection type whose key may verify a callback.
+CONNECTION_TYPE = "telnyx"
 
 
 class ReceiverConfigError(Exception):
-    """The connection named by a callback is unknown, or has no usable ``public_key``.
+    """The connection named by a callback is unknown, not a ``telnyx`` connection, or lacks a usable
+    ``public_key`` or login (account SID).
 
     The message is for the API server's log only: the sender gets the same 401 as for a bad signature,
     so the receiver does not tell the world which connections exist.
@@ -33,38 +44,85 @@ class UnknownAssetError(Exception):
     """No DAG uses the Asset the callback's account maps to (no active Asset with that URI)."""
 
 
-class PublicKeys:
-    """The Ed25519 public key of each Telnyx connection, read from its extra (``public_key``).
+@dataclass(frozen=True)
+class CallbackKey:
+    """What a connection says about the callbacks it verifies.
 
-    Keys are kept :data:`KEY_CACHE_SECONDS`, so a flood of forged callbacks does not turn into a flood of
-    connection lookups; a changed key takes effect within that time. Failed lookups are not cached.
+    :param conn_id: the connection.
+    :param public_key: the account's raw Ed25519 public key (the extra's ``public_key``).
+    :param account_sid: the connection's login: the only ``AccountSid`` its key may vouch for.
     """
 
-    def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
+    conn_id: str
+    public_key: bytes
+    account_sid: str
+
+
+class ConnectionKeys:
+    """The :class:`CallbackKey` of each Telnyx connection, read through Airflow's secrets backends.
+
+    Keys and failed lookups are both kept :data:`KEY_CACHE_SECONDS` (at most :data:`KEY_CACHE_ENTRIES` of
+    each), so a flood of callbacks, forged or not, does not turn into a flood of secrets-backend lookups;
+    a changed key, or a connection created after a failed lookup, takes effect within that time. Per
+    process: each API-server worker has its own (a cache of the secrets backends, not state to share).
+
+    :param ttl: seconds an answer is reused.
+    :param load: reads one connection (:func:`load_connection_key`).
+    :param clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        ttl: float = KEY_CACHE_SECONDS,
+        *,
+        load: Callable[[str], CallbackKey] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ttl = ttl
-        self._keys: dict[str, tuple[float, bytes]] = {}
+        self._load = load or load_connection_key
+        self._clock = clock
+        self._answers: OrderedDict[str, tuple[float, CallbackKey | ReceiverConfigError]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, conn_id: str) -> bytes:
-        """The raw public key of ``conn_id``.
+    def get(self, conn_id: str) -> CallbackKey:
+        """The key of ``conn_id`` (from the cache while it is fresh).
 
-        :raises ReceiverConfigError: the connection does not exist, or its ``public_key`` is missing or bad.
+        :raises ReceiverConfigError: the connection is unknown, of another type, or lacks a valid
+            ``public_key`` or login (also when that was found within the cache time).
         """
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            cached = self._keys.get(conn_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        key = load_connection_key(conn_id)
+            cached = self._answers.get(conn_id)
+            if cached is not None and cached[0] > now:
+                self._answers.move_to_end(conn_id)
+                answer = cached[1]
+                if isinstance(answer, ReceiverConfigError):
+                    raise ReceiverConfigError(f"{answer} (cached)")
+                return answer
+        result: CallbackKey | ReceiverConfigError
+        try:
+            result = self._load(conn_id)
+        except ReceiverConfigError as error:
+            result = error
         with self._lock:
-            self._keys[conn_id] = (now + self._ttl, key)
-        return key
+            self._answers[conn_id] = (now + self._ttl, result)
+            self._answers.move_to_end(conn_id)
+            while len(self._answers) > KEY_CACHE_ENTRIES:
+                self._answers.popitem(last=False)
+        if isinstance(result, ReceiverConfigError):
+            raise result
+        return result
 
 
-def load_connection_key(conn_id: str) -> bytes:
-    """Read and decode the ``public_key`` in the extra of the Airflow connection ``conn_id``.
+#: The name this class had when it returned the public key alone.
+PublicKeys = ConnectionKeys
 
-    :raises ReceiverConfigError: unknown connection, or no valid ``public_key`` in its extra.
+
+def load_connection_key(conn_id: str) -> CallbackKey:
+    """Read the Airflow connection ``conn_id``: a ``telnyx`` connection with a login (the account SID) and
+    a ``public_key`` in its extra.
+
+    :raises ReceiverConfigError: unknown connection, another type, no login, no valid ``public_key``.
     """
     from airflow.exceptions import AirflowNotFoundException  # type: ignore[attr-defined]
     from airflow.models.connection import Connection
@@ -73,6 +131,11 @@ def load_connection_key(conn_id: str) -> bytes:
         connection = Connection.get_connection_from_secrets(conn_id)
     except AirflowNotFoundException:
         raise ReceiverConfigError(f"no connection {conn_id!r}") from None
+    if connection.conn_type != CONNECTION_TYPE:
+        raise ReceiverConfigError(
+            f"connection {conn_id!r} is of type {connection.conn_type!r}, not {CONNECTION_TYPE!r}: only a "
+            "Telnyx connection's key verifies callbacks"
+        )
     try:
         extra: Any = connection.extra_dejson
     except Exception:  # an unreadable extra is a configuration error like any other
@@ -84,9 +147,16 @@ def load_connection_key(conn_id: str) -> bytes:
             "of the Telnyx account (base64, from the Telnyx portal) to accept its callbacks"
         )
     try:
-        return load_public_key(encoded)
+        public_key = load_public_key(encoded)
     except ValueError as error:
         raise ReceiverConfigError(f"connection {conn_id!r}: 'public_key' in its extra: {error}") from None
+    account_sid = (connection.login or "").strip()
+    if not account_sid:
+        raise ReceiverConfigError(
+            f"connection {conn_id!r} has no login: set it to the account SID whose callbacks its key "
+            "verifies (a callback's AccountSid must equal it)"
+        )
+    return CallbackKey(conn_id=conn_id, public_key=public_key, account_sid=account_sid)
 
 
 def store_recording_event(account_sid: str, extra: dict[str, str]) -> int:

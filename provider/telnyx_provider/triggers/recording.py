@@ -216,10 +216,12 @@ class RecordingCompletedTrigger(BaseTrigger):
 
 # RecordingsFinishedTrigger's own imports, kept with it (the module's head belongs to the trigger above).
 from contextlib import aclosing  # noqa: E402
+from datetime import timedelta  # noqa: E402
 
 from airflow.triggers.base import BaseEventTrigger  # noqa: E402
 
 from telnyx_provider.errors import TelnyxValidationError  # noqa: E402
+from telnyx_provider.recording_feed import DEFAULT_LOOKBACK, DEFAULT_MAX_PENDING_AGE  # noqa: E402
 from telnyx_provider.triggers.recordings_poll import aware_moment, relay  # noqa: E402
 
 if TYPE_CHECKING:
@@ -227,7 +229,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from telnyx_provider.recording_feed import RecordingFeed
-    from telnyx_provider.triggers.recordings_poll import FeedStore
+    from telnyx_provider.triggers.recordings_poll import FeedStore, Listing
 
 
 class RecordingsFinishedTrigger(BaseEventTrigger):
@@ -239,11 +241,15 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
     its short-lived ``media_url``. Failures and outages never end it: it logs them and keeps polling.
 
     Exactly once across triggerer restarts on Airflow 3.3: the watermark and the recordings already reported
-    are kept in the asset's state store, written before the events leave. On older Airflow (no state store)
-    it is exactly once while the triggerer runs; after a restart it starts afresh, so recordings that
-    finished while it was down are not reported (unless ``since`` covers them). Recordings already final when
-    the watcher first starts are not reported unless ``since`` asks for them. Watchers of one account (same
-    connection, account, interval, page size and look-back) share one poll on Airflow 3.3.
+    are kept in the asset's state store, written before the events leave, and both the trigger's own loop
+    and the shared poll resume from it. On older Airflow (no state store) it is exactly once while the
+    triggerer runs; after a restart it starts afresh, so recordings that finished while it was down are not
+    reported (unless ``since`` covers them). Recordings already final when the watcher first starts are not
+    reported unless ``since`` asks for them. A recording still not final ``max_pending_age`` after its
+    creation is given up with a warning in the triggerer's log (no event: an event means "finished"), so it
+    cannot hold the listing window open. Watchers of one account with the same arguments (connection,
+    account, interval, page size, look-back, overlap, ``since``, ``max_pending_age``) share one poll on
+    Airflow 3.3.
 
     :param account_sid: the account; the connection's login when ``None``.
     :param telnyx_conn_id: the Telnyx connection.
@@ -255,6 +261,8 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
     :param overlap: seconds each listing reaches back before the oldest recording still in progress and the
         newest one seen (a margin for late listings; dates are Telnyx's, so clock skew does not matter).
     :param page_size: recordings per page.
+    :param max_pending_age: seconds after its creation a recording still not final is given up (by
+        Telnyx's clock: the newest ``date_created`` seen); a day by default.
     """
 
     def __init__(
@@ -264,9 +272,10 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         telnyx_conn_id: str = "telnyx_default",
         poll_interval: float = 10.0,
         since: str | datetime | None = None,
-        lookback: float = 4 * 3600.0,
+        lookback: float = DEFAULT_LOOKBACK,
         overlap: float = 120.0,
         page_size: int = 1000,
+        max_pending_age: float = DEFAULT_MAX_PENDING_AGE,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.account_sid = account_sid
@@ -278,6 +287,11 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise TelnyxValidationError("page_size", page_size, "a whole number >= 1")
         self.page_size = page_size
+        self.max_pending_age = require_positive_number("max_pending_age", max_pending_age)
+        if self.max_pending_age <= self.overlap:
+            raise TelnyxValidationError(
+                "max_pending_age", max_pending_age, f"more seconds than overlap ({self.overlap:g})"
+            )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The classpath and the JSON-safe keyword arguments that rebuild this trigger."""
@@ -291,6 +305,7 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
                 "lookback": self.lookback,
                 "overlap": self.overlap,
                 "page_size": self.page_size,
+                "max_pending_age": self.max_pending_age,
             },
         )
 
@@ -304,14 +319,14 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
             account_sid=self.account_sid,
             page_size=self.page_size,
             poll_interval=self.poll_interval,
-            window_start=lambda now: feed.window_start(now, self.lookback),
+            window_start=feed.window_start,
         )
         async with aclosing(self._events(feed, store, listings)) as events:
             async for event in events:
                 yield event
 
     def shared_stream_key(self) -> Hashable | None:
-        """Watchers of the same account through the same connection and settings share one poll (3.3)."""
+        """Watchers of the same account with the same arguments share one poll (Airflow 3.3)."""
         return (
             "telnyx-recordings",
             self.telnyx_conn_id,
@@ -319,46 +334,62 @@ class RecordingsFinishedTrigger(BaseEventTrigger):
             self.poll_interval,
             self.page_size,
             self.lookback,
+            self.overlap,
+            self.since.isoformat() if self.since else None,
+            self.max_pending_age,
         )
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
-        """The shared poll: yields each listing, covering what every watcher of the group still waits for."""
-        from telnyx_provider.recording_feed import RecordingFeed
-        from telnyx_provider.triggers.recordings_poll import poll_listings
+        """The shared poll: each listing starts at the earliest window its watchers' stored states need."""
+        from telnyx_provider.triggers.recordings_poll import SHARED_WINDOWS, poll_listings
 
-        # A feed of its own only steers the window (before every recording in progress); what each watcher
-        # reports is decided by the watcher's own feed, in filter_shared_stream.
         trigger = cls(**kwargs)
-        window = RecordingFeed(account_sid=trigger.account_sid or "", overlap=trigger.overlap)
+        key = trigger.shared_stream_key()
+        # The triggerer opens the poll before its watchers have read their states: wait for the first.
+        await SHARED_WINDOWS.first_watcher(key)
         async for listing in poll_listings(
             conn_id=trigger.telnyx_conn_id,
             account_sid=trigger.account_sid,
             page_size=trigger.page_size,
             poll_interval=trigger.poll_interval,
-            window_start=lambda now: window.window_start(now, trigger.lookback),
+            window_start=lambda now: SHARED_WINDOWS.start(
+                key, now, now - timedelta(seconds=trigger.lookback)
+            ),
         ):
-            window.observe(listing)
             yield listing
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """This watcher's events from the shared listings, judged by its own (stored) state."""
+        from telnyx_provider.triggers.recordings_poll import SHARED_WINDOWS
+
         feed, store = await self._open_feed()
-        async with aclosing(self._events(feed, store, relay(shared_stream))) as events:
-            async for event in events:
-                yield event
+        key, watcher = self.shared_stream_key(), id(self)
+        SHARED_WINDOWS.join(key, watcher, feed.window_start)
+        try:
+            async with aclosing(self._events(feed, store, relay(shared_stream))) as events:
+                async for event in events:
+                    yield event
+        finally:
+            SHARED_WINDOWS.leave(key, watcher)
 
     async def _open_feed(self) -> tuple[RecordingFeed, FeedStore]:
         from telnyx_provider.recording_feed import RecordingFeed
         from telnyx_provider.triggers.recordings_poll import FeedStore
 
-        feed = RecordingFeed(account_sid=self.account_sid or "", overlap=self.overlap, since=self.since)
+        feed = RecordingFeed(
+            account_sid=self.account_sid or "",
+            overlap=self.overlap,
+            since=self.since,
+            lookback=self.lookback,
+            max_pending_age=self.max_pending_age,
+        )
         store = FeedStore(getattr(self, "asset_state_store", None))  # injected on 3.3, for watchers only
         await store.load(feed)
         return feed, store
 
     async def _events(
-        self, feed: RecordingFeed, store: FeedStore, listings: AsyncGenerator[list[dict[str, Any]], None]
+        self, feed: RecordingFeed, store: FeedStore, listings: AsyncGenerator[Listing, None]
     ) -> AsyncGenerator[TriggerEvent, None]:
         from telnyx_provider.triggers.recordings_poll import feed_events
 
