@@ -4,16 +4,13 @@ Scenario 4 (callbacks): signed status callbacks for ``CALLBACKS`` recordings rea
 server's two workers (each delivery is a new connection, so the kernel spreads them over the workers); each
 is replayed byte for byte twice, once before and once after the API server is restarted. Exactly one asset
 event per recording, and each recording reaches one run of the consumer DAG, only if the receiver's replay
-protection is shared by every worker and survives a restart. WAITS ON h-events: the receiver's shared state
-(``plugins/receiver_store.py``) is on main but not yet used by the receiver; until it is, replays that land
-on the other worker, and every replay after the restart, are accepted. So the scenario is not in the default
-run: ``DIST_ARGS="--only 4"`` runs it (and shows the figures).
+protection is shared by every worker and survives a restart (``plugins/receiver_store.py``: before the
+receiver used it, replays that landed on the other worker were accepted).
 
 Scenario 5 (polling): ``RecordingsFinishedTrigger`` watching an account while each of the two triggerers is
 SIGKILLed and restarted in turn (whichever holds the watcher is killed once): every finished recording is
-reported exactly once. WAITS ON h-events: it passed in two runs and failed in a third, where a recording the
-killed triggerer's watcher had reported was reported again by the restarted one (two asset events, two
-runs); not in the default run until the watcher's state holds across a SIGKILL (``--only 5`` runs it).
+reported exactly once (one run, before the watcher's state work landed, had a recording reported by the killed
+triggerer's watcher reported again by the restarted one).
 """
 
 from __future__ import annotations
@@ -99,6 +96,14 @@ def callbacks(checks: Checks, cluster: Cluster) -> None:
     wait_for(lambda: all(events_per_sid().values()), f"the asset events of {CALLBACKS} callbacks", 300, 2)
     first = Counter(str(status) for status in _replay_all(cluster, sids))
     checks.equal(first, {"401": CALLBACKS}, f"{CALLBACKS} replays over the API-server workers: all refused")
+    # Airflow 3.3.2 may leave events that arrive while a run is being created in the Asset's queue until the
+    # next event (apache/airflow#54659, #56050; seen: 12 of 100): one more recording releases them.
+    last_call = sandbox.create_call()
+    sids.append(start_recording(sandbox, last_call, **params))
+    sandbox.hangup(last_call)
+    wait_for(lambda: all(events_per_sid().values()), "the releasing recording's asset event", 300, 2)
+    # The consumer's runs end before the restart (a task cannot reach the execution API while it restarts).
+    wait_for(lambda: set(sids) <= set(_consumed(cluster)), "the consumer to receive every recording", 600, 2)
     print("  restarting the API server", flush=True)
     cluster.deployment.kill("api-server")
     cluster.deployment.start_airflow("api-server", generation=cluster.generation("api-server"))
@@ -111,7 +116,6 @@ def callbacks(checks: Checks, cluster: Cluster) -> None:
     checks.equal(second, {"401": CALLBACKS}, f"{CALLBACKS} replays after the API-server restart: all refused")
     counts = events_per_sid()
     checks.equal(counts, dict.fromkeys(sids, 1), "exactly one asset event per recording")
-    wait_for(lambda: set(sids) <= set(_consumed(cluster)), "the consumer to receive every recording", 600, 2)
     consumed = _consumed(cluster)
     checks.equal({sid: consumed.get(sid) for sid in sids}, dict.fromkeys(sids, 1), "one consumer run each")
 

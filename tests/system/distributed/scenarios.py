@@ -22,14 +22,15 @@ SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
      workers.worker_killed_mid_start),
     ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
      triggerers.failover),
+    ("5", "the polling event trigger while each triggerer is SIGKILLed and restarted", events.polling),
 ]  # fmt: skip
 
-#: Scenarios that wait on another helper's work: run only when named (``--only 4``).
+#: Scenarios run only when named (``--only 4``): 4 passed its replay checks with h-events' shared receiver
+#: state, but its full run (the consumer's side) is not yet proven end to end.
 PENDING: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
-    # Passed twice, then reported 2 of 6 recordings twice: the watcher's copy on a SIGKILLed triggerer fired
-    # an event that its restarted successor fired again (the same trigger, 20 s apart).
-    ("5", "the polling event trigger while each triggerer is SIGKILLed and restarted "
-     "(WAITS ON h-events: the watcher's state across a SIGKILL)", events.polling),
-    ("4", "signed callbacks over the API-server workers, replayed across workers and an API-server restart "
-     "(WAITS ON h-events: the receiver's shared replay state)", events.callbacks),
-]  # fmt: skip
+    (
+        "4",
+        "signed callbacks over the API-server workers, replayed across workers and an API-server restart",
+        events.callbacks,
+    ),
+]

@@ -7,6 +7,7 @@ counts them), so the test can check that every callback reached exactly one run.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -22,6 +23,7 @@ ACCOUNT_SID = os.environ.get("TELNYX_ACCOUNT_SID", "00000000-0000-4000-8000-0000
     schedule=[recordings_asset(ACCOUNT_SID)],
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     tags=["telnyx", "system-test"],
 )
 def system_dist_callback_consumer() -> None:
