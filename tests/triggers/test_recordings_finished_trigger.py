@@ -184,7 +184,10 @@ async def test_a_stop_midway_through_a_batch_hands_the_rest_to_the_next_run(sand
     for call_sid, _ in calls:  # all three finish before the next look: one batch of three
         sandbox.hangup(call_sid)
     got = (await asyncio.wait_for(first_event, 10)).payload["sid"]
-    await stream.aclose()  # the consumer stops after the first event of the batch
+    # The consumer keeps the first event and asks for the next (so the first is handed over), then stops
+    # holding the second, before keeping it: the second is not handed over.
+    taken = (await asyncio.wait_for(stream.__anext__(), 10)).payload["sid"]
+    await stream.aclose()
 
     second = RecordingsFinishedTrigger(**first.serialize()[1])
     second.asset_state_store = store
@@ -193,6 +196,7 @@ async def test_a_stop_midway_through_a_batch_hands_the_rest_to_the_next_run(sand
     count = polls(sandbox)
     await until(lambda: polls(sandbox) >= count + 3)
     await resumed.stop()
+    assert taken in resumed.sids()
     assert sorted([got, *resumed.sids()]) == sorted(sid for _, sid in calls)
 
 
