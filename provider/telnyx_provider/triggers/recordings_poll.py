@@ -225,13 +225,14 @@ async def feed_events(
     everything this feed waits for.
     """
     async for listing in listings:
+        window = feed.window_start(listing.listed_at)
         recordings = within_window(feed, listing)
         if recordings is None:
             log.debug(
                 "A shared listing from %s misses part of this watcher's window; passed over.", listing.start
             )
             continue
-        batch = feed.observe(recordings)
+        batch = feed.observe(recordings, listed_from=window)
         if feed.abandoned:
             log.warning(
                 "Gave up on %s recording(s) of account %s still not final %.3g h after they were created "
