@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("AccountSid", "RecordingSid", "RecordingStatus")
 #: The receiver's namespace in the shared store: the signatures it accepted, until they are stale anyway.
 REPLAY_NAMESPACE = "replay"
+#: Seconds the clocks of the hosts sharing the store (API servers) may differ by: a replay row is kept that
+#: much past the tolerance, so a host whose clock is ahead does not purge a row that a host whose clock is
+#: behind still needs (it still accepts the request's timestamp).
+MAX_CLOCK_SKEW = 60.0
 UNAUTHORIZED = "The request's Telnyx signature could not be verified."
 UNAVAILABLE = "The receiver cannot check this callback right now; send it again later."
 #: Airflow's own rule for connection ids (``airflow.models.connection.RE_SANITIZE_CONN_ID``, 250 at most).
@@ -147,8 +151,9 @@ async def claim(store: ReceiverStore, tolerance: float, callback: VerifiedCallba
     or when the store fails (503). Returns the key to :func:`release` it by."""
     verified = callback.signature
     key = hashlib.sha256(verified.signature).hexdigest()
-    # Kept until the timestamp is past the tolerance on our side too (then the timestamp check refuses it).
-    ttl = max(1.0, verified.timestamp + tolerance + 1 - time.time())
+    # Kept until the timestamp is past the tolerance on every host (then the timestamp check refuses it),
+    # also on a host whose clock is behind the one that purges expired rows.
+    ttl = max(1.0, verified.timestamp + tolerance + MAX_CLOCK_SKEW + 1 - time.time())
     seen = {"conn_id": callback.conn_id, "recording_sid": callback.fields["RecordingSid"]}
     try:
         first = await run_in_threadpool(store.add_if_absent, REPLAY_NAMESPACE, key, seen, ttl)

@@ -1,0 +1,154 @@
+"""The receiver under attack, as the adversarial review found it: each test is a reproduction that failed
+before its fix (or proves a guarantee the review attacked and found holding)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from urllib.parse import urlencode
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
+from telnyx_provider.plugins.receiver_store import TABLE_NAME, ReceiverStore
+from tests.plugins.test_callbacks import FORM, URL, callback, events_for, post
+from tests.plugins.test_receiver_store import PG_URL, database_urls
+
+TOLERANCE = 300
+
+
+@pytest.fixture(params=database_urls())
+def shared_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The database the workers' stores share: a SQLite file, or PostgreSQL (``TELNYX_TEST_PG_URL``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    assert PG_URL
+    with create_engine(PG_URL).begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {TABLE_NAME}"))
+    return PG_URL
+
+
+def _shared_store(url: str, *, clock_ahead: float = 0.0) -> ReceiverStore:
+    """A worker's store on the shared database, on a host whose clock is ``clock_ahead`` seconds fast."""
+    return ReceiverStore(create_engine(url), clock=lambda: time.time() + clock_ahead)
+
+
+def _rows(url: str) -> int:
+    with create_engine(url).connect() as conn:
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM {TABLE_NAME}")).scalar_one())
+
+
+# --- replays and the clocks of several API-server hosts -------------------------------------------------
+def test_a_replay_stays_refused_when_a_host_with_a_faster_clock_purges(
+    recordings_asset_in_db, signer, shared_url
+):
+    """Two API-server hosts whose clocks differ by 15 s (NTP allows far less, a VM resumed from a pause
+    far more): the fast one purges the replay row while the other still accepts the request's timestamp."""
+    url = shared_url
+    on_time = create_app(ReceiverSettings(tolerance=TOLERANCE, store=_shared_store(url)))
+    fast = create_app(ReceiverSettings(tolerance=TOLERANCE, store=_shared_store(url, clock_ahead=15)))
+    captured = callback()
+    body = urlencode(captured).encode()
+    # Signed 290 s ago: still within the 300 s tolerance of the on-time host for 10 s more.
+    headers = {**FORM, **signer.headers(body, int(time.time()) - (TOLERANCE - 10))}
+    with TestClient(on_time) as worker_a, TestClient(fast) as worker_b:
+        assert worker_a.post(URL, content=body, headers=headers).status_code == 204
+        # Any genuine callback reaching the fast host makes it purge what its clock calls expired.
+        assert post(worker_b, signer, urlencode(callback()).encode()).status_code == 204
+        replay = worker_a.post(URL, content=body, headers=headers)
+    assert replay.status_code == 401, "the replay was accepted again"
+    assert len(events_for(captured["RecordingSid"])) == 1
+
+
+def test_a_replay_with_the_signature_re_encoded_is_refused(client_default, signer):
+    """Base64 leaves the last character's low bits unused: another header spelling of the same 64 bytes
+    is the same signature (the replay key is the decoded bytes, not the header's text)."""
+    fields = callback()
+    body = urlencode(fields).encode()
+    headers = {**FORM, **signer.headers(body)}
+    assert client_default.post(URL, content=body, headers=headers).status_code == 204
+    encoded = headers["telnyx-signature-ed25519"]
+    respelled = encoded[:-3] + chr(ord(encoded[-3]) + 1) + "=="
+    assert respelled != encoded
+    assert base64.b64decode(respelled) == base64.b64decode(encoded)
+    respelled_headers = {**headers, "telnyx-signature-ed25519": respelled}
+    replay = client_default.post(URL, content=body, headers=respelled_headers)
+    assert replay.status_code == 401
+    assert len(events_for(fields["RecordingSid"])) == 1
+
+
+def test_a_replay_naming_another_connection_of_the_same_account_is_refused(
+    client_default, signer, monkeypatch
+):
+    """The POST query is not signed: the same delivery sent again under another ``conn_id`` whose key and
+    login are the account's (a second connection of the account) is still the same signature."""
+    import json
+
+    from tests.conftest import ACCOUNT_SID
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TELNYX_SECOND",
+        json.dumps({"conn_type": "telnyx", "login": ACCOUNT_SID, "extra": {"public_key": signer.public_key}}),
+    )
+    fields = callback()
+    body = urlencode(fields).encode()
+    headers = {**FORM, **signer.headers(body)}
+    assert client_default.post(URL, content=body, headers=headers).status_code == 204
+    replay = client_default.post(URL, content=body, headers=headers, params={"conn_id": "telnyx_second"})
+    assert replay.status_code == 401
+    assert len(events_for(fields["RecordingSid"])) == 1
+
+
+def test_the_original_and_its_replay_racing_on_two_workers_store_one_event(
+    recordings_asset_in_db, signer, shared_url
+):
+    """The same delivery at the same instant on two workers (two stores, two engines, one database)."""
+    url = shared_url
+    apps = [create_app(ReceiverSettings(store=_shared_store(url))) for _ in range(2)]
+    for round_ in range(5):
+        fields = callback()
+        body = urlencode(fields).encode()
+        headers = {**FORM, **signer.headers(body)}
+        barrier = threading.Barrier(2)
+        answers: list[int] = []
+
+        def deliver(app, barrier=barrier, body=body, headers=headers, answers=answers) -> None:
+            with TestClient(app) as client:
+                barrier.wait()
+                answers.append(client.post(URL, content=body, headers=headers).status_code)
+
+        threads = [threading.Thread(target=deliver, args=(app,)) for app in apps]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(answers) == [204, 401], f"round {round_}: {answers}"
+        assert len(events_for(fields["RecordingSid"])) == 1
+
+
+def test_only_verified_requests_write_to_the_shared_table(recordings_asset_in_db, signer, shared_url):
+    """A flood of valid-looking requests (fresh timestamps, well-formed signatures, forged) adds no row."""
+    import os
+
+    url = shared_url
+    with TestClient(create_app(ReceiverSettings(store=_shared_store(url)))) as client:
+        assert post(client, signer, urlencode(callback()).encode()).status_code == 204
+        before = _rows(url)
+        for _ in range(200):
+            body = urlencode(callback()).encode()
+            forged = {
+                "telnyx-signature-ed25519": base64.b64encode(os.urandom(64)).decode(),
+                "telnyx-timestamp": str(int(time.time())),
+            }
+            assert client.post(URL, content=body, headers={**FORM, **forged}).status_code == 401
+    assert before == 1
+    assert _rows(url) == before
+
+
+@pytest.fixture
+def client_default(recordings_asset_in_db, signer):
+    with TestClient(create_app(ReceiverSettings(tolerance=TOLERANCE))) as client:
+        yield client
