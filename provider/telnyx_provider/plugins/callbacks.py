@@ -24,7 +24,9 @@ anything is parsed. In order:
 8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
-   same delivery may come again.
+   same delivery may come again. An event that cannot be stored (the database failing), or a step that
+   fails: 503, and the log names the kind of error only (a database error's message quotes the event's
+   extra, ``RecordingUrl`` among it).
 
 The GET signature is assumed to cover the raw query string as received (Telnyx does not document it). The
 URL's own query (``conn_id``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
@@ -47,6 +49,7 @@ from telnyx_provider.plugins.callback_checks import (
     REPLAY_NAMESPACE,
     REQUIRED_FIELDS,
     UNAUTHORIZED,
+    UNAVAILABLE,
     Refusal,
     VerifiedCallback,
     check_headers,
@@ -188,9 +191,25 @@ async def _handle(request: Request, settings: ReceiverSettings, lookups: asyncio
             await run_in_threadpool(step, callback)
         done = await _deliver(settings, fields)
         return Response(status_code=204)
+    except Refusal:
+        raise
+    except Exception as error:  # the database failing, a step failing: Telnyx must deliver it again
+        # Only the kinds of error: a database error's message quotes the statement's parameters, and the
+        # event's extra among them holds RecordingUrl, a bearer link to the audio.
+        reason = f"the callback of recording {fields['RecordingSid']} could not be stored ({_kinds(error)})"
+        raise Refusal(503, UNAVAILABLE, reason) from None
     finally:
         if not done:  # nothing was stored: the same request may come again, and must then be accepted
             await release(settings.store, replay_key)
+
+
+def _kinds(error: BaseException) -> str:
+    """The class names of ``error`` and of the driver error it wraps, if any (never their messages)."""
+    kinds = [type(error).__name__]
+    cause = getattr(error, "orig", None) or error.__cause__
+    if isinstance(cause, BaseException):
+        kinds.append(f"{type(cause).__module__}.{type(cause).__name__}")
+    return ", from ".join(kinds)
 
 
 async def _deliver(settings: ReceiverSettings, fields: dict[str, str]) -> bool:
