@@ -65,6 +65,14 @@ TELNYX_CONFIG: dict[str, Any] = {
             "example": None,
             "default": "8192",
         },
+        "callback_body_timeout_seconds": {
+            "description": "Seconds a status callback's body may take to arrive once its headers passed the "
+            "checks that need no key (a slower body is refused with 408).",
+            "version_added": None,
+            "type": "float",
+            "example": None,
+            "default": "10",
+        },
     },
 }
 

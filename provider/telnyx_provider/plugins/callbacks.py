@@ -9,9 +9,12 @@ Airflow does not authenticate plugin apps: the signature is the only gate, and i
 anything is parsed. In order:
 
 1. a POST whose ``Content-Type`` is not ``application/x-www-form-urlencoded``: 415;
-2. a body (or query string) over the limit: 413 (414 for a query string), refused before it is read;
+2. a body (or query string) declared over the limit: 413 (414 for a query string);
 3. the checks that need no connection: unsigned, a malformed timestamp or one outside the tolerance, a
-   signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup;
+   signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup, and
+   before the body is read; then the body, refused with 413 as soon as it passes the limit (a chunked
+   body declares no length) and with 408 if it has not all arrived ``body_timeout`` seconds after the
+   headers (a slow sender cannot hold a connection of the API server for ever);
 4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
    signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
    same signature check as a wrong key, so neither the answer nor its work tells which ids exist;
@@ -88,6 +91,8 @@ ROUTE = "/recording-status"
 DEFAULT_CONN_ID = "telnyx_default"
 #: A status callback is a few hundred bytes; anything much larger is not one.
 DEFAULT_MAX_BODY_BYTES = 8192
+#: Telnyx sends a few hundred bytes at once; a body still arriving after this many seconds is not a callback.
+DEFAULT_BODY_TIMEOUT = 10.0
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FINAL_STATUSES = frozenset({"completed", "absent"})
 #: Connection lookups one worker runs at once (they take threads of the API server's shared pool).
@@ -100,6 +105,7 @@ class ReceiverSettings:
 
     :param tolerance: seconds a ``telnyx-timestamp`` may differ from the server's clock.
     :param max_body_bytes: the largest body (or query string) accepted.
+    :param body_timeout: seconds a POST's whole body may take to arrive once its headers passed the checks.
     :param connection_keys: reads a connection's key and account (``conn_id -> CallbackKey``; raises
         :class:`~telnyx_provider.plugins.recording_events.ReceiverConfigError`).
     :param store_event: stores an asset event (``account_sid, extra -> event id``).
@@ -111,6 +117,7 @@ class ReceiverSettings:
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     connection_keys: Callable[[str], CallbackKey] = field(default_factory=lambda: ConnectionKeys().get)
     store_event: Callable[[str, dict[str, str]], int] = store_recording_event
     store: ReceiverStore = field(default_factory=receiver_store)
@@ -119,12 +126,14 @@ class ReceiverSettings:
 
 
 def settings_from_airflow_config() -> ReceiverSettings:
-    """Settings from ``[telnyx] callback_tolerance_seconds`` and ``[telnyx] callback_max_body_bytes``."""
+    """Settings from ``[telnyx] callback_tolerance_seconds``, ``[telnyx] callback_max_body_bytes`` and
+    ``[telnyx] callback_body_timeout_seconds``."""
     from airflow.configuration import conf
 
     return ReceiverSettings(
         tolerance=conf.getfloat("telnyx", "callback_tolerance_seconds", fallback=DEFAULT_TOLERANCE_SECONDS),
         max_body_bytes=conf.getint("telnyx", "callback_max_body_bytes", fallback=DEFAULT_MAX_BODY_BYTES),
+        body_timeout=conf.getfloat("telnyx", "callback_body_timeout_seconds", fallback=DEFAULT_BODY_TIMEOUT),
     )
 
 
@@ -160,13 +169,20 @@ async def _handle(request: Request, settings: ReceiverSettings, lookups: asyncio
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             raise Refusal(415, f"Status callbacks must be sent as {FORM_CONTENT_TYPE}.")
-        payload = await _read_body(request, settings.max_body_bytes)
+        _check_declared_length(request, settings.max_body_bytes)
     else:
         payload = request.scope.get("query_string", b"")
         if len(payload) > settings.max_body_bytes:
             raise Refusal(414, f"The query string is over {settings.max_body_bytes} bytes.")
     conn_id = request.query_params.get("conn_id") or DEFAULT_CONN_ID
     signed = check_headers(request.headers, conn_id, settings.tolerance)
+    if not is_get:  # read only once the headers passed, and for a bounded time
+        try:
+            payload = await asyncio.wait_for(
+                _read_body(request, settings.max_body_bytes), timeout=settings.body_timeout
+            )
+        except asyncio.TimeoutError:
+            raise Refusal(408, f"The body did not arrive within {settings.body_timeout:g} s.") from None
     key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, lookups)
     fields = parse_fields(payload, drop=settings.url_parameters if is_get else frozenset())
     if fields["AccountSid"] != key.account_sid:
@@ -231,13 +247,16 @@ async def _deliver(settings: ReceiverSettings, fields: dict[str, str]) -> bool:
     return True
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise Refusal(400, "Malformed Content-Length header.")
         if int(declared) > limit:
             raise Refusal(413, f"The body is over {limit} bytes.")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # also bounds a chunked body, which declares no length
