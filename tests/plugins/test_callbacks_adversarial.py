@@ -152,3 +152,115 @@ def test_only_verified_requests_write_to_the_shared_table(recordings_asset_in_db
 def client_default(recordings_asset_in_db, signer):
     with TestClient(create_app(ReceiverSettings(tolerance=TOLERANCE))) as client:
         yield client
+
+
+# --- forged requests naming made-up connection ids, and the genuine callbacks around them ---------------
+class BlockingSecrets:
+    """A secrets backend for ``ConnectionKeys(load=...)``: the test account's key for ``telnyx_default``,
+    at once; any other id blocks (a slow backend searching for an id that does not exist) until released."""
+
+    def __init__(self, signer) -> None:
+        from telnyx_provider.plugins.recording_events import CallbackKey
+        from telnyx_provider.signatures import load_public_key
+        from tests.conftest import ACCOUNT_SID
+
+        self.key = CallbackKey("telnyx_default", load_public_key(signer.public_key), ACCOUNT_SID)
+        self.released = threading.Event()
+        self.blocked = 0
+        self.lookups: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, conn_id: str):
+        from telnyx_provider.plugins.recording_events import ReceiverConfigError
+
+        with self._lock:
+            self.lookups.append(conn_id)
+        if conn_id == "telnyx_default":
+            return self.key
+        with self._lock:
+            self.blocked += 1
+        self.released.wait(60)
+        raise ReceiverConfigError(f"no connection {conn_id!r}")
+
+
+def _forged(conn_id: str) -> dict[str, object]:
+    import os
+
+    body = urlencode(callback()).encode()
+    headers = {
+        **FORM,
+        "telnyx-signature-ed25519": base64.b64encode(os.urandom(64)).decode(),
+        "telnyx-timestamp": str(int(time.time())),
+    }
+    return {"content": body, "headers": headers, "params": {"conn_id": conn_id}}
+
+
+async def test_forged_requests_naming_new_ids_do_not_hold_up_genuine_callbacks(
+    recordings_asset_in_db, signer, shared_url
+):
+    """Review finding: every lookup, cached or not, waited for one of the worker's four lookup slots, so
+    forged requests naming new ids (each a slow secrets-backend search) queued genuine callbacks behind
+    them, even those whose key was cached, and the refresh of a connection's key after its 30 s."""
+    import asyncio
+
+    import httpx
+
+    from telnyx_provider.plugins.recording_events import KEY_CACHE_SECONDS, ConnectionKeys
+
+    class Clock:
+        now = 1000.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    secrets, clock = BlockingSecrets(signer), Clock()
+    keys = ConnectionKeys(load=secrets, clock=clock)
+    keys.get("telnyx_default")
+    app = create_app(ReceiverSettings(connection_keys=keys.get, store=_shared_store(shared_url)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        flood = [asyncio.create_task(client.post(URL, **_forged(f"made_up_{n}"))) for n in range(12)]
+        try:
+            while secrets.blocked < 4:  # every lookup slot is taken by a forged request's search
+                await asyncio.sleep(0.01)
+            for when in ("while its key is cached", "once its key must be read again"):
+                fields = callback()
+                body = urlencode(fields).encode()
+                genuine = client.post(URL, content=body, headers={**FORM, **signer.headers(body)})
+                try:
+                    reply = await asyncio.wait_for(genuine, timeout=20)
+                except asyncio.TimeoutError:
+                    pytest.fail(f"a genuine callback {when} waited behind the forged requests' lookups")
+                assert reply.status_code == 204, (when, reply.text)
+                assert len(events_for(fields["RecordingSid"])) == 1
+                clock.now += KEY_CACHE_SECONDS + 1
+            assert not any(task.done() for task in flood)  # the forged ones are still waiting
+        finally:
+            secrets.released.set()
+            answers = await asyncio.gather(*flood)
+    assert {reply.status_code for reply in answers} == {401}
+    assert secrets.lookups.count("telnyx_default") == 2  # read once, then once more after 30 s
+
+
+def test_a_flood_of_made_up_ids_does_not_evict_a_connection_s_key(signer):
+    """Review finding: keys and failed lookups shared one LRU of 1,024 ids, so 1,024 forged requests naming
+    new ids evicted the real connection's key, and each genuine callback then cost a lookup (queued behind
+    the forged ones)."""
+    from telnyx_provider.plugins.recording_events import (
+        KEY_CACHE_ENTRIES,
+        ConnectionKeys,
+        ReceiverConfigError,
+    )
+
+    secrets = BlockingSecrets(signer)
+    secrets.released.set()  # an instant backend
+    keys = ConnectionKeys(load=secrets)
+    assert keys.get("telnyx_default") == secrets.key
+    for n in range(2 * KEY_CACHE_ENTRIES):
+        with pytest.raises(ReceiverConfigError):
+            keys.get(f"made_up_{n}")
+    assert keys.get("telnyx_default") == secrets.key
+    assert secrets.lookups.count("telnyx_default") == 1
+    with pytest.raises(ReceiverConfigError):  # failures stay bounded: the oldest made-up id is read again
+        keys.get("made_up_0")
+    assert secrets.lookups.count("made_up_0") == 2

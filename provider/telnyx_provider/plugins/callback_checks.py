@@ -15,7 +15,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -103,17 +103,25 @@ async def verify_with_connection(
     signed: SignedRequest,
     connection_keys: Callable[[str], CallbackKey],
     lookups: asyncio.Semaphore,
+    known_lookups: asyncio.Semaphore | None = None,
 ) -> tuple[CallbackKey, VerifiedSignature]:
     """The connection's key and account (looked up in a worker thread, at most ``lookups`` at once), and
     the request's signature verified with that key; 401 otherwise, 503 if the lookup itself failed (a
-    secrets backend or the database unreachable: Telnyx delivers again later)."""
-    async with lookups:
-        # The failure comes back as a value, not raised across the thread: both answers cost the same.
-        try:
-            key = await run_in_threadpool(_look_up, connection_keys, conn_id)
-        except Exception as error:  # a secrets backend or the database failing: not the sender's fault
-            reason = f"looking up connection {conn_id!r} failed ({type(error).__name__}: {error})"
-            raise Refusal(503, UNAVAILABLE, reason) from None
+    secrets backend or the database unreachable: Telnyx delivers again later).
+
+    When ``connection_keys`` is a :class:`~telnyx_provider.plugins.recording_events.ConnectionKeys`' ``get``
+    (the default), a fresh cached answer is used without waiting for a lookup slot, and a connection whose
+    key this process has read before is read again under ``known_lookups``: requests naming made-up ids,
+    each a lookup, never hold up the callbacks of real connections.
+    """
+    cache: Any = getattr(connection_keys, "__self__", None)
+    key: CallbackKey | ReceiverConfigError | None = None
+    if callable(getattr(cache, "cached", None)):
+        key = cache.cached(conn_id)
+        if key is None and known_lookups is not None and cache.known(conn_id):
+            lookups = known_lookups
+    if key is None:
+        key = await _look_up_in_a_slot(conn_id, connection_keys, lookups)
     if not isinstance(key, ReceiverConfigError):
         try:
             return key, verify_signed_request(public_key=key.public_key, payload=payload, request=signed)
@@ -123,6 +131,18 @@ async def verify_with_connection(
     with suppress(SignatureError):
         verify_signed_request(public_key=_stand_in_key(), payload=payload, request=signed)
     raise Refusal(401, UNAUTHORIZED, str(key))
+
+
+async def _look_up_in_a_slot(
+    conn_id: str, connection_keys: Callable[[str], CallbackKey], lookups: asyncio.Semaphore
+) -> CallbackKey | ReceiverConfigError:
+    async with lookups:
+        # The failure comes back as a value, not raised across the thread: both answers cost the same.
+        try:
+            return await run_in_threadpool(_look_up, connection_keys, conn_id)
+        except Exception as error:  # a secrets backend or the database failing: not the sender's fault
+            reason = f"looking up connection {conn_id!r} failed ({type(error).__name__}: {error})"
+            raise Refusal(503, UNAVAILABLE, reason) from None
 
 
 def _look_up(

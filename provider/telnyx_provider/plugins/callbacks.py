@@ -17,7 +17,9 @@ anything is parsed. In order:
    headers (a slow sender cannot hold a connection of the API server for ever);
 4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
    signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
-   same signature check as a wrong key, so neither the answer nor its work tells which ids exist;
+   same signature check as a wrong key, so neither the answer nor its work tells which ids exist. A
+   cached answer waits for no lookup slot, and connections whose key the worker read before are read
+   again in slots of their own: forged requests naming made-up ids never hold up real callbacks;
 5. a verified body that is not a form, or lacks ``AccountSid``, ``RecordingSid`` or ``RecordingStatus``: 400;
 6. an ``AccountSid`` other than the connection's login (one account's key vouches for its own account
    only), or a replay (a signature already accepted within the tolerance, by any API-server worker: the
@@ -95,8 +97,10 @@ DEFAULT_MAX_BODY_BYTES = 8192
 DEFAULT_BODY_TIMEOUT = 10.0
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FINAL_STATUSES = frozenset({"completed", "absent"})
-#: Connection lookups one worker runs at once (they take threads of the API server's shared pool).
+#: Connection lookups one worker runs at once (they take threads of the API server's shared pool) for ids
+#: it never had a key of, and, apart from those, for connections whose key it read before (a refresh).
 MAX_CONCURRENT_LOOKUPS = 4
+MAX_CONCURRENT_KNOWN_LOOKUPS = 2
 
 
 @dataclass
@@ -143,7 +147,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     :param settings: how to check and store; read from Airflow's configuration when ``None``.
     """
     settings = settings or settings_from_airflow_config()
-    lookups = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)
+    lookups = (asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS), asyncio.Semaphore(MAX_CONCURRENT_KNOWN_LOOKUPS))
     app = FastAPI(
         title="Telnyx recording status callbacks",
         description="Signed Telnyx recording status callbacks become events of telnyx://{account}/recordings.",
@@ -163,7 +167,9 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     return app
 
 
-async def _handle(request: Request, settings: ReceiverSettings, lookups: asyncio.Semaphore) -> Response:
+async def _handle(
+    request: Request, settings: ReceiverSettings, lookups: tuple[asyncio.Semaphore, asyncio.Semaphore]
+) -> Response:
     is_get = request.method == "GET"
     if not is_get:
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -183,7 +189,7 @@ async def _handle(request: Request, settings: ReceiverSettings, lookups: asyncio
             )
         except asyncio.TimeoutError:
             raise Refusal(408, f"The body did not arrive within {settings.body_timeout:g} s.") from None
-    key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, lookups)
+    key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, *lookups)
     fields = parse_fields(payload, drop=settings.url_parameters if is_get else frozenset())
     if fields["AccountSid"] != key.account_sid:
         raise Refusal(
