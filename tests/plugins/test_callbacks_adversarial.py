@@ -264,3 +264,46 @@ def test_a_flood_of_made_up_ids_does_not_evict_a_connection_s_key(signer):
     with pytest.raises(ReceiverConfigError):  # failures stay bounded: the oldest made-up id is read again
         keys.get("made_up_0")
     assert secrets.lookups.count("made_up_0") == 2
+
+
+# --- GET callbacks behind a proxy, and the AccountSid check -------------------------------------------------
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda query: "&".join(reversed(query.split("&"))), id="reordered"),
+        pytest.param(lambda query: query.replace("%3A", ":"), id="decoded"),
+        pytest.param(lambda query: query.replace("+", "%20"), id="re-encoded"),
+        pytest.param(lambda query: query + "&", id="extra-ampersand"),
+    ],
+)
+def test_a_get_callback_whose_query_a_proxy_rewrote_fails_closed(client_default, signer, rewrite):
+    fields = callback(RecordingStartTime="Tue, 01 Dec 2026 03:00:00 +0000")  # ':' and ' ' to encode
+    query = urlencode(fields)
+    assert "%3A" in query
+    assert "+" in query
+    headers = signer.headers(query.encode())  # Telnyx signed the query it sent
+    rewritten = rewrite(query)
+    assert rewritten != query
+    assert client_default.get(f"{URL}?{rewritten}", headers=headers).status_code == 401
+    assert events_for(fields["RecordingSid"]) == []
+    assert client_default.get(f"{URL}?{query}", headers=headers).status_code == 204  # as sent: accepted
+
+
+@pytest.mark.parametrize(
+    "account_sid",
+    [
+        pytest.param(lambda sid: sid.upper(), id="upper-case"),
+        pytest.param(lambda sid: f" {sid}", id="leading-space"),
+        pytest.param(lambda sid: f"{sid} ", id="trailing-space"),
+        pytest.param(lambda sid: sid.replace("-", ""), id="no-dashes"),
+        pytest.param(lambda sid: "", id="empty"),
+    ],
+)
+def test_an_account_sid_that_only_resembles_the_login_is_refused(client_default, signer, account_sid):
+    from tests.conftest import ACCOUNT_SID
+
+    variant = account_sid(ACCOUNT_SID)
+    fields = {**callback(), "AccountSid": variant}
+    reply = post(client_default, signer, urlencode(fields).encode())
+    assert reply.status_code in (400, 401), reply.text  # not a valid id, or not the connection's login
+    assert events_for(fields["RecordingSid"]) == []
