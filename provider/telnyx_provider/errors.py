@@ -42,8 +42,9 @@ class TelnyxApiError(AirflowException):
         are kept in lower case, whoever builds the error.
     :param failure: when no reply came, what went wrong: ``"connect"`` (the request was never sent),
         ``"timeout"`` (sent, but no reply within the read timeout: the service may still carry it out),
-        ``"connection"`` (dropped or reset: the request may or may not have been carried out) or ``"tls"``
-        (certificate verification failed: not retried). ``None`` when unknown or when a reply came.
+        ``"connection"`` (dropped or reset: the request may or may not have been carried out), ``"tls"``
+        (certificate verification failed: not retried) or ``"refused"`` (the provider refused to send it: a
+        media link or redirect it may not follow; not retried). ``None`` when unknown or when a reply came.
     """
 
     def __init__(
@@ -131,10 +132,45 @@ class RecordingNotReadyError(AirflowException):
 
 
 class RecordingStorageError(AirflowException):
-    """Storing a recording's audio failed: the destination exists, or the stored copy does not match.
+    """Storing a recording's audio failed: the destination exists, another download is writing it, or the
+    stored copy does not match.
 
     Nothing is left at the destination by a failed download; a mismatch after an upload names both sides.
     """
+
+
+class RecordingIncompleteError(RecordingStorageError):
+    """A recording's audio arrived, but its end could not be proven: nothing was stored, nothing deleted.
+
+    A download is whole only when its length is proven: by ``Content-Length``, by the chunked framing's last
+    chunk, or by the audio's own header (a WAV's RIFF size). A reply with none of them (an MP3 sent without
+    a length, ended by closing the connection), or one whose header declares more than arrived, is refused.
+
+    :param recording_sid: the recording.
+    :param received: the bytes received.
+    :param missing: what proof was missing or failed, in words.
+    :param retryable: whether another attempt may prove it (a cut WAV may arrive whole next time; an MP3
+        without a length never can).
+    """
+
+    def __init__(self, recording_sid: str, received: int, missing: str, *, retryable: bool) -> None:
+        self.recording_sid = recording_sid
+        self.received = received
+        self.missing = missing
+        self.retryable = retryable
+        super().__init__(
+            f"The download of recording {recording_sid} is incomplete or its end cannot be proven "
+            f"({received} bytes received; {missing}). Nothing was stored and the recording was not deleted."
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_incomplete, (self.recording_sid, self.received, self.missing, self.retryable)
+
+
+def _rebuild_incomplete(
+    recording_sid: str, received: int, missing: str, retryable: bool
+) -> RecordingIncompleteError:
+    return RecordingIncompleteError(recording_sid, received, missing, retryable=retryable)
 
 
 def transport_detail(error: BaseException) -> str:

@@ -29,8 +29,8 @@ from telnyx_provider.errors import TelnyxApiError, TelnyxValidationError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Transport failures that trying again cannot fix.
-PERMANENT_FAILURES = frozenset({"tls"})
+#: Transport failures that trying again cannot fix (a refused media link stays refused).
+PERMANENT_FAILURES = frozenset({"tls", "refused"})
 #: The policy's settings in seconds, by the name users give them (hook arguments, connection extras).
 _SECONDS_ARGUMENTS = {"max_wait": "retry_max_wait", "budget": "retry_budget", "initial_wait": "initial_wait"}
 _EPOCH_THRESHOLD = 1_000_000_000  # an x-ratelimit-reset this large is a Unix time, not a number of seconds

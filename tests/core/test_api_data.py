@@ -133,7 +133,6 @@ def test_transcription_replies_are_parsed_and_dates_normalized():
         ("http://api.telnyx.com/v2/media/r.wav", False),
         ("https://s3.amazonaws.com/bucket/r.wav?X-Amz-Signature=abc", False),
         ("https://api.telnyx.com.attacker.example/r.wav", False),
-        ("https://user@api.telnyx.com.attacker.example/r.wav", False),
     ],
 )
 def test_media_request_sends_the_key_only_to_the_apis_own_origin(media_url, own):

@@ -17,6 +17,7 @@ from urllib3.exceptions import ProtocolError
 
 from telnyx_provider.errors import (
     RecordingFailedError,
+    RecordingIncompleteError,
     RecordingNotReadyError,
     RecordingStorageError,
     TelnyxApiError,
@@ -230,9 +231,11 @@ def test_a_short_body_is_not_stored(hook, requests_mock, tmp_path):
     short = {"body": io.BytesIO(AUDIO[:1000]), "headers": {"Content-Length": str(len(AUDIO))}}
     requests_mock.get(MEDIA_URL, **short)
 
-    with pytest.raises(TelnyxApiError):
+    with pytest.raises(RecordingIncompleteError) as caught:
         hook.download_recording(RECORDING_SID, tmp_path / "short.wav")
 
+    assert (caught.value.received, caught.value.retryable) == (1000, True)
+    assert f"announced {len(AUDIO)} bytes" in str(caught.value)
     assert leftovers(tmp_path) == []
 
 

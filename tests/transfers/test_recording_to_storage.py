@@ -40,7 +40,11 @@ def recording_reply() -> dict:
 @pytest.fixture
 def telnyx_api(telnyx_conn, requests_mock):
     requests_mock.get(RECORDING_URL, json=recording_reply())
-    requests_mock.get(MEDIA_URL, body=io.BytesIO(AUDIO), headers={"Content-Type": "audio/wav"})
+    requests_mock.get(
+        MEDIA_URL,
+        body=io.BytesIO(AUDIO),
+        headers={"Content-Type": "audio/wav", "Content-Length": str(len(AUDIO))},
+    )
     return requests_mock.delete(RECORDING_URL, status_code=204)
 
 

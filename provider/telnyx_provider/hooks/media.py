@@ -1,54 +1,74 @@
-"""Download a recording's audio into any object store: streamed, hashed on the way, written atomically.
+"""Download a recording's audio into any object store: streamed, hashed, proven whole, stored atomically.
 
 Behind :meth:`telnyx_provider.hooks.recording.RecordingHook.download_recording`. The destination is an
 :class:`airflow.sdk.ObjectStoragePath` (``file://``, ``s3://``, ``gs://``... with the credentials of
-``dest_conn_id``). The audio goes to a temporary object next to the destination and is moved into place only
-once complete; a failure at any point removes it, so nothing is ever left at ``dst``.
+``dest_conn_id``). The audio goes to a partial object beside the destination (:mod:`.media_store`) and is
+moved into place only once its length is proven (:mod:`telnyx_provider.media_length`); a failure removes it,
+so nothing is ever left at ``dst``.
 
 A media link is a bearer capability to personal data: it never reaches a log line or a message here (the
-recording SID and the link's host do). :func:`telnyx_provider.media_api.media_request` decides its headers.
+recording SID and the link's host do). :mod:`telnyx_provider.media_api` decides each hop's headers: the API
+key goes only to the API's own origin, on the URL ``requests`` actually prepared; redirects are followed here,
+one hop at a time, never by ``requests`` (which could carry headers along).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
-import uuid
-from pathlib import PurePath
+import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
 
 import requests
-from tenacity import Retrying
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
-from telnyx_provider import media_api
+from telnyx_provider import media_api, media_length
 from telnyx_provider.errors import (
     RecordingFailedError,
+    RecordingIncompleteError,
     RecordingNotReadyError,
-    RecordingStorageError,
     TelnyxValidationError,
+)
+from telnyx_provider.hooks.media_store import (
+    CHUNK_SIZE,
+    path_url,
+    read_back,
+    refuse_existing,
+    resolve_destination,
+    staged,
+    storage_conn_id,
 )
 from telnyx_provider.models import Verdict, assess_recording
 from telnyx_provider.params import require_identifier
+from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from airflow.sdk import ObjectStoragePath
+    from tenacity import RetryCallState
 
     from telnyx_provider.hooks.recording import RecordingHook
 
     #: Names an object below a folder: from the recording (as fetched) and the media's file extension.
     ObjectName = Callable[[Mapping[str, Any], str], str]
 
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_REDIRECTS",
+    "download_recording",
+    "path_url",
+    "read_back",
+    "resolve_destination",
+    "storage_conn_id",
+]
+
 log = logging.getLogger(__name__)
 
-#: Bytes read from the network (and written to the store) at a time: memory use does not grow with the file.
-CHUNK_SIZE = 256 * 1024
 #: Redirects followed by hand, so each hop's headers are decided again (no key to a foreign host).
 MAX_REDIRECTS = 5
-_LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class _NoNetrc(requests.auth.AuthBase):
@@ -61,43 +81,44 @@ class _NoNetrc(requests.auth.AuthBase):
 _NO_NETRC = _NoNetrc()
 
 
-def resolve_destination(dst: object, dest_conn_id: str | None) -> tuple[ObjectStoragePath, bool]:
-    """The destination as an ``ObjectStoragePath``, and whether it is a folder (``dst`` ends with ``/``).
+class DownloadBudget(stop_base):
+    """The time budget of a download's retries: time spent failing and waiting, not receiving audio.
 
-    A string or ``os.PathLike`` is a URL (``s3://bucket/key``) or a local path; ``dest_conn_id`` gives its
-    credentials. An ``ObjectStoragePath`` is used as given (its own connection), as Airflow's
-    ``FileTransferOperator`` does; as it drops a trailing ``/``, one naming an existing folder is a folder.
+    A request's budget (``retry_budget``) bounds how long it keeps retrying; a download's body may take
+    longer than that and still be worth a retry when it is cut. So the time each attempt spends receiving
+    the body is left out: every attempt starts with what the earlier ones left of the budget for failures
+    and waits, whatever their transfers took. The number of retries stays capped by ``max_retries``.
+
+    :param budget: seconds of failures and waits after which no retry is made.
+    :param clock: a monotonic clock (injectable for tests).
     """
-    from airflow.sdk import ObjectStoragePath
 
-    if isinstance(dst, ObjectStoragePath):
-        return dst, dst.is_dir()
-    if isinstance(dst, PurePath | os.PathLike):
-        dst = os.fspath(dst)
-    if not isinstance(dst, str) or not dst.strip() or dst != dst.strip():
-        raise TelnyxValidationError(
-            "dst", dst, "an ObjectStoragePath, a URL (file://, s3://, gs://...) or a local path"
-        )
-    is_folder = dst.endswith("/")
-    if "://" not in dst:  # a local path: made absolute, as a file:// URL
-        dst = "file://" + os.path.abspath(dst) + ("/" if is_folder else "")
-    return ObjectStoragePath(dst, conn_id=dest_conn_id), is_folder
+    def __init__(self, budget: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._started = clock()
+        self._receiving = 0.0
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Time spent inside is not spent from the budget (however the block ends)."""
+        began = self._clock()
+        try:
+            yield
+        finally:
+            self._receiving += self._clock() - began
+
+    def spent(self) -> float:
+        """Seconds spent from the budget so far."""
+        return self._clock() - self._started - self._receiving
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """tenacity's stop test: whether the next retry would end past the budget."""
+        return self.spent() + (retry_state.upcoming_sleep or 0.0) >= self.budget
 
 
-def path_url(path: ObjectStoragePath) -> str:
-    """The object's URL without credentials: ``file:///abs/path``, ``s3://bucket/key``..."""
-    protocol = path.protocol or "file"
-    if protocol in _LOCAL_PROTOCOLS:
-        return "file://" + str(path.path)
-    return f"{protocol}://{path.path}"
-
-
-def storage_conn_id(path: ObjectStoragePath) -> str | None:
-    """The connection of an ``ObjectStoragePath`` (a property from Airflow 3.2, a storage option on 3.1)."""
-    conn_id = getattr(path, "conn_id", None)
-    if conn_id is None:
-        conn_id = getattr(path, "storage_options", {}).get("conn_id")
-    return conn_id if isinstance(conn_id, str) else None
+def _retryable(error: BaseException) -> bool:
+    return is_retryable(error) or (isinstance(error, RecordingIncompleteError) and error.retryable)
 
 
 def download_recording(
@@ -118,12 +139,22 @@ def download_recording(
     if object_name is not None and not is_folder:
         raise TelnyxValidationError("dst", dst, "a folder (ending with /) when object_name is given")
     if not is_folder:
-        _refuse_existing(target, overwrite)  # before any request
+        refuse_existing(target, overwrite)  # before any request
     name = object_name or _default_name
-    retrying = Retrying(**hook.retry_policy.tenacity_kwargs(f"download of recording {recording_sid}"))
+    policy = hook.retry_policy
+    budget = DownloadBudget(policy.budget)
+    retrying = Retrying(
+        **{
+            **policy.tenacity_kwargs(f"download of recording {recording_sid}"),
+            "retry": retry_if_exception(_retryable),
+            "stop": stop_any(stop_after_attempt(policy.max_retries + 1), budget),
+        }
+    )
     for attempt in retrying:
         with attempt:
-            return _download_once(hook, recording_sid, target, is_folder, account_sid, overwrite, name)
+            return _download_once(
+                hook, recording_sid, target, is_folder, account_sid, overwrite, name, budget
+            )
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
@@ -139,6 +170,7 @@ def _download_once(
     account_sid: str | None,
     overwrite: bool,
     name: ObjectName,
+    budget: DownloadBudget,
 ) -> dict[str, Any]:
     recording = _final_recording(hook, recording_sid, account_sid)
     request, response = _open_media(hook, recording_sid, recording)
@@ -162,13 +194,18 @@ def _download_once(
         if is_folder:
             extension = media_api.media_extension(content_type, request.url)
             target = target / name({**recording, "sid": recording_sid}, extension)
-            _refuse_existing(target, overwrite)
+            refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
-        size, sha256 = _write_atomically(response, request, target, overwrite)
+        size, sha256, proof = _store(response, request, target, overwrite, budget)
     finally:
         response.close()
     log.info(
-        "Stored recording %s at %s (%d bytes, sha256 %s).", recording_sid, path_url(target), size, sha256
+        "Stored recording %s at %s (%d bytes, sha256 %s; whole by its %s).",
+        recording_sid,
+        path_url(target),
+        size,
+        sha256,
+        proof,
     )
     return {
         "recording_sid": recording_sid,
@@ -202,82 +239,123 @@ def _open_media(
 ) -> tuple[media_api.MediaRequest, requests.Response]:
     """GET the media (headers only so far), following redirects by hand so each hop gets its own headers."""
     config = hook.config
-    url: object = recording.get("media_url")
+    request = media_api.media_request(
+        recording_sid, recording.get("media_url"), base_url=config.base_url, api_key=config.api_key
+    )
     for _ in range(MAX_REDIRECTS + 1):
-        request = media_api.media_request(
-            recording_sid, url, base_url=config.base_url, api_key=config.api_key
-        )
-        own = "Authorization" in request.headers
-        try:
-            response = hook.get_conn().get(
-                request.url,
-                headers=request.headers,
-                stream=True,
-                timeout=(config.connect_timeout, config.read_timeout),
-                verify=config.verify if own else True,
-                allow_redirects=False,
-                auth=_NO_NETRC,
-            )
-        except requests.exceptions.SSLError as error:
-            failure, detail = "tls", _describe(error, request)
-        except requests.ConnectTimeout as error:
-            failure, detail = "connect", _describe(error, request)
-        except requests.ReadTimeout as error:
-            failure, detail = "timeout", _describe(error, request)
-        except requests.RequestException as error:
-            failure, detail = "connection", _describe(error, request)
-        else:
-            if response.is_redirect and response.headers.get("Location"):
-                url = urljoin(request.url, response.headers["Location"])
-                response.close()
-                continue
+        response = _send(hook, request)
+        location = response.headers.get("Location")
+        if not response.is_redirect or location is None:
             return request, response
-        # Out of the except block: the requests error (holding the link) is neither cause nor context.
-        raise media_api.media_failure(request, failure, detail) from None
+        response.close()
+        request = media_api.redirect_request(
+            request, location, base_url=config.base_url, api_key=config.api_key
+        )
     raise media_api.media_failure(request, "connection", f"more than {MAX_REDIRECTS} redirects")
 
 
-def _write_atomically(
-    response: requests.Response, request: media_api.MediaRequest, target: ObjectStoragePath, overwrite: bool
-) -> tuple[int, str]:
-    """Stream the body to a temporary object beside ``target``, then move it there; remove it on failure."""
-    if (target.protocol or "file") in _LOCAL_PROTOCOLS:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with temporary.open("wb") as out:
-            for chunk in _chunks(response, request):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        expected = response.headers.get("Content-Length")
-        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-        if expected is not None and expected.isdigit() and not encoded and int(expected) != size:
-            raise media_api.media_failure(
-                request, "connection", f"the transfer ended after {size} of {expected} bytes"
-            )
-        _refuse_existing(target, overwrite)  # someone else may have stored it meanwhile
-        temporary.fs.mv(temporary.path, target.path)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-    return size, digest.hexdigest()
+def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Response:
+    """Send one hop, and only that hop (redirects are ours to follow).
 
-
-def _chunks(response: requests.Response, request: media_api.MediaRequest) -> Iterator[bytes]:
+    Prepared first, so that the key decision is checked on the URL ``requests`` connects to.
+    """
+    config = hook.config
+    session = hook.get_conn()
     try:
-        for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
-            if chunk:
-                yield chunk
-    except requests.exceptions.ReadTimeout as error:
+        prepared = session.prepare_request(
+            requests.Request("GET", request.url, headers=request.headers, auth=_NO_NETRC)
+        )
+    except (requests.RequestException, ValueError):
+        raise media_api.refused(
+            request.recording_sid, f"the media link to {request.host} cannot be prepared"
+        ) from None
+    media_api.check_prepared(request, prepared.url)
+    url = str(prepared.url)
+    # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
+    settings = session.merge_environment_settings(
+        url, {}, True, config.verify if request.carries_key else True, None
+    )
+    try:
+        return session.send(
+            prepared,
+            timeout=(config.connect_timeout, config.read_timeout),
+            allow_redirects=False,
+            **settings,
+        )
+    except requests.exceptions.SSLError as error:
+        failure, detail = "tls", _describe(error, request)
+    except requests.ConnectTimeout as error:
+        failure, detail = "connect", _describe(error, request)
+    except requests.ReadTimeout as error:
         failure, detail = "timeout", _describe(error, request)
-    except (requests.RequestException, OSError) as error:
-        failure, detail = "connection", f"the transfer was cut: {_describe(error, request)}"
-    else:
-        return
+    except requests.RequestException as error:
+        failure, detail = "connection", _describe(error, request)
+    except ValueError:
+        # Even with allow_redirects=False, requests reads a redirect's Location (to offer the next request,
+        # never sent); one it cannot parse raises here, quoting the target: not repeated.
+        raise media_api.refused(
+            request.recording_sid, f"a redirect from {request.host} was refused: its Location cannot be read"
+        ) from None
+    # Out of the except block: the requests error (holding the link) is neither cause nor context.
     raise media_api.media_failure(request, failure, detail) from None
+
+
+class _Body:
+    """The media body as it arrives: chunks, their count and hash, its first bytes (for an audio header)."""
+
+    def __init__(self, response: requests.Response, request: media_api.MediaRequest) -> None:
+        self.response = response
+        self.request = request
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.head = b""
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.response.iter_content(chunk_size=CHUNK_SIZE):
+                if chunk:
+                    self.size += len(chunk)
+                    self.digest.update(chunk)
+                    if len(self.head) < media_length.HEAD_BYTES:
+                        self.head = (self.head + chunk)[: media_length.HEAD_BYTES]
+                    yield chunk
+        except requests.exceptions.ReadTimeout as error:
+            failure, detail = "timeout", _describe(error, self.request)
+        except (requests.RequestException, OSError) as error:
+            failure = "connection"
+            detail = (
+                f"the transfer was cut after {self.size} bytes (incomplete): {_describe(error, self.request)}"
+            )
+        else:
+            return
+        raise media_api.media_failure(self.request, failure, detail) from None
+
+    def wire_bytes(self) -> int:
+        """Body bytes read off the connection, before content decoding (urllib3's public count)."""
+        tell = getattr(self.response.raw, "tell", None)
+        return int(tell()) if callable(tell) else self.size
+
+
+def _store(
+    response: requests.Response,
+    request: media_api.MediaRequest,
+    target: ObjectStoragePath,
+    overwrite: bool,
+    budget: DownloadBudget,
+) -> tuple[int, str, str]:
+    """Stream the body into ``target``'s partial object; move it into place only once proven whole."""
+    frame = media_length.framing(response.headers)
+    body = _Body(response, request)
+    with staged(target, overwrite) as out, budget.receiving():
+        for chunk in body.chunks():
+            out.write(chunk)
+        try:
+            proof = media_length.prove_complete(frame, body.wire_bytes(), body.size, body.head)
+        except media_length.Unproven as unproven:
+            raise RecordingIncompleteError(
+                request.recording_sid, body.size, unproven.missing, retryable=unproven.retryable
+            ) from None
+    return body.size, body.digest.hexdigest(), proof
 
 
 def _describe(error: BaseException, request: media_api.MediaRequest) -> str:
@@ -292,30 +370,3 @@ def _error_body(response: requests.Response, limit: int = 4096) -> bytes:
         return response.raw.read(limit, decode_content=True) or b""
     except Exception:  # the body of an error is only quoted: losing it must not hide the status
         return b""
-
-
-def _refuse_existing(target: ObjectStoragePath, overwrite: bool) -> None:
-    if not overwrite and target.exists():
-        raise RecordingStorageError(
-            f"{path_url(target)} already exists; pass overwrite=True to replace it. Nothing was written."
-        )
-
-
-def _remove_quietly(path: ObjectStoragePath) -> None:
-    try:
-        if path.exists():
-            path.fs.rm_file(path.path)
-    except Exception:  # keep the original failure; say what may be left behind
-        log.warning("Could not remove the partial download %s.", path_url(path), exc_info=True)
-
-
-def read_back(path: str, conn_id: str | None) -> tuple[int, str]:
-    """Read a stored object back: its size in bytes and SHA-256 (hex), streamed."""
-    target, _ = resolve_destination(path, conn_id)
-    digest = hashlib.sha256()
-    size = 0
-    with target.open("rb") as stored:
-        while chunk := stored.read(CHUNK_SIZE):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()

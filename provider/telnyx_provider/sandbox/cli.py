@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from telnyx_provider.sandbox.faults import validate_faults
 from telnyx_provider.sandbox.links import DEFAULT_TTL
 from telnyx_provider.sandbox.media import MAX_SECONDS
+from telnyx_provider.sandbox.media_route import MEDIA_FORMATS, MEDIA_FRAMINGS
 from telnyx_provider.sandbox.sandbox import Sandbox
 from telnyx_provider.sandbox.stats import ALL_FAULT_KINDS, FAULT_KINDS
 from telnyx_provider.sandbox.views import DATE_FORMATS
@@ -103,6 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of media transfers cut midway (default: %(default)s)",
     )
     parser.add_argument(
+        "--media-framing",
+        choices=MEDIA_FRAMINGS,
+        default="length",
+        help="media bodies: Content-Length, chunked, or no length at all (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-format",
+        choices=tuple(MEDIA_FORMATS),
+        default="wav",
+        help="audio served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media-bytes-per-second",
+        type=float,
+        default=None,
+        help="send media no faster than this (default: at once)",
+    )
+    parser.add_argument(
         "--strict-schema",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -183,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             media_url_ttl=args.media_url_ttl,
             media_seconds_cap=args.media_seconds_cap,
             media_cut_rate=args.media_cut_rate,
+            media_framing=args.media_framing,
+            media_format=args.media_format,
+            media_bytes_per_second=args.media_bytes_per_second,
             strict_schema=args.strict_schema,
             date_format=args.date_format,
         )

@@ -53,8 +53,17 @@ class Controls(Protocol):
     def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
         """Give the next ``count`` requests of a route a fault."""
 
-    def inject_media(self, kind: str, count: int = 1) -> None:
+    def inject_media(self, kind: str, count: int = 1, location: str | None = None) -> None:
         """Give the next ``count`` media requests a fault."""
+
+    def configure_media(
+        self,
+        framing: str = "length",
+        audio_format: str = "wav",
+        bytes_per_second: float | None = None,
+        link: str | None = None,
+    ) -> None:
+        """Set how media are served."""
 
     def replay_callback(self, recording_sid: str) -> int | None:
         """Send a recording's last callback again; KeyError if none."""
@@ -124,6 +133,18 @@ def _count(options: dict[str, Any]) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise _bad_request(f"count must be an integer, got {raw!r}") from None
+
+
+def _configure_media(controls: Controls, options: dict[str, Any]) -> dict[str, Any]:
+    raw_rate = options.get("bytes_per_second")
+    try:
+        rate = None if raw_rate in (None, "") else float(raw_rate)
+    except (TypeError, ValueError):
+        raise _bad_request(f"bytes_per_second must be a number, got {raw_rate!r}") from None
+    framing, audio_format = str(options.get("framing") or "length"), str(options.get("format") or "wav")
+    link = options.get("link") or None
+    controls.configure_media(framing, audio_format, rate, link)
+    return {"framing": framing, "format": audio_format, "bytes_per_second": rate, "link": link}
 
 
 _HISTORY_INTEGERS = ("days", "per_day", "audio_seconds", "not_final", "seed")
@@ -208,11 +229,13 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
         return json_reply({"injections_pending": controls.stats()["injections_pending"]})
     if path == "/_sandbox/inject_media" and method == "POST":
         options = _options(body, content_type)
-        kind, count = options.get("kind"), _count(options)
+        kind, count, location = options.get("kind"), _count(options), options.get("location")
         if not isinstance(kind, str):
             raise _bad_request("kind is a required string")
-        controls.inject_media(kind, count)
+        controls.inject_media(kind, count, location)
         return json_reply({"media_injections_pending": controls.stats()["media_injections_pending"]})
+    if path == "/_sandbox/media" and method == "POST":
+        return json_reply(_configure_media(controls, _options(body, content_type)))
     if (replay := _REPLAY.fullmatch(path)) is not None and method == "POST":
         recording_sid = unquote(replay.group(1))
         try:

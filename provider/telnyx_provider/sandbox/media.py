@@ -1,4 +1,4 @@
-"""Valid WAV files the sandbox serves as recording media (8 kHz, 16-bit PCM, a quiet 440 Hz tone)."""
+"""Audio the sandbox serves as media: WAV (8 kHz, 16-bit PCM, a quiet 440 Hz tone) or MP3 (silence)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,22 @@ def wav_bytes(seconds: int, channels: int = 1, cap: int = MAX_SECONDS) -> bytes:
         out.setframerate(SAMPLE_RATE)
         out.writeframes(_one_second(channels) * seconds)
     return buffer.getvalue()
+
+
+#: One MPEG-1 Layer III frame header: 32 kbit/s, 32 kHz, mono, no CRC; each frame holds 1,152 samples (36 ms)
+#: in 144 bytes. Its side information and main data are zeros: a decoder plays silence.
+_MP3_FRAME = bytes.fromhex("fffb18c0") + bytes(140)
+_MP3_FRAMES_PER_SECOND = 32000 / 1152
+
+
+@lru_cache(maxsize=8)
+def mp3_bytes(seconds: int, cap: int = MAX_SECONDS) -> bytes:
+    """Return an MP3 stream of ``seconds`` of silence (4,000 bytes per second): frames and nothing else.
+
+    Like any MP3 it states no total length anywhere: only the transfer's framing tells where it ends.
+
+    :param seconds: wanted length; clamped to 1..``cap``.
+    :param cap: the longest file served, in seconds.
+    """
+    seconds = min(max(seconds, 1), max(cap, 1))
+    return _MP3_FRAME * math.ceil(seconds * _MP3_FRAMES_PER_SECOND)

@@ -15,7 +15,7 @@ from telnyx_provider.sandbox.faults import FaultInjector
 from telnyx_provider.sandbox.links import DEFAULT_TTL, MediaLinks
 from telnyx_provider.sandbox.listing import ListPolicy
 from telnyx_provider.sandbox.media import MAX_SECONDS
-from telnyx_provider.sandbox.media_route import MediaFaults, MediaRoute
+from telnyx_provider.sandbox.media_route import MediaFaults, MediaRoute, check_delivery
 from telnyx_provider.sandbox.server import SandboxHTTPServer
 from telnyx_provider.sandbox.signing import CallbackSigner
 from telnyx_provider.sandbox.stats import FAULT_KINDS, Stats
@@ -58,7 +58,11 @@ class Sandbox:
     :param max_page_size: list pages hold at most this many recordings, whatever ``PageSize`` asks.
     :param media_url_ttl: seconds a ``media_url`` stays valid after the JSON carrying it was served.
     :param media_seconds_cap: the longest media served, in seconds (16 kB per second and channel).
-    :param media_cut_rate: fraction of media transfers cut midway (full ``Content-Length``, half the bytes).
+    :param media_cut_rate: fraction of media transfers cut midway (half the bytes, then closed).
+    :param media_framing: how media bodies are delimited: ``length`` (``Content-Length``), ``chunked``, or
+        ``close`` (HTTP/1.0 style: no length, the body ends when the connection closes).
+    :param media_format: the audio served, ``wav`` or ``mp3`` (links end in the matching extension).
+    :param media_bytes_per_second: send media no faster than this (None: at once).
     :param strict_schema: every reply has exactly the fields of its response schema in Telnyx's spec:
         start and update replies carry ``track`` but no ``status``; fetched and listed recordings carry
         ``status`` but no ``track`` (see ``telnyx_provider.sandbox.schema``). Off: the sandbox's fuller
@@ -86,6 +90,9 @@ class Sandbox:
         media_url_ttl: float = DEFAULT_TTL,
         media_seconds_cap: int = MAX_SECONDS,
         media_cut_rate: float = 0.0,
+        media_framing: str = "length",
+        media_format: str = "wav",
+        media_bytes_per_second: float | None = None,
         strict_schema: bool = False,
         date_format: str = "rfc2822",
     ) -> None:
@@ -112,6 +119,7 @@ class Sandbox:
         self._api = RecordingApi(self._store, self._notifier, self.api_key, strict_schema=self.strict_schema)
         self._media_faults = MediaFaults(media_cut_rate, seed)
         self._media = MediaRoute(self._store, self._media_faults, self._stats, media_seconds_cap)
+        self.configure_media(media_framing, media_format, media_bytes_per_second)
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -295,16 +303,43 @@ class Sandbox:
         except KeyError:
             raise KeyError(f"No status callback was sent for recording {recording_sid}") from None
 
-    def inject_media(self, kind: str, count: int = 1) -> None:
-        """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: full
-        ``Content-Length``, half the bytes, connection closed; HEADs and refused links do not use it up),
-        ``403`` or ``404`` (the link is refused once, S3-style).
+    def inject_media(self, kind: str, count: int = 1, location: str | None = None) -> None:
+        """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: half the bytes,
+        connection closed; HEADs and refused links do not use it up), ``403`` or ``404`` (the link is refused
+        once, S3-style), or ``redirect`` (a valid link answers ``302`` with ``location``, sent as given).
 
-        :param kind: ``cut``, ``403`` or ``404``.
+        :param kind: ``cut``, ``403``, ``404`` or ``redirect``.
         :param count: how many requests (>= 1).
-        :raises ValueError: for an unknown kind or a count below 1.
+        :param location: the ``Location`` of a redirect (any string: relative, foreign, malformed).
+        :raises ValueError: for an unknown kind, a count below 1, or a location missing or given needlessly.
         """
-        self._media_faults.inject(kind, count)
+        self._media_faults.inject(kind, count, location)
+
+    def configure_media(
+        self,
+        framing: str = "length",
+        audio_format: str = "wav",
+        bytes_per_second: float | None = None,
+        link: str | None = None,
+    ) -> None:
+        """Set how media are served from now on (every argument; the defaults are the sandbox's defaults).
+
+        :param framing: ``length`` (``Content-Length``), ``chunked``, or ``close`` (HTTP/1.0 style: no length
+            at all, the body ends when the connection closes, so a cut transfer looks like a whole one).
+        :param audio_format: ``wav`` or ``mp3``: links handed out from now on end in it, and serve it.
+        :param bytes_per_second: send media no faster than this (None: at once).
+        :param link: report this ``media_url`` instead of a signed link, e.g. a URL on another host that
+            records what it receives; ``{sid}`` is replaced by the recording's SID and ``{path}`` by the
+            signed link's path and query (``http://localhost:PORT{path}`` reaches this sandbox under another
+            name). None: signed links.
+        :raises ValueError: for an unknown framing or format, a rate that is not positive, or a link that
+            is not a string.
+        """
+        check_delivery(framing, audio_format, bytes_per_second)
+        if link is not None and not isinstance(link, str):
+            raise ValueError(f"media link must be a string, got {link!r}")
+        self._media.framing, self._media.bytes_per_second = framing, bytes_per_second
+        self._store.media_links.extension, self._store.media_links.link = audio_format, link
 
     def media(self, recording_sid: str) -> tuple[int, int] | None:
         """Return ``(seconds, channels)`` of a completed recording's audio, or None if there is none.

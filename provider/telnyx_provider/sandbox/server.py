@@ -19,6 +19,7 @@ from telnyx_provider.sandbox.api import RecordingApi, Reply, error_reply
 from telnyx_provider.sandbox.control import Controls, handle_control
 from telnyx_provider.sandbox.errors import CODE_BAD_REQUEST, CODE_UNEXPECTED, ApiError
 from telnyx_provider.sandbox.faults import ERRORS_AFTER_HANDLING, RESET_KINDS
+from telnyx_provider.sandbox.media_route import Transfer
 
 if TYPE_CHECKING:
     from telnyx_provider.sandbox.faults import FaultInjector
@@ -31,6 +32,7 @@ MAX_BODY = 1 << 20
 CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
+_AT_ONCE = Transfer()
 
 
 @lru_cache(maxsize=4)
@@ -238,32 +240,55 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         self.connection.close()  # the fd really closes (RST) when finish() closes rfile, before any FIN
 
-    def _send(self, reply: Reply, cut: bool = False) -> None:
-        """Write the status line, headers and body: one write for small replies, chunks for large ones.
+    def _send(self, reply: Reply, transfer: Transfer = _AT_ONCE) -> None:
+        """Write the status line, headers and body: one write for small replies, pieces for large or slow.
 
         :param reply: the reply.
-        :param cut: send the full ``Content-Length`` but only half the body, then close (a cut transfer).
+        :param transfer: how a 200's body goes out: its framing (``length``, ``chunked``, or ``close``: an
+            HTTP/1.0-style reply without any length, ended by closing the connection), whether it is cut
+            halfway (then the connection is closed), and how fast.
         """
+        framing = transfer.framing if reply.status == 200 else "length"
         phrase = self.responses.get(reply.status, ("",))[0]
+        version = "HTTP/1.0" if framing == "close" else "HTTP/1.1"
         head = [
-            f"HTTP/1.1 {reply.status} {phrase}",
+            f"{version} {reply.status} {phrase}",
             f"Date: {_http_date(int(self._srv.api.store.service_now()))}",
         ]
         if reply.status != 204:  # a 204 carries no body and, per RFC 9110, no Content-Length
             head.append(f"Content-Type: {reply.content_type}")
-            head.append(f"Content-Length: {len(reply.body)}")
+            if framing == "length":
+                head.append(f"Content-Length: {len(reply.body)}")
+            elif framing == "chunked":
+                head.append("Transfer-Encoding: chunked")
         head.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        if framing == "close":
+            self.close_connection = True
         if self.close_connection:
             head.append("Connection: close")
-        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        text = "\r\n".join(head) + "\r\n\r\n"
+        try:
+            payload = text.encode("latin-1")
+        except UnicodeEncodeError:  # a scripted Location beyond Latin-1: sent as UTF-8, as some servers do
+            payload = text.encode("utf-8")
         body = b"" if self.command == "HEAD" else reply.body
-        if cut:
+        if transfer.cut:
             self.close_connection = True
             body = body[: len(body) // 2]
-        if len(body) <= CHUNK:
+        rate = transfer.bytes_per_second
+        if framing != "chunked" and rate is None and len(body) <= CHUNK:
             self.wfile.write(payload + body)
             return
         self.wfile.write(payload)
+        piece = CHUNK if rate is None else max(1, min(CHUNK, int(rate / 20)))  # slow: ~20 writes a second
         view = memoryview(body)
-        for offset in range(0, len(body), CHUNK):
-            self.wfile.write(view[offset : offset + CHUNK])
+        for offset in range(0, len(body), piece):
+            part = view[offset : offset + piece]
+            if framing == "chunked":
+                self.wfile.write(b"%x\r\n" % len(part) + bytes(part) + b"\r\n")
+            else:
+                self.wfile.write(part)
+            if rate is not None:
+                time.sleep(len(part) / rate)
+        if framing == "chunked" and self.command != "HEAD" and not transfer.cut:
+            self.wfile.write(b"0\r\n\r\n")

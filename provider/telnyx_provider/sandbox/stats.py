@@ -27,7 +27,7 @@ class Stats:
         self._callbacks_replayed = 0
         self._media_requests = 0
         self._media_with_auth = 0
-        self._media_faults: Counter[str] = Counter({kind: 0 for kind in ("cut", "403", "404")})
+        self._media_faults: Counter[str] = Counter({kind: 0 for kind in ("cut", "403", "404", "redirect")})
 
     def request(self, route_key: str, recording_sid: str | None = None) -> None:
         """Count one request to an API route (faulted and refused ones included).
@@ -81,7 +81,7 @@ class Stats:
             self._media_with_auth += with_auth
 
     def media_fault(self, kind: str) -> None:
-        """Count one media fault: ``cut``, ``403`` or ``404``."""
+        """Count one media fault: ``cut``, ``403``, ``404`` or ``redirect``."""
         with self._lock:
             self._media_faults[kind] += 1
 
