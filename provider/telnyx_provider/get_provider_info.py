@@ -38,6 +38,18 @@ CONN_FIELDS: dict[str, Any] = {
     "retry_max_wait": {"label": "Longest backoff wait (s)", "schema": {**_NUMBER, "default": 30}},
     "retry_budget": {"label": "Retry budget per request (s)", "schema": {**_NUMBER, "default": 60}},
     "pool_size": {"label": "Async connection pool size", "schema": {**_INTEGER, "default": 10}},
+    "adoption_wait": {
+        "label": "Adoption wait after a lost start reply (s)",
+        "schema": {**_NUMBER, "default": 5},
+        "description": "How long a start whose reply was lost looks for its own recording before it gives "
+        "up on it (default 5).",
+    },
+    "receiver_url": {
+        "label": "Receiver URL for exact starts",
+        "schema": {"type": ["string", "null"]},
+        "description": "The status-callback receiver's /telnyx base as the workers reach it (e.g. "
+        "http://airflow-api:8080/telnyx), when it differs from the callback URL Telnyx calls.",
+    },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},

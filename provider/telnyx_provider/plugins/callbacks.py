@@ -25,7 +25,9 @@ anything is parsed. In order:
    only), or a replay (a signature already accepted within the tolerance, by any API-server worker: the
    accepted signatures are kept in the metadata database, :mod:`~telnyx_provider.plugins.receiver_store`):
    401. Every 401 has the same body; the API server's log says which;
-7. the steps of ``ReceiverSettings.on_verified``, in order (a step may refuse);
+7. a URL carrying ``start_token`` (an exact start's): the sighting is kept in the shared store, whatever the
+   status (:mod:`telnyx_provider.plugins.start_tokens`; 503 if it cannot be); then the steps of
+   ``ReceiverSettings.on_verified``, in order (a step may refuse);
 8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
@@ -33,8 +35,10 @@ anything is parsed. In order:
    fails: 503, and the log names the kind of error only (a database error's message quotes the event's
    extra, ``RecordingUrl`` among it).
 
+``GET /telnyx/starts/{token}`` tells an exact start what the callbacks carrying its token said.
+
 The GET signature is assumed to cover the raw query string as received (Telnyx does not document it). The
-URL's own query (``conn_id``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
+URL's own query (``conn_id``, ``start_token``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
 ``RecordingUrl``, a short-lived bearer link to the audio, goes into the event's extra, never into a log line.
 """
 
@@ -70,6 +74,7 @@ from telnyx_provider.plugins.recording_events import (
     UnknownAssetError,
     store_recording_event,
 )
+from telnyx_provider.plugins.start_tokens import TOKEN_PARAMETER, answer, sighting_step
 from telnyx_provider.signatures import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
@@ -90,6 +95,8 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/telnyx"
 ROUTE = "/recording-status"
+#: Exact starts ask here what the callbacks carrying their token said (see ``plugins.start_tokens``).
+STARTS_ROUTE = "/starts/{token}"
 DEFAULT_CONN_ID = "telnyx_default"
 #: A status callback is a few hundred bytes; anything much larger is not one.
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -125,7 +132,7 @@ class ReceiverSettings:
     connection_keys: Callable[[str], CallbackKey] = field(default_factory=lambda: ConnectionKeys().get)
     store_event: Callable[[str, dict[str, str]], int] = store_recording_event
     store: ReceiverStore = field(default_factory=receiver_store)
-    url_parameters: frozenset[str] = frozenset({"conn_id"})
+    url_parameters: frozenset[str] = frozenset({"conn_id", TOKEN_PARAMETER})
     on_verified: Sequence[Callable[[VerifiedCallback], None]] = ()
 
 
@@ -148,6 +155,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     """
     settings = settings or settings_from_airflow_config()
     lookups = (asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS), asyncio.Semaphore(MAX_CONCURRENT_KNOWN_LOOKUPS))
+    steps = (sighting_step(settings.store), *settings.on_verified)
     app = FastAPI(
         title="Telnyx recording status callbacks",
         description="Signed Telnyx recording status callbacks become events of telnyx://{account}/recordings.",
@@ -159,16 +167,24 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     @app.api_route(ROUTE, methods=["GET", "POST"], status_code=204)
     async def recording_status(request: Request) -> Response:
         try:
-            return await _handle(request, settings, lookups)
+            return await _handle(request, settings, lookups, steps)
         except Refusal as refusal:
             log.warning("Refused a Telnyx status callback (HTTP %s): %s", refusal.status, refusal)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
+
+    @app.get(STARTS_ROUTE)
+    async def start_sightings(token: str) -> Response:
+        status, body = await run_in_threadpool(answer, settings.store, token)
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
     return app
 
 
 async def _handle(
-    request: Request, settings: ReceiverSettings, lookups: tuple[asyncio.Semaphore, asyncio.Semaphore]
+    request: Request,
+    settings: ReceiverSettings,
+    lookups: tuple[asyncio.Semaphore, asyncio.Semaphore],
+    steps: Sequence[Callable[[VerifiedCallback], None]],
 ) -> Response:
     is_get = request.method == "GET"
     if not is_get:
@@ -209,7 +225,7 @@ async def _handle(
     replay_key = await claim(settings.store, settings.tolerance, callback)
     done = False
     try:
-        for step in settings.on_verified:
+        for step in steps:
             await run_in_threadpool(step, callback)
         done = await _deliver(settings, fields)
         return Response(status_code=204)
