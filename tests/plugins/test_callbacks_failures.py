@@ -5,6 +5,8 @@ statement's parameters, the event's extra among them)."""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
@@ -14,6 +16,9 @@ from sqlalchemy import text
 from telnyx_provider.plugins.callbacks import ReceiverSettings, create_app
 from tests.plugins.test_callbacks import FORM, MEDIA_URL, URL, callback, events_for
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 TOLERANCE = 300
 REFUSE_ASSET_EVENTS = (
     "CREATE TRIGGER review_refuse_asset_events BEFORE INSERT ON asset_event "
@@ -22,12 +27,13 @@ REFUSE_ASSET_EVENTS = (
 
 
 # --- the event store failing after the claim -------------------------------------------------------------
-@pytest.fixture
-def failing_asset_events(recordings_asset_in_db):
+@contextmanager
+def refusing_asset_events() -> Iterator[None]:
     """Airflow's ``asset_event`` table refuses every insert (the metadata database failing mid-request),
     through a SQLite trigger: the real ``register_asset_change`` fails as it would."""
     from airflow import settings
 
+    settings.engine.dispose()  # no pooled connection keeps a schema from before (or after) the trigger
     with settings.engine.begin() as conn:
         conn.execute(text(REFUSE_ASSET_EVENTS))
     try:
@@ -35,6 +41,13 @@ def failing_asset_events(recordings_asset_in_db):
     finally:
         with settings.engine.begin() as conn:
             conn.execute(text("DROP TRIGGER IF EXISTS review_refuse_asset_events"))
+        settings.engine.dispose()
+
+
+@pytest.fixture
+def failing_asset_events(recordings_asset_in_db) -> Iterator[None]:
+    with refusing_asset_events():
+        yield
 
 
 def _logged(caplog) -> str:
@@ -78,19 +91,12 @@ def test_an_event_that_cannot_be_stored_is_a_503_that_never_logs_the_media_link(
 def test_the_same_delivery_is_accepted_once_the_database_is_back(recordings_asset_in_db, signer, caplog):
     """The claim is released when the event could not be stored: the same bytes (a retry signed with the
     same timestamp) are accepted once the database works again."""
-    from airflow import settings
-
     fields = callback(RecordingUrl=MEDIA_URL)
     body = urlencode(fields).encode()
     headers = {**FORM, **signer.headers(body)}
     with TestClient(create_app(ReceiverSettings(tolerance=TOLERANCE))) as client:
-        with settings.engine.begin() as conn:
-            conn.execute(text(REFUSE_ASSET_EVENTS))
-        try:
+        with refusing_asset_events():
             assert _post_uncaught(client, body, headers).status_code == 503
-        finally:
-            with settings.engine.begin() as conn:
-                conn.execute(text("DROP TRIGGER IF EXISTS review_refuse_asset_events"))
         assert client.post(URL, content=body, headers=headers).status_code == 204
         assert client.post(URL, content=body, headers=headers).status_code == 401  # and then it is a replay
     assert len(events_for(fields["RecordingSid"])) == 1
