@@ -23,14 +23,9 @@ SCENARIOS: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
     ("1", "deferred waits through a triggerer SIGKILL and a SIGSTOP/SIGCONT reassignment",
      triggerers.failover),
     ("5", "the polling event trigger while each triggerer is SIGKILLed and restarted", events.polling),
+    ("4", "signed callbacks over the API-server workers, replayed across workers and an API-server restart",
+     events.callbacks),
 ]  # fmt: skip
 
-#: Scenarios run only when named (``--only 4``): 4 passed its replay checks with h-events' shared receiver
-#: state, but its full run (the consumer's side) is not yet proven end to end.
-PENDING: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = [
-    (
-        "4",
-        "signed callbacks over the API-server workers, replayed across workers and an API-server restart",
-        events.callbacks,
-    ),
-]
+#: Scenarios run only when named (``--only NAME``); none today.
+PENDING: list[tuple[str, str, Callable[[Checks, Cluster], None]]] = []
