@@ -83,6 +83,14 @@ TELNYX_CONFIG: dict[str, Any] = {
             "example": None,
             "default": "8192",
         },
+        "callback_body_timeout_seconds": {
+            "description": "Seconds a status callback's body may take to arrive once its headers passed the "
+            "checks that need no key (a slower body is refused with 408).",
+            "version_added": None,
+            "type": "float",
+            "example": None,
+            "default": "10",
+        },
     },
 }
 
@@ -118,7 +126,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "name": "telnyx_callbacks",
                 "plugin-class": "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin",
-            }
+            },
+            {
+                "name": "telnyx_kills",
+                "plugin-class": "telnyx_provider.plugins.kill_listener.TelnyxKillsPlugin",
+            },
         ],
         "config": {"telnyx": TELNYX_CONFIG},
         "transfers": [
