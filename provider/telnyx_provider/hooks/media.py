@@ -266,9 +266,9 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
             requests.Request("GET", request.url, headers=request.headers, auth=_NO_NETRC)
         )
     except (requests.RequestException, ValueError):
-        raise media_api.refused(
-            request.recording_sid, f"the media link to {request.host} cannot be prepared"
-        ) from None
+        prepared = None  # raised below, out of the except block: the error quotes the link
+    if prepared is None:
+        raise media_api.refused(request.recording_sid, f"the media link to {request.host} cannot be prepared")
     media_api.check_prepared(request, prepared.url)
     url = str(prepared.url)
     # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
@@ -292,12 +292,15 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
         failure, detail = "connection", _describe(error, request)
     except ValueError:
         # Even with allow_redirects=False, requests reads a redirect's Location (to offer the next request,
-        # never sent); one it cannot parse raises here, quoting the target: not repeated.
+        # never sent); one it cannot decode or parse raises here, holding the target (a UnicodeDecodeError
+        # keeps all its bytes): refused below, out of the except block, so it is not our error's context.
+        failure, detail = "refused", ""
+    if failure == "refused":
         raise media_api.refused(
             request.recording_sid, f"a redirect from {request.host} was refused: its Location cannot be read"
-        ) from None
+        )
     # Out of the except block: the requests error (holding the link) is neither cause nor context.
-    raise media_api.media_failure(request, failure, detail) from None
+    raise media_api.media_failure(request, failure, detail)
 
 
 class _Body:
