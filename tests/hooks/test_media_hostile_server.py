@@ -16,7 +16,7 @@ from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
 from tests.conftest import ACCOUNT_SID, SECRET_KEY
-from tests.raw_server import RawServer
+from tests.raw_server import RawServer, http_reply
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,3 +83,39 @@ def test_a_redirect_whose_location_is_not_utf8_leaves_no_link_in_the_exception_c
 
     assert caught.value.failure == "refused"
     assert SIGNATURE not in chain_text(caught.value)
+
+
+@pytest.mark.parametrize("odd", ["^", "|", "{", "`"], ids=["caret", "pipe", "brace", "backtick"])
+def test_a_transport_error_quoting_the_link_as_requests_requoted_it_is_redacted(server, tmp_path, odd):
+    """requests re-encodes some characters of a link (``^`` becomes ``%5E``); urllib3's error quotes the
+    re-encoded target, which the link as handed out does not match."""
+    # Nothing listens on port 1: the connection is refused.
+    hand_out(server, f"http://127.0.0.1:1/x.wav?sig={SIGNATURE[:9]}{odd}{SIGNATURE[9:]}")
+
+    with pytest.raises(TelnyxApiError) as caught:
+        download(tmp_path)
+
+    assert caught.value.failure in ("connect", "connection")
+    text = chain_text(caught.value)
+    assert SIGNATURE[:9] not in text
+    assert SIGNATURE[9:] not in text
+
+
+def test_an_error_body_echoing_the_links_query_in_percent_encoded_form_is_redacted(server, tmp_path):
+    """S3's SignatureDoesNotMatch body echoes the canonical request: the query values as they were encoded in
+    the link (``%2F``, ``%2B``), which their decoded form does not match."""
+    token = "QUIETTOKEN%2Fabc%2Bdef%3Dxyz"
+    query = f"X-Amz-Security-Token={token}&X-Amz-Signature={SIGNATURE}"
+    hand_out(server, "{origin}" + MEDIA_PATH + "?" + query)
+    body = f"<Error><Code>SignatureDoesNotMatch</Code><C>X-Amz-Security-Token={token}&amp;</C></Error>"
+    body = body.encode()
+    server.script(MEDIA_PATH, [http_reply(403, {"Content-Length": str(len(body))}, body)])
+
+    with pytest.raises(TelnyxApiError) as caught:
+        download(tmp_path)
+
+    assert caught.value.status == 403
+    assert "SignatureDoesNotMatch" in str(caught.value)  # the body is still quoted
+    text = chain_text(caught.value)
+    assert "QUIETTOKEN" not in text
+    assert SIGNATURE not in text

@@ -15,6 +15,7 @@ one hop at a time, never by ``requests`` (which could carry headers along).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -243,7 +244,7 @@ def _open_media(
         recording_sid, recording.get("media_url"), base_url=config.base_url, api_key=config.api_key
     )
     for _ in range(MAX_REDIRECTS + 1):
-        response = _send(hook, request)
+        request, response = _send(hook, request)
         location = response.headers.get("Location")
         if not response.is_redirect or location is None:
             return request, response
@@ -254,8 +255,11 @@ def _open_media(
     raise media_api.media_failure(request, "connection", f"more than {MAX_REDIRECTS} redirects")
 
 
-def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Response:
-    """Send one hop, and only that hop (redirects are ours to follow).
+def _send(
+    hook: RecordingHook, request: media_api.MediaRequest
+) -> tuple[media_api.MediaRequest, requests.Response]:
+    """Send one hop, and only that hop (redirects are ours to follow); the request is returned with the
+    URL as sent (what transport errors quote, to be redacted too).
 
     Prepared first, so that the key decision is checked on the URL ``requests`` connects to.
     """
@@ -271,12 +275,13 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
         raise media_api.refused(request.recording_sid, f"the media link to {request.host} cannot be prepared")
     media_api.check_prepared(request, prepared.url)
     url = str(prepared.url)
+    request = dataclasses.replace(request, sent_url=url)
     # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
     settings = session.merge_environment_settings(
         url, {}, True, config.verify if request.carries_key else True, None
     )
     try:
-        return session.send(
+        return request, session.send(
             prepared,
             timeout=(config.connect_timeout, config.read_timeout),
             allow_redirects=False,
@@ -363,7 +368,7 @@ def _store(
 
 def _describe(error: BaseException, request: media_api.MediaRequest) -> str:
     """The transport failure in a few words, the link cut out *before* shortening (no partial link left)."""
-    text = " ".join(media_api.redact_link(str(error), request.url).split())
+    text = " ".join(media_api.redact_link(str(error), *request.links).split())
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
