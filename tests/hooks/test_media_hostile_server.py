@@ -8,6 +8,7 @@ log line, and a download is stored only when it is proven whole.
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
+from tests.collector import AUDIO
 from tests.conftest import ACCOUNT_SID, SECRET_KEY
 from tests.raw_server import RawServer, http_reply
 
@@ -119,3 +121,39 @@ def test_an_error_body_echoing_the_links_query_in_percent_encoded_form_is_redact
     text = chain_text(caught.value)
     assert "QUIETTOKEN" not in text
     assert SIGNATURE not in text
+
+
+def test_urllib3s_debug_line_with_the_link_is_masked(server, tmp_path, caplog, monkeypatch):
+    """urllib3 logs each request's target, query included, at DEBUG: a task log at DEBUG would carry the
+    pre-signed link. What the provider hands Airflow's masker must cover every such line."""
+    from telnyx_provider.hooks import media
+
+    masked: list[str] = []
+    monkeypatch.setattr(media, "mask_secret", lambda value, name=None: masked.append(value))
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    hand_out(server, "{origin}" + MEDIA_PATH + f"?X-Amz-Expires=600&X-Amz-Signature={SIGNATURE}")
+    server.script(MEDIA_PATH, [http_reply(200, {"Content-Length": str(len(AUDIO))}, AUDIO)])
+
+    download(tmp_path)
+
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("urllib3")]
+    assert any(SIGNATURE in line for line in lines)  # the leak this guards against
+    for line in lines:
+        for value in masked:
+            line = line.replace(value, "***")
+        assert SIGNATURE not in line
+
+
+def test_nothing_is_masked_while_urllib3_does_not_log_requests(server, tmp_path, caplog, monkeypatch):
+    """The masker keeps every pattern for the task's life: links are given to it only when they could show."""
+    from telnyx_provider.hooks import media
+
+    masked: list[str] = []
+    monkeypatch.setattr(media, "mask_secret", lambda value, name=None: masked.append(value))
+    caplog.set_level(logging.INFO, logger="urllib3")
+    hand_out(server, "{origin}" + MEDIA_PATH + f"?X-Amz-Signature={SIGNATURE}")
+    server.script(MEDIA_PATH, [http_reply(200, {"Content-Length": str(len(AUDIO))}, AUDIO)])
+
+    download(tmp_path)
+
+    assert masked == []

@@ -20,12 +20,14 @@ import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
 from telnyx_provider import media_api, media_length
+from telnyx_provider._compat import mask_secret
 from telnyx_provider.errors import (
     RecordingFailedError,
     RecordingIncompleteError,
@@ -67,6 +69,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: urllib3's logger of requests (it logs each request's target, query included, at DEBUG).
+_TRANSPORT_LOG = logging.getLogger("urllib3.connectionpool")
 
 #: Redirects followed by hand, so each hop's headers are decided again (no key to a foreign host).
 MAX_REDIRECTS = 5
@@ -276,6 +280,7 @@ def _send(
     media_api.check_prepared(request, prepared.url)
     url = str(prepared.url)
     request = dataclasses.replace(request, sent_url=url)
+    _mask_for_transport_logs(request)
     # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
     settings = session.merge_environment_settings(
         url, {}, True, config.verify if request.carries_key else True, None
@@ -306,6 +311,19 @@ def _send(
         )
     # Out of the except block: the requests error (holding the link) is neither cause nor context.
     raise media_api.media_failure(request, failure, detail)
+
+
+def _mask_for_transport_logs(request: media_api.MediaRequest) -> None:
+    """Give the link's query (a pre-signed link's signature) to Airflow's masker when urllib3 would log it.
+
+    urllib3 logs every request's target, query included, at DEBUG. The masker keeps each pattern for the
+    rest of the task (an archive downloads thousands of links), so only when that logging is on.
+    """
+    if not _TRANSPORT_LOG.isEnabledFor(logging.DEBUG):
+        return
+    for query in {urlsplit(link).query for link in request.links}:
+        if query:
+            mask_secret(query)
 
 
 class _Body:
