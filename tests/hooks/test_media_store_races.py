@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import threading
 import uuid
 from typing import Any
@@ -185,3 +187,36 @@ def test_two_downloads_of_one_local_destination_at_once(
     assert a.result is not None
     assert "Another download is writing" in str(b.error)
     assert sorted(path.name for path in target.parent.iterdir()) == [target.name]
+
+
+# -- modes and symlinks -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_zero():
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def stored_locally(requests_mock, dst: str) -> dict[str, Any]:
+    requests_mock.get(GET_URL, json=recording())
+    requests_mock.get(MEDIA_URL, body=io.BytesIO(AUDIO), headers={"Content-Length": str(len(AUDIO))})
+    return RecordingHook(retry_policy=NO_RETRY).download_recording(RECORDING_SID, dst)
+
+
+def test_folders_created_on_the_way_are_the_owners_only_whatever_the_umask(
+    telnyx_conn, requests_mock, tmp_path, umask_zero
+):
+    """With umask 0 they were 0777: anyone could list, plant or swap the recordings in them."""
+    existing = tmp_path / "shared"
+    existing.mkdir(mode=0o755)
+
+    stored_locally(requests_mock, f"{existing}/2026/12/")
+
+    for folder in (existing / "2026", existing / "2026" / "12"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # what existed is left as it was
+    assert stat.S_IMODE((existing / "2026" / "12" / f"{RECORDING_SID}.wav").stat().st_mode) == 0o600

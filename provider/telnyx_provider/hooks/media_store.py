@@ -5,9 +5,9 @@ whole; a failure that is caught removes it.
 
 Local files: the partial file is ``.<name>.part``, the same on every attempt, so a retry reuses (overwrites)
 what an interrupted attempt left, even one whose process was killed. It is created ``0600`` (owner only:
-recordings are personal data) whatever the umask, and locked (``flock``) while written: a second writer of
-the same destination is refused rather than mixed in, and a lock left by a killed process is released with
-it.
+recordings are personal data) whatever the umask, in folders created ``0700``, and locked (``flock``) while
+written: a second writer of the same destination is refused rather than mixed in, and a lock left by a
+killed process is released with it.
 
 Object stores (``s3://``, ``gs://``...) have no lock: each attempt writes its own partial object,
 ``.<name>.<random>.part``, so that no download can move another's half-written bytes into place. S3, GCS
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 256 * 1024
 #: Mode of local audio files: the owner reads and writes, nobody else.
 FILE_MODE = 0o600
+#: Mode of the local folders created on the way to a destination.
+FOLDER_MODE = 0o700
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -159,11 +161,29 @@ def _remove_leftovers(target: ObjectStoragePath, own: ObjectStoragePath) -> None
             remove_quietly(target.parent / name)
 
 
+def make_private_folders(folder: str) -> None:
+    """Create ``folder`` and its missing parents ``0700`` (owner only: they hold personal data; a umask can
+    only take bits away); folders that exist are left as they are."""
+    missing: list[str] = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, FOLDER_MODE)
+        except FileExistsError:  # another download made it meanwhile
+            if not os.path.isdir(created):
+                raise
+
+
 @contextlib.contextmanager
 def _local_partial(temporary: ObjectStoragePath) -> Iterator[IO[bytes]]:
     """Open the local partial file ``0600``, locked, empty; unlink it if the block raises."""
     path = str(temporary.path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    make_private_folders(os.path.dirname(path))
     while True:
         # No O_EXCL: a file left by a killed attempt is reused; O_NOFOLLOW: never write through a symlink.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
