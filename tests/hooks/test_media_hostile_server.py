@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,7 +19,7 @@ from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
 from tests.collector import AUDIO
 from tests.conftest import ACCOUNT_SID, SECRET_KEY
-from tests.raw_server import RawServer, http_reply
+from tests.raw_server import RawServer, Trickle, http_reply
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -157,3 +158,67 @@ def test_nothing_is_masked_while_urllib3_does_not_log_requests(server, tmp_path,
     download(tmp_path)
 
     assert masked == []
+
+
+# -- a download that never ends -----------------------------------------------------------------------------
+
+
+def use_read_timeout(
+    server: RawServer, monkeypatch: pytest.MonkeyPatch, seconds: float, retries: int
+) -> None:
+    extra = {"timeout": seconds, "max_retries": retries, "retry_max_wait": 0.01, "retry_budget": 30}
+    conn = {
+        "conn_type": "telnyx",
+        "host": server.base_url,
+        "login": ACCOUNT_SID,
+        "password": SECRET_KEY,
+        "extra": json.dumps(extra),
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+
+
+class Background(threading.Thread):
+    """A download in a thread, so that a test can tell one that never ends from one that fails."""
+
+    def __init__(self, tmp_path) -> None:
+        super().__init__(daemon=True)
+        self.tmp_path = tmp_path
+        self.error: BaseException | None = None
+        self.result: dict | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = RecordingHook().download_recording(RECORDING_SID, f"{self.tmp_path}/")
+        except BaseException as error:  # judged by the test
+            self.error = error
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "none"])
+def test_a_media_server_trickling_a_byte_at_a_time_ends_the_attempt_as_a_stall(
+    server, tmp_path, monkeypatch, framing
+):
+    """1 byte every 50 ms never trips a 0.5 s read timeout (each read gets its byte in time): without a
+    bound on the attempt, the download goes on for as long as the server pleases."""
+    use_read_timeout(server, monkeypatch, 0.5, retries=1)
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    whole = AUDIO * 10
+    headers = {"Content-Type": "audio/wav"}
+    if framing == "content-length":
+        headers["Content-Length"] = str(len(whole))
+    elif framing == "chunked":
+        headers["Transfer-Encoding"] = "chunked"
+    stop = threading.Event()
+    body = whole if framing != "chunked" else f"{len(whole):x}\r\n".encode() + whole
+    server.script(MEDIA_PATH, [http_reply(200, headers), Trickle(body, 0.05, stop)])
+    download = Background(tmp_path)
+    try:
+        download.start()
+        download.join(30)  # each attempt should end within ~1 s; two attempts
+        assert not download.is_alive(), "the download was still receiving the trickle after 30 s"
+    finally:
+        stop.set()
+    assert isinstance(download.error, TelnyxApiError)
+    assert download.error.failure == "timeout"
+    assert "bytes in the last" in str(download.error)  # says it stalled, and how slowly
+    assert server.count(MEDIA_PATH) == 2  # the stall is retried like any timeout, within max_retries
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from telnyx_provider.errors import (
     RecordingNotReadyError,
     TelnyxValidationError,
 )
+from telnyx_provider.hooks.media_body import MediaBody, describe
 from telnyx_provider.hooks.media_store import (
     CHUNK_SIZE,
     path_url,
@@ -201,7 +201,7 @@ def _download_once(
             target = target / name({**recording, "sid": recording_sid}, extension)
             refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
-        size, sha256, proof = _store(response, request, target, overwrite, budget)
+        size, sha256, proof = _store(response, request, target, overwrite, budget, hook.config.read_timeout)
     finally:
         response.close()
     log.info(
@@ -293,13 +293,13 @@ def _send(
             **settings,
         )
     except requests.exceptions.SSLError as error:
-        failure, detail = "tls", _describe(error, request)
+        failure, detail = "tls", describe(error, request)
     except requests.ConnectTimeout as error:
-        failure, detail = "connect", _describe(error, request)
+        failure, detail = "connect", describe(error, request)
     except requests.ReadTimeout as error:
-        failure, detail = "timeout", _describe(error, request)
+        failure, detail = "timeout", describe(error, request)
     except requests.RequestException as error:
-        failure, detail = "connection", _describe(error, request)
+        failure, detail = "connection", describe(error, request)
     except ValueError:
         # Even with allow_redirects=False, requests reads a redirect's Location (to offer the next request,
         # never sent); one it cannot decode or parse raises here, holding the target (a UnicodeDecodeError
@@ -326,52 +326,20 @@ def _mask_for_transport_logs(request: media_api.MediaRequest) -> None:
             mask_secret(query)
 
 
-class _Body:
-    """The media body as it arrives: chunks, their count and hash, its first bytes (for an audio header)."""
-
-    def __init__(self, response: requests.Response, request: media_api.MediaRequest) -> None:
-        self.response = response
-        self.request = request
-        self.size = 0
-        self.digest = hashlib.sha256()
-        self.head = b""
-
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.iter_content(chunk_size=CHUNK_SIZE):
-                if chunk:
-                    self.size += len(chunk)
-                    self.digest.update(chunk)
-                    if len(self.head) < media_length.HEAD_BYTES:
-                        self.head = (self.head + chunk)[: media_length.HEAD_BYTES]
-                    yield chunk
-        except requests.exceptions.ReadTimeout as error:
-            failure, detail = "timeout", _describe(error, self.request)
-        except (requests.RequestException, OSError) as error:
-            failure = "connection"
-            detail = (
-                f"the transfer was cut after {self.size} bytes (incomplete): {_describe(error, self.request)}"
-            )
-        else:
-            return
-        raise media_api.media_failure(self.request, failure, detail) from None
-
-    def wire_bytes(self) -> int:
-        """Body bytes read off the connection, before content decoding (urllib3's public count)."""
-        tell = getattr(self.response.raw, "tell", None)
-        return int(tell()) if callable(tell) else self.size
-
-
 def _store(
     response: requests.Response,
     request: media_api.MediaRequest,
     target: ObjectStoragePath,
     overwrite: bool,
     budget: DownloadBudget,
+    window: float,
 ) -> tuple[int, str, str]:
-    """Stream the body into ``target``'s partial object; move it into place only once proven whole."""
+    """Stream the body into ``target``'s partial object; move it into place only once proven whole.
+
+    ``window``: seconds of reading over which the transfer rate is judged (the read timeout).
+    """
     frame = media_length.framing(response.headers)
-    body = _Body(response, request)
+    body = MediaBody(response, request, window)
     with staged(target, overwrite) as out, budget.receiving():
         for chunk in body.chunks():
             out.write(chunk)
@@ -382,12 +350,6 @@ def _store(
                 request.recording_sid, body.size, unproven.missing, retryable=unproven.retryable
             ) from None
     return body.size, body.digest.hexdigest(), proof
-
-
-def _describe(error: BaseException, request: media_api.MediaRequest) -> str:
-    """The transport failure in a few words, the link cut out *before* shortening (no partial link left)."""
-    text = " ".join(media_api.redact_link(str(error), *request.links).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _error_body(response: requests.Response, limit: int = 4096) -> bytes:
