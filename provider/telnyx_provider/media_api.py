@@ -191,7 +191,8 @@ def media_request(
             ) from None
         raise refused(recording_sid, f"the media link was refused before any request: {refusal}") from None
     assert isinstance(media_url, str)
-    headers = {"Accept": "audio/*, */*;q=0.1", "User-Agent": USER_AGENT}
+    # identity: Content-Length then counts the audio itself (a gzip reply is decoded and its end proven).
+    headers = {"Accept": "audio/*, */*;q=0.1", "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
     if key_allowed and origin == api_origin(base_url):
         headers["Authorization"] = f"Bearer {api_key}"
     host = f"[{origin.host}]" if ":" in origin.host else origin.host

@@ -7,16 +7,19 @@ log line, and a download is stored only when it is proven whole.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import threading
+import zlib
 from typing import TYPE_CHECKING
 
 import pytest
 
-from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.errors import RecordingIncompleteError, TelnyxApiError
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.retry import RetryPolicy
+from telnyx_provider.sandbox.media import mp3_bytes, wav_bytes
 from tests.collector import AUDIO
 from tests.conftest import ACCOUNT_SID, SECRET_KEY
 from tests.raw_server import RawServer, Trickle, http_reply
@@ -158,6 +161,82 @@ def test_nothing_is_masked_while_urllib3_does_not_log_requests(server, tmp_path,
     download(tmp_path)
 
     assert masked == []
+
+
+# -- length proof of a content-encoded body -----------------------------------------------------------------
+
+
+def gzip_stream(data: bytes, *, whole: bool = True) -> bytes:
+    """``data`` gzip-encoded; not ``whole``: the stream flushed halfway and cut there (no end, no trailer)."""
+    if whole:
+        return gzip.compress(data)
+    encoder = zlib.compressobj(9, zlib.DEFLATED, 31)
+    stream = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+    return stream[: len(stream) // 2]
+
+
+@pytest.mark.parametrize("kind", ["audio/mpeg", "audio/wav"])
+def test_a_gzip_body_whose_stream_stops_short_is_not_whole_though_its_length_matches(server, tmp_path, kind):
+    """The reply is whole as sent (Content-Length matches), but the gzip stream inside stops halfway: the
+    decoded audio is cut. An MP3 has no length of its own to give it away."""
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    audio = mp3_bytes(5) if kind == "audio/mpeg" else wav_bytes(5)
+    body = gzip_stream(audio, whole=False)
+    headers = {"Content-Type": kind, "Content-Encoding": "gzip", "Content-Length": str(len(body))}
+    server.script(MEDIA_PATH, [http_reply(200, headers, body)])
+
+    with pytest.raises(RecordingIncompleteError) as caught:
+        download(tmp_path)
+
+    assert caught.value.received < len(audio)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_whole_gzip_body_is_stored_decoded_and_identity_is_asked_for(server, tmp_path, framing):
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    audio = mp3_bytes(5)
+    body = gzip_stream(audio)
+    headers = {"Content-Type": "audio/mpeg", "Content-Encoding": "gzip"}
+    if framing == "chunked":
+        headers["Transfer-Encoding"] = "chunked"
+        body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    else:
+        headers["Content-Length"] = str(len(body))
+    server.script(MEDIA_PATH, [http_reply(200, headers, body)])
+
+    stored = download(tmp_path)
+
+    assert (tmp_path / f"{RECORDING_SID}.mp3").read_bytes() == audio
+    assert stored["size"] == len(audio)
+    (_, media_headers) = next(seen for seen in server.requests if seen[0] == MEDIA_PATH)
+    assert media_headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    ("header", "coding"),
+    [("Content-Encoding", "br"), ("Content-Encoding", "zstd"), ("Transfer-Encoding", "gzip, chunked")],
+)
+def test_a_reply_in_a_coding_not_decoded_here_is_refused_not_stored_encoded(server, tmp_path, header, coding):
+    """Without brotli installed urllib3 leaves a ``br`` body as it came, and no client undoes a transfer
+    coding other than chunked: the encoded bytes were stored as the audio, as whole."""
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    body = gzip_stream(mp3_bytes(5))
+    if coding.endswith("chunked"):
+        body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    else:
+        body = b"\x1b" + body  # undecodable here whatever it is
+    headers = {"Content-Type": "audio/mpeg", header: coding}
+    if header == "Content-Encoding":
+        headers["Content-Length"] = str(len(body))
+    server.script(MEDIA_PATH, [http_reply(200, headers, body)])
+
+    with pytest.raises(RecordingIncompleteError) as caught:
+        download(tmp_path)
+
+    assert coding.split(",")[0] in str(caught.value)
+    assert not caught.value.retryable
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- a download that never ends -----------------------------------------------------------------------------

@@ -339,12 +339,20 @@ def _store(
     ``window``: seconds of reading over which the transfer rate is judged (the read timeout).
     """
     frame = media_length.framing(response.headers)
-    body = MediaBody(response, request, window)
+    try:
+        decoder = media_length.Decoder(response.headers)
+    except media_length.Unproven as unproven:
+        raise RecordingIncompleteError(
+            request.recording_sid, 0, unproven.missing, retryable=unproven.retryable
+        ) from None
+    body = MediaBody(response, request, window, decoder)
     with staged(target, overwrite) as out, budget.receiving():
         for chunk in body.chunks():
             out.write(chunk)
         try:
-            proof = media_length.prove_complete(frame, body.wire_bytes(), body.size, body.head)
+            proof = media_length.prove_complete(
+                frame, body.wire, body.size, body.head, coding_ended=decoder.ended
+            )
         except media_length.Unproven as unproven:
             raise RecordingIncompleteError(
                 request.recording_sid, body.size, unproven.missing, retryable=unproven.retryable

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 import requests
@@ -33,6 +34,7 @@ class MediaBody:
     :param response: the reply (``stream=True``).
     :param request: the media request (for messages without the link).
     :param window: seconds of reading over which the rate is judged (the read timeout).
+    :param decoder: undoes the reply's content coding (see :class:`telnyx_provider.media_length.Decoder`).
     :param clock: a monotonic clock.
     """
 
@@ -41,18 +43,22 @@ class MediaBody:
         response: requests.Response,
         request: media_api.MediaRequest,
         window: float,
+        decoder: media_length.Decoder,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.response = response
         self.request = request
         self.window = window
+        self.decoder = decoder
         self.clock = clock
+        self.wire = 0
         self.size = 0
         self.digest = hashlib.sha256()
         self.head = b""
 
     def chunks(self) -> Iterator[bytes]:
-        """The decoded body, piece by piece as it arrives (hashed and counted on the way).
+        """The decoded body, piece by piece as it arrives (hashed and counted on the way; :attr:`wire` counts
+        the body's bytes as sent).
 
         :raises TelnyxApiError: the transfer was cut (``failure="connection"``), timed out or stalled
             (``failure="timeout"``).
@@ -66,14 +72,21 @@ class MediaBody:
                 reading += self.clock() - began
                 if not chunk:
                     return
-                self._account(chunk)
+                self.wire += len(chunk)
                 received += len(chunk)
                 if reading >= self.window:
                     if received < MIN_TRANSFER_RATE * reading:
                         failure, detail = "timeout", self._stalled(received, reading)
                         break
                     reading, received = 0.0, 0
-                yield chunk
+                for decoded in self.decoder.decode(chunk):
+                    self._account(decoded)
+                    yield decoded
+        except zlib.error as error:
+            failure = "connection"
+            detail = (
+                f"the reply's {self.decoder.coding} body cannot be decoded after {self.size} bytes: {error}"
+            )
         except ReadTimeoutError as error:
             failure, detail = "timeout", describe(error, self.request)
         except (HTTPError, requests.RequestException, OSError) as error:
@@ -83,18 +96,12 @@ class MediaBody:
             )
         raise media_api.media_failure(self.request, failure, detail) from None
 
-    def wire_bytes(self) -> int:
-        """Body bytes read off the connection, before content decoding (urllib3's public count)."""
-        tell = getattr(self.response.raw, "tell", None)
-        return int(tell()) if callable(tell) else self.size
-
     def _reader(self) -> Callable[[], bytes]:
+        """Reads the next piece of the body as sent (the content coding is undone by :attr:`decoder`)."""
         raw = self.response.raw
-        if callable(
-            getattr(raw, "read1", None)
-        ):  # urllib3 >= 2.3: what has arrived, without waiting for more
-            return lambda: bytes(raw.read1(CHUNK_SIZE, decode_content=True))
-        pieces = self.response.iter_content(CHUNK_SIZE)  # older urllib3: a trickle is seen only per chunk
+        if callable(getattr(raw, "read1", None)):  # urllib3 >= 2.3: what arrived, without waiting
+            return lambda: bytes(raw.read1(CHUNK_SIZE, decode_content=False))
+        pieces = raw.stream(CHUNK_SIZE, decode_content=False)  # older urllib3: a trickle is seen per chunk
         return lambda: next(pieces, b"")
 
     def _account(self, chunk: bytes) -> None:
