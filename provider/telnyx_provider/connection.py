@@ -8,7 +8,9 @@ Connection fields: password = API key, login = default account SID, host = base 
 with ``schema`` = its scheme and ``port`` = its port, as Airflow's HTTP hook reads them). Extra (JSON):
 ``timeout`` (read, seconds), ``connect_timeout``, ``max_retries`` (attempts after the first),
 ``retry_max_wait`` (cap of one backoff wait), ``retry_budget`` (seconds of retrying per request),
-``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size).
+``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size),
+``adoption_wait`` (seconds a start whose reply was lost looks for its recording), ``receiver_url`` (the
+status-callback receiver's ``/telnyx`` base as the workers reach it, for exact starts).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 
 from telnyx_provider._compat import mask_secret
 from telnyx_provider.errors import TelnyxValidationError
-from telnyx_provider.params import require_positive_number
+from telnyx_provider.params import require_http_url, require_positive_number
 from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -159,6 +161,8 @@ class TelnyxConnectionConfig:
     retry_budget: float = 60.0
     ca_bundle: str | None = None
     pool_size: int = 10
+    adoption_wait: float = 5.0
+    receiver_url: str | None = None
 
     @classmethod
     def from_fields(
@@ -223,7 +227,7 @@ class TelnyxConnectionConfig:
         base_url = normalize_base_url(host, schema, port)
         extras = _parse_extra(conn_id, extra)
         options: dict[str, Any] = {}
-        for name in ("connect_timeout", "retry_max_wait", "retry_budget"):
+        for name in ("connect_timeout", "retry_max_wait", "retry_budget", "adoption_wait"):
             if extras.get(name) is not None:
                 options[name] = require_positive_number(f"connection extra {name}", extras[name])
         if extras.get("timeout") is not None:
@@ -233,6 +237,10 @@ class TelnyxConnectionConfig:
                 options[name] = _non_negative_int(
                     f"connection extra {name}", extras[name], minimum=0 if name == "max_retries" else 1
                 )
+        if extras.get("receiver_url"):
+            options["receiver_url"] = require_http_url(
+                "connection extra receiver_url", str(extras["receiver_url"]).strip()
+            ).rstrip("/")
         if extras.get("ca_bundle"):
             options["ca_bundle"] = os.path.expanduser(str(extras["ca_bundle"]).strip())
         return cls(

@@ -108,11 +108,20 @@ TLS_HINT = (
 )
 
 
-class AmbiguousStartError(TelnyxApiError):
-    """A start's reply was lost and several new recordings on the call match it: none was picked.
+class UncertainStartError(TelnyxApiError):
+    """A start may have gone through, and which recording (if any) is its own is not proven: none was adopted.
 
-    Two starts with the same parameters ran on one call at the same moment; which recording is whose cannot
-    be told, so the provider neither adopts one nor sends the start again.
+    Raised instead of sending the start again when that could record the call twice (a reply lost after the
+    request was sent, a 5xx, a timeout). The message says so and names what was seen on the call.
+    """
+
+
+class AmbiguousStartError(UncertainStartError):
+    """A start's reply was lost and new recordings on the call could be its own or another start's.
+
+    Several new recordings match it, or one matches a one-track start (no field of Telnyx's list tells an
+    ``inbound`` recording from an ``outbound`` one): the provider neither adopts one nor sends the start
+    again, and names them.
     """
 
 

@@ -38,6 +38,18 @@ CONN_FIELDS: dict[str, Any] = {
     "retry_max_wait": {"label": "Longest backoff wait (s)", "schema": {**_NUMBER, "default": 30}},
     "retry_budget": {"label": "Retry budget per request (s)", "schema": {**_NUMBER, "default": 60}},
     "pool_size": {"label": "Async connection pool size", "schema": {**_INTEGER, "default": 10}},
+    "adoption_wait": {
+        "label": "Adoption wait after a lost start reply (s)",
+        "schema": {**_NUMBER, "default": 5},
+        "description": "How long a start whose reply was lost looks for its own recording before it gives "
+        "up on it (default 5).",
+    },
+    "receiver_url": {
+        "label": "Receiver URL for exact starts",
+        "schema": {"type": ["string", "null"]},
+        "description": "The status-callback receiver's /telnyx base as the workers reach it (e.g. "
+        "http://airflow-api:8080/telnyx), when it differs from the callback URL Telnyx calls.",
+    },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},
@@ -64,6 +76,14 @@ TELNYX_CONFIG: dict[str, Any] = {
             "type": "integer",
             "example": None,
             "default": "8192",
+        },
+        "callback_body_timeout_seconds": {
+            "description": "Seconds a status callback's body may take to arrive once its headers passed the "
+            "checks that need no key (a slower body is refused with 408).",
+            "version_added": None,
+            "type": "float",
+            "example": None,
+            "default": "10",
         },
     },
 }

@@ -38,6 +38,8 @@ MEDIA_EXTENSIONS = {
     "audio/webm": "webm",
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: How an error of a media GET names its request (never the link).
+MEDIA_PATH_PREFIX = "<media of recording "
 _EXTENSION_RE = re.compile(r"[a-z0-9]{1,5}")
 #: Printable ASCII without space: what a link may contain (anything else is percent-encoded in a real one).
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -155,7 +157,7 @@ class MediaRequest:
 
     def describe(self) -> ApiRequest:
         """This request as an :class:`ApiRequest` for errors: names the recording and host, not the link."""
-        return ApiRequest("GET", f"<media of recording {self.recording_sid} on {self.host}>", "get_media")
+        return ApiRequest("GET", f"{MEDIA_PATH_PREFIX}{self.recording_sid} on {self.host}>", "get_media")
 
 
 def media_request(
@@ -176,7 +178,7 @@ def media_request(
     :raises TelnyxApiError: the recording has no usable http(s) media link, or the link is refused
         (``failure="refused"``, not retried).
     """
-    path = f"<media of recording {recording_sid}>"
+    path = f"{MEDIA_PATH_PREFIX}{recording_sid}>"
     try:
         origin = link_origin(media_url)
     except LinkRefused as refusal:
@@ -251,7 +253,7 @@ def refused(recording_sid: str, detail: str) -> TelnyxApiError:
     return TelnyxApiError(
         status=None,
         method="GET",
-        path=f"<media of recording {recording_sid}>",
+        path=f"{MEDIA_PATH_PREFIX}{recording_sid}>",
         detail=detail,
         failure="refused",
         hint="Media links and their redirects must be plain http(s) URLs; the API key only ever goes to the "
@@ -329,3 +331,9 @@ def redact_link(text: str, *urls: str) -> str:
     for piece in sorted(pieces - {""}, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
+
+
+def is_media_failure(error: BaseException) -> bool:
+    """Whether an error is a media GET's (a refused or cut link), not the API's: a media link's 404 says the
+    link expired or was refused, never that the recording was deleted."""
+    return isinstance(error, TelnyxApiError) and error.path.startswith(MEDIA_PATH_PREFIX)

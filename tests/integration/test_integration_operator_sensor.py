@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from telnyx_provider._compat import AirflowSensorTimeout
@@ -23,7 +25,7 @@ def test_operator_then_sensor_on_the_operators_uri(sandbox):
     call_sid = sandbox.create_call()
     hang_up_once_recorded(sandbox, call_sid)
     started = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
-    assert started["status"] == "in-progress"
+    assert RecordingHook().get_recording(started["sid"])["status"] == "in-progress"
     final = _sensor(recording_uri=started["uri"]).execute(context={})
     assert final["sid"] == started["sid"]
     assert final["status"] == "completed"
@@ -102,24 +104,32 @@ def test_operator_on_kill_stops_the_recording_it_waits_for(sandbox):
     assert recording["status"] in ("stopped", "completed")
 
 
-def test_task_retry_adopts_the_recording_an_earlier_try_started(sandbox, caplog):
+def test_task_retry_resumes_the_recording_an_earlier_try_started(sandbox, caplog):
     from types import SimpleNamespace
 
-    import pendulum
+    class TaskStateStore:  # Airflow 3.3's context["task_state_store"]: JSON values that outlive the tries
+        def __init__(self):
+            self.values = {}
 
+        def get(self, key, default=None):
+            return self.values.get(key, default)
+
+        def set(self, key, value, *, retention=None):
+            self.values[key] = json.loads(json.dumps(value))
+
+    store = TaskStateStore()
     call_sid = sandbox.create_call()
-    run_started = pendulum.now("UTC").subtract(seconds=1)
-    first = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context={})
+    first = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(
+        context={"task_state_store": store}
+    )
     retry_context = {
-        "ti": SimpleNamespace(
-            try_number=2, start_date=pendulum.now("UTC"), xcom_push=lambda key, value: None
-        ),
-        "dag_run": SimpleNamespace(start_date=run_started),
+        "ti": SimpleNamespace(try_number=2, xcom_push=lambda key, value: None),
+        "task_state_store": store,
     }
     again = StartCallRecordingOperator(task_id="start", call_sid=call_sid).execute(context=retry_context)
     assert again["sid"] == first["sid"]
     assert sandbox.stats()["starts_per_call"] == {call_sid: 1}
-    assert any("Adopting recording" in record.getMessage() for record in caplog.records)
+    assert any("Resuming recording" in record.getMessage() for record in caplog.records)
 
 
 def test_retry_settings_reach_the_hook_and_bad_ones_are_refused_at_parse_time():

@@ -65,7 +65,8 @@ def netrc_for_loopback(tmp_path, monkeypatch):
 
 def test_netrc_does_not_replace_the_bearer_key_sync(sandbox, netrc_for_loopback):
     call_sid = sandbox.create_call()
-    assert RecordingHook().start_call_recording(call_sid)["status"] == "in-progress"
+    started = RecordingHook().start_call_recording(call_sid)
+    assert RecordingHook().get_recording(started["sid"])["status"] == "in-progress"
 
 
 async def test_netrc_does_not_replace_the_bearer_key_async(scripted_api, netrc_for_loopback):

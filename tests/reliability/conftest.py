@@ -152,3 +152,18 @@ def reply_server() -> Iterator[ReplyServer]:
     server = ReplyServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """The real status-callback receiver on loopback (``.callback_url``, ``.store``): exact starts use it."""
+    from tests.receiver_app import ReceiverServer
+
+    server = ReceiverServer().start()
+    yield server
+    server.stop()
+
+
+def started_on(sandbox: Sandbox, call_sid: str) -> dict[str, str]:
+    """recording sid -> track, as the sandbox started them (the service's side: replies carry no track)."""
+    return {item["sid"]: item["track"] for item in sandbox.started_on(call_sid)}

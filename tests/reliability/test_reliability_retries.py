@@ -75,12 +75,16 @@ def config_of(sandbox, **extra):
     )
 
 
-def test_sync_hook_logs_each_retry_once_with_status_and_wait(faulty_sandbox, caplog):
+def test_sync_hook_logs_each_retry_once_with_status_and_wait(faulty_sandbox, receiver, caplog):
+    # Exact starts: a start whose reply was lost is sent again only when its token proves nothing started.
     sandbox = faulty_sandbox(fault_rate=0.3, faults=FAULTS, retry_after=0, seed=5)
     caplog.set_level(logging.WARNING, logger="telnyx_provider")
     policy = patient_policy()
-    hook = RecordingHook(retry_policy=policy)
-    recordings = [hook.start_call_recording(sandbox.create_call()) for _ in range(8)]
+    hook = RecordingHook(retry_policy=policy, adoption_wait=1.0)
+    recordings = [
+        hook.start_call_recording(sandbox.create_call(), recording_status_callback=receiver.callback_url)
+        for _ in range(8)
+    ]
     for recording in recordings * 4:
         assert hook.get_recording(recording["sid"])["sid"] == recording["sid"]
 

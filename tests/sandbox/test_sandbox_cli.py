@@ -135,9 +135,11 @@ def test_cli_world_flags_reach_the_sandbox():
             f"{fields['base_url'].removesuffix('/v2')}{recording['uri']}", data={"Status": "stopped"}
         )
         link = wait_for(
-            lambda: session.get(f"{account}/Recordings/{recording['sid']}.json", timeout=5).json()[
-                "media_url"
-            ]
+            lambda: (
+                session.get(f"{account}/Recordings/{recording['sid']}.json", timeout=5)
+                .json()
+                .get("media_url")
+            )
         )
         expires = int(link.split("Expires=")[1].split("&")[0])
         assert abs(expires - time.time() - 3600 - 30) < 5  # the service's clock, plus the ttl

@@ -58,7 +58,7 @@ def test_fetch_and_start_replies_in_each_mode(strict):
 
 def test_the_command_line_options():
     parser = cli.build_parser()
-    assert (parser.parse_args([]).strict_schema, parser.parse_args([]).date_format) == (False, "rfc2822")
+    assert (parser.parse_args([]).strict_schema, parser.parse_args([]).date_format) == (True, "rfc2822")
     args = parser.parse_args(["--strict-schema", "--date-format", "iso8601"])
     assert (args.strict_schema, args.date_format) == (True, "iso8601")
     assert parser.parse_args(["--strict-schema", "--no-strict-schema"]).strict_schema is False

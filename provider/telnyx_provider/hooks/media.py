@@ -224,8 +224,12 @@ def _download_once(
 
 
 def _final_recording(hook: RecordingHook, recording_sid: str, account_sid: str | None) -> dict[str, Any]:
-    """The recording, fetched now (a fresh link); refused unless final."""
-    recording = hook.get_recording(recording_sid, account_sid=account_sid)
+    """The recording, fetched now (a fresh link); refused unless final.
+
+    Fetched once: the download's own loop retries it (a retry loop inside would multiply the attempts).
+    """
+    once = hook.retry_policy.replace(max_retries=0)
+    recording = hook.get_recording(recording_sid, account_sid=account_sid, retry_policy=once)
     assessment = assess_recording(recording)
     if assessment.verdict is Verdict.FAIL:
         raise RecordingFailedError(assessment.reason)

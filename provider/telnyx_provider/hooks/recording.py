@@ -18,17 +18,20 @@ from urllib3.exceptions import NewConnectionError
 from telnyx_provider import api
 from telnyx_provider.connection import TelnyxConnectionConfig, config_from_connection
 from telnyx_provider.errors import TelnyxApiError, transport_detail
-from telnyx_provider.hooks.recording_start import DEFAULT_ADOPTION_WAIT, SNAPSHOT_MAX_PAGES, RecordingStart
+from telnyx_provider.exact_start import exact_start_for
+from telnyx_provider.hooks.recording_start import SNAPSHOT_MAX_PAGES, RecordingStart
 from telnyx_provider.pages import PageGuard
 from telnyx_provider.params import StartRecordingParams, require_positive_number
 from telnyx_provider.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Collection, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
     from datetime import date, datetime
 
     from airflow.sdk import ObjectStoragePath
+
+    from telnyx_provider.hooks.recording_start import StartJournal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,8 +55,8 @@ class RecordingHook(BaseHook):
     :param retry_budget: seconds a request may take in total, retries and waits included.
     :param request_timeout: seconds to connect and to wait for a reply, replacing the connection's
         ``connect_timeout`` and ``timeout`` (for requests that must end quickly, such as a stop on kill).
-    :param adoption_wait: seconds a start whose reply was lost keeps looking for its recording on the call
-        (the list may lag behind) before the start is sent again (default 5).
+    :param adoption_wait: seconds a start whose reply was lost keeps looking for its own recording before
+        it gives up on it (default: the connection extra ``adoption_wait``, else 5).
     """
 
     conn_name_attr = "telnyx_conn_id"
@@ -70,14 +73,16 @@ class RecordingHook(BaseHook):
         retry_max_wait: float | None = None,
         retry_budget: float | None = None,
         request_timeout: float | None = None,
-        adoption_wait: float = DEFAULT_ADOPTION_WAIT,
+        adoption_wait: float | None = None,
     ) -> None:
         super().__init__()
         self.telnyx_conn_id = telnyx_conn_id
         self.request_timeout = (
             None if request_timeout is None else require_positive_number("request_timeout", request_timeout)
         )
-        self.adoption_wait = require_positive_number("adoption_wait", adoption_wait)
+        self._adoption_wait = (
+            None if adoption_wait is None else require_positive_number("adoption_wait", adoption_wait)
+        )
         self._retry_policy = retry_policy
         self._retry_overrides = {
             "max_retries": max_retries,
@@ -122,6 +127,11 @@ class RecordingHook(BaseHook):
         base = self._retry_policy or self.config.retry_policy()
         return base.replace(**self._retry_overrides)
 
+    @property
+    def adoption_wait(self) -> float:
+        """Seconds a start whose reply was lost looks for its recording: the hook's, else the connection's."""
+        return self._adoption_wait if self._adoption_wait is not None else self.config.adoption_wait
+
     def get_conn(self) -> requests.Session:
         """The hook's one ``requests.Session`` (connection pooling, TLS verification on)."""
         return self._session
@@ -154,20 +164,37 @@ class RecordingHook(BaseHook):
         recording_track: str | None = None,
         send_recording_url: bool | None = None,
         snapshot: Collection[str] | None = None,
+        exact_start: bool | None = None,
+        journal: StartJournal | None = None,
+        start_tokens: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Start recording a live call; returns the new recording.
 
         Parameters left as ``None`` are not sent (the API applies its defaults). The start is not
-        idempotent, so it is never repeated blindly. Before it is sent, the SIDs of the call's recordings
-        are read (``snapshot``, unless the caller read them already). After a failure that may hide a
-        started recording (a lost reply, a 5xx), a recording is this start's only if it is not in the
-        snapshot and matches the request (channels, track, started through the API): exactly one is
-        adopted (and logged), several raise :class:`~telnyx_provider.errors.AmbiguousStartError`, none is
-        looked for again for ``adoption_wait`` seconds before the start is sent again. After a timeout (or
-        a 504) the service may still carry the start out, so it is never sent again: the call is watched
-        with the same rule until the retry budget is spent.
+        idempotent, so it is never repeated blindly; a recording is adopted only on evidence (README,
+        *Exactly one recording per start*):
 
-        :param snapshot: the SIDs of the call's recordings before this start (read here when ``None``).
+        - **exact mode** (the status callback goes to the receiver, ``.../telnyx/recording-status``):
+          each attempt carries a token of its own in the callback URL and subscribes to ``in-progress``; after
+          a lost reply, the recording a signed callback with the token named is adopted; none within
+          ``adoption_wait`` seconds: the start is sent again with a new token, and a late recording of the
+          earlier attempt is stopped as superseded;
+        - **default mode**: the call's recording SIDs are read first (``snapshot``); after a lost reply a
+          ``both``-track start adopts the sole new recording matching its channels; a one-track start, or
+          several matches, raise :class:`~telnyx_provider.errors.AmbiguousStartError`; nothing new raises
+          :class:`~telnyx_provider.errors.UncertainStartError`. The start is never sent again after a failure
+          that may have started a recording.
+
+        After a timeout (or a 504) the service may still carry the start out: it is never sent again, the
+        call is watched until the retry budget is spent.
+
+        :param snapshot: the SIDs of the call's recordings before this start (default mode; read here when
+            ``None``).
+        :param exact_start: ``None``: exact when the status callback goes to the receiver; ``True``: required
+            (a callback URL elsewhere is refused); ``False``: default mode.
+        :param journal: told of each attempt before it is sent and of how it ended (the start operator keeps
+            it in Airflow's task state store).
+        :param start_tokens: tokens earlier attempts of the same start sent (a task retry's).
         """
         params = StartRecordingParams.from_arguments(
             play_beep=play_beep,
@@ -178,10 +205,21 @@ class RecordingHook(BaseHook):
             recording_track=recording_track,
             send_recording_url=send_recording_url,
         )
+        exact = exact_start_for(params, exact_start, self.config.receiver_url)
         account = self.config.resolve_account_sid(account_sid)
-        if snapshot is None:
+        if exact is None and snapshot is None:
             snapshot = self.call_recording_sids(call_sid, account_sid=account)
-        start = RecordingStart(self, call_sid, account, params, snapshot, adoption_wait=self.adoption_wait)
+        start = RecordingStart(
+            self,
+            call_sid,
+            account,
+            params,
+            snapshot,
+            adoption_wait=self.adoption_wait,
+            exact=exact,
+            journal=journal,
+            earlier_tokens=start_tokens,
+        )
         return start.run()
 
     def call_recording_sids(self, call_sid: str, *, account_sid: str | None = None) -> list[str]:

@@ -1,40 +1,82 @@
 """Starting a recording exactly once over an unreliable network: the start request and its retries.
 
 A start is not idempotent: sent twice, it records the call twice. Sent once and unanswered, it may or may
-not have created a recording. :class:`RecordingStart` therefore never guesses. Before the first POST it has
-the call's recording SIDs (the *snapshot*); after a failure that may hide a started recording it reads the
-call's recordings and applies :func:`telnyx_provider.adoption.judge`: exactly one new recording matching
-the request is adopted, several are an error naming them, none means looking again for a while (the list
-may lag) and, where sending again is safe, sending the start again.
+not have created a recording. :class:`RecordingStart` never guesses; it adopts a recording only on the
+evidence :mod:`telnyx_provider.adoption` names:
+
+- a definite no (a 4xx, 429 included; a connection that never opened) started nothing: sent again where
+  the retry policy allows;
+- **exact mode** (:mod:`telnyx_provider.exact_start`), after a failure that may hide a started recording:
+  the receiver is asked what the callbacks carrying this start's tokens said; a sighting, checked against
+  the service, is adopted. None within ``adoption_wait`` seconds: the start is sent again with a new token,
+  and a late recording of an earlier attempt is recognised by its token and stopped (superseded);
+- **default mode**: the call's recordings are judged against the snapshot
+  (:func:`telnyx_provider.adoption.judge`); a ``both``-track start adopts the sole new match; anything else
+  is an :class:`~telnyx_provider.errors.UncertainStartError` naming what was seen, never a second POST.
+
+A timeout (ours or a gateway's 504) may still be carried out later: in both modes the start is then
+watched until the retry budget is spent, never sent again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import Retrying
 
 from telnyx_provider import api
-from telnyx_provider.adoption import Outcome, Verdict, judge
-from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError
+from telnyx_provider.adoption import (
+    Evidence,
+    Outcome,
+    describe_recordings,
+    is_one_track,
+    judge,
+    may_have_started,
+    may_still_start,
+)
+from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
+from telnyx_provider.exact_start import new_token, token_params
+from telnyx_provider.hooks.start_sightings import TokenSightings, stop_superseded
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterator, Sequence
 
+    from telnyx_provider.exact_start import ExactStart
     from telnyx_provider.hooks.recording import RecordingHook
     from telnyx_provider.params import StartRecordingParams
     from telnyx_provider.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-#: Seconds a start whose reply was lost keeps looking for its recording before it is sent again.
+#: Seconds a start whose reply was lost keeps looking for its recording (default of ``adoption_wait``).
 DEFAULT_ADOPTION_WAIT = 5.0
 #: The most pages of the call's recordings a start reads, for its snapshot and for each look after a lost
 #: reply: 100 pages of 100, ten thousand recordings on one call. A list that runs past them (or never ends)
 #: fails the start with an error saying so; before the snapshot, nothing was sent.
 SNAPSHOT_MAX_PAGES = 100
+EXACT_HINT = (
+    "To make starts exact, send the status callback to this provider's receiver "
+    "(recording_status_callback='https://<airflow api server>/telnyx/recording-status'), or record the call "
+    "with one both-track (dual) recording per call."
+)
+
+
+class StartJournal(Protocol):
+    """Told what a start is about to do and how each attempt ended, before anything else happens.
+
+    The start operator keeps it in Airflow's task state store, so a retry knows what an earlier try did.
+    """
+
+    def sending(self, token: str | None) -> None:  # pragma: no cover - a protocol
+        """The start is about to be sent (with this token in exact mode)."""
+
+    def refused(self, error: TelnyxApiError) -> None:  # pragma: no cover - a protocol
+        """The start got a definite no: nothing started."""
+
+    def reply_lost(self, error: TelnyxApiError) -> None:  # pragma: no cover - a protocol
+        """The start may have gone through: its reply was lost."""
 
 
 class _Decided(Exception):
@@ -52,8 +94,11 @@ class RecordingStart:
     :param call_sid: the call to record.
     :param account_sid: the account (already resolved).
     :param params: the validated start parameters.
-    :param snapshot: the SIDs of the call's recordings before the start was first sent.
-    :param adoption_wait: seconds to keep looking for a lost start's recording before sending it again.
+    :param snapshot: the SIDs of the call's recordings before the start was first sent (default mode).
+    :param adoption_wait: seconds to look for a lost start's recording before giving up on it.
+    :param exact: the receiver of an exact start; ``None`` in default mode.
+    :param journal: told of each attempt before it is sent and of how it ended.
+    :param earlier_tokens: tokens of attempts an earlier try of the same task sent (exact mode).
     """
 
     def __init__(
@@ -62,17 +107,22 @@ class RecordingStart:
         call_sid: str,
         account_sid: str,
         params: StartRecordingParams,
-        snapshot: Collection[str],
+        snapshot: Collection[str] | None,
         *,
         adoption_wait: float = DEFAULT_ADOPTION_WAIT,
+        exact: ExactStart | None = None,
+        journal: StartJournal | None = None,
+        earlier_tokens: Sequence[str] = (),
     ) -> None:
         self.hook = hook
         self.call_sid = call_sid
         self.account_sid = account_sid
         self.params = params
-        self.snapshot = frozenset(snapshot)
+        self.snapshot = frozenset(snapshot or ())
         self.adoption_wait = adoption_wait
-        self.request = api.start_call_recording(account_sid, call_sid, params)
+        self.exact = exact
+        self.journal = journal
+        self.tokens = list(earlier_tokens)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -82,106 +132,198 @@ class RecordingStart:
     def run(self) -> dict[str, Any]:
         """Send the start (again only where that is safe) and return this start's recording.
 
-        :raises TelnyxApiError: the start failed for good; a start that may have been carried out is
-            never reported as failed without saying so.
-        :raises AmbiguousStartError: several new recordings match and none can be told to be ours.
+        :raises UncertainStartError: the start may have gone through and no recording is proven its own
+            (:class:`~telnyx_provider.errors.AmbiguousStartError` when candidates were seen).
+        :raises TelnyxApiError: the start was refused (nothing started).
         """
         deadline = time.monotonic() + self.policy.budget
         failure: TelnyxApiError | None = None
-        retrying = Retrying(**self.policy.tenacity_kwargs(f"{self.request.method} {self.request.path}"))
+        token: str | None = None
+        description = f"POST {api.start_call_recording(self.account_sid, self.call_sid, self.params).path}"
         try:
-            for attempt in retrying:
+            for attempt in Retrying(**self.policy.tenacity_kwargs(description)):
                 with attempt:
-                    if failure is not None:
-                        adopted = self._after_failure(failure, deadline)
+                    if failure is not None and may_have_started(failure):
+                        adopted = self._after_lost_reply(failure, deadline)
                         if adopted is not None:
-                            return adopted
+                            return self._settle(adopted)
+                    if self.exact is not None and (failure is None or may_have_started(failure)):
+                        token = new_token()  # a refused attempt started nothing: its token is reused
                     try:
-                        return self.hook._send(self.request, api.parse_recording)
+                        recording = self._send(token)
                     except TelnyxApiError as error:
                         failure = error
                         raise
+                    self._log_adoption(recording, Evidence.REPLY, level=logging.INFO)
+                    return self._settle(recording)
         except _Decided as decided:
-            final = decided.error
-        else:  # pragma: no cover
-            raise AssertionError("unreachable: tenacity re-raises the last error")
-        raise final
+            raise decided.error from None
+        except TelnyxApiError as error:
+            if not may_have_started(error):
+                raise
+            raise self._uncertain(
+                error, "the retry policy ended before its recording was looked for"
+            ) from None
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    def _after_failure(self, failure: TelnyxApiError, deadline: float) -> dict[str, Any] | None:
-        """This start's recording after ``failure``, or ``None`` when sending the start again is safe.
+    def _send(self, token: str | None) -> dict[str, Any]:
+        params = self.params
+        if token is not None:
+            if token not in self.tokens:
+                self.tokens.append(token)
+            params = token_params(params, token)
+        if self.journal is not None:
+            self.journal.sending(token)
+        request = api.start_call_recording(self.account_sid, self.call_sid, params)
+        try:
+            return self.hook._send(request, api.parse_recording)
+        except TelnyxApiError as error:
+            if self.journal is not None:
+                (self.journal.reply_lost if may_have_started(error) else self.journal.refused)(error)
+            raise
 
-        A 429 or a connection that never opened started nothing. A lost reply (reset) or a 5xx may have:
-        the call is looked at for up to ``adoption_wait`` seconds. A timeout (ours, or a gateway's 504) may
-        still be carried out later: the start is never sent again, the call is watched until the retry
-        budget is spent.
-        """
-        if failure.status == 429 or failure.failure == "connect":
-            return None
-        still_running = failure.failure == "timeout" or failure.status == 504
-        watch_until = deadline if still_running else min(deadline, time.monotonic() + self.adoption_wait)
-        pause = self.policy.initial_wait
-        while True:
-            verdict = self._look(deadline, tolerate_errors=still_running)
-            if verdict is not None and verdict.outcome is Outcome.ADOPT:
-                return self._adopt(verdict.recording)
-            if verdict is not None and verdict.outcome is Outcome.AMBIGUOUS:
-                raise _Decided(self._ambiguous(failure, verdict))
-            remaining = watch_until - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, self.policy.max_wait)
-        if still_running:
-            raise _Decided(self._not_resent(failure))
-        log.info(
-            "No recording from the failed start on call %s after %.1f s; sending the start again.",
+    # -- after a failure that may hide a started recording -------------------------------------------
+
+    def _after_lost_reply(self, failure: TelnyxApiError, deadline: float) -> dict[str, Any] | None:
+        """This start's recording, or ``None`` when sending it again is safe (exact mode only)."""
+        later = may_still_start(failure)
+        until = deadline if later else min(deadline, time.monotonic() + self.adoption_wait)
+        if self.exact is None:
+            return self._watch_call(failure, until)
+        return self._watch_tokens(failure, until, later)
+
+    def _watch_call(self, failure: TelnyxApiError, until: float) -> dict[str, Any]:
+        seen: list[dict[str, Any]] | None = None
+        look_error: TelnyxApiError | None = None
+        for _ in self._pauses(until):
+            try:
+                seen = self._recordings(until)
+            except TelnyxApiError as error:
+                look_error = error
+                continue
+            verdict = judge(seen, self.snapshot, self.params)
+            if verdict.outcome is Outcome.ADOPT:
+                self._log_adoption(verdict.recording, Evidence.SOLE_MATCH)
+                return verdict.recording
+            if verdict.outcome is Outcome.AMBIGUOUS:
+                raise _Decided(self._ambiguous(failure, verdict.recordings))
+        if seen is None:
+            reason = f"the call's recordings could not be read ({look_error})"
+        else:
+            reason = (
+                f"nothing new matching it showed up on the call in {self.adoption_wait:g} s (recordings "
+                f"there: {describe_recordings(seen)})"
+            )
+        raise _Decided(self._uncertain(failure, reason))
+
+    def await_sightings(self, until: float) -> tuple[list[dict[str, Any]], bool]:
+        """Ask the receiver until a token's recording is found or ``until``: (found, whether it answered)."""
+        asked = False
+        for _ in self._pauses(until):
+            found, answered = self.sighted()
+            asked = asked or answered
+            if found:
+                return found, True
+        return [], asked
+
+    def _watch_tokens(self, failure: TelnyxApiError, until: float, later: bool) -> dict[str, Any] | None:
+        found, asked = self.await_sightings(until)
+        if found:
+            ours = found[-1]  # the newest attempt's: earlier ones are superseded
+            self._log_adoption(ours, Evidence.TOKEN)
+            return ours
+        if not asked:
+            raise _Decided(self._uncertain(failure, f"the receiver at {self.exact_receiver} did not answer"))
+        if later:
+            raise _Decided(self._uncertain(failure, "no callback carried its token within the retry budget"))
+        log.warning(
+            "No callback carried the token of the failed start on call %s within %.1f s; sending it again "
+            "with a new token (a late recording of the earlier attempt is recognised by its token and "
+            "stopped).",
             self.call_sid,
             self.adoption_wait,
         )
         return None
 
-    def _look(self, deadline: float, *, tolerate_errors: bool) -> Verdict | None:
-        """Read every page of the call's recordings and judge them; ``None`` if they could not be read."""
-        # The look-ups share the start's budget rather than each getting a whole one.
-        policy = self.policy.replace(budget=max(deadline - time.monotonic(), 0.001))
-        try:
-            recordings = self.hook.list_call_recordings(
-                self.call_sid, account_sid=self.account_sid, retry_policy=policy, max_pages=SNAPSHOT_MAX_PAGES
-            )
-        except TelnyxApiError:
-            if not tolerate_errors:
-                raise  # the start's own retry loop looks again before anything is sent
-            return None  # keep watching: sending the start again is not an option
-        return judge(recordings, self.snapshot, self.params)
+    @property
+    def exact_receiver(self) -> str:
+        """The receiver's base URL (exact mode)."""
+        return self.exact.receiver if self.exact is not None else "-"
 
-    def _adopt(self, recording: dict[str, Any]) -> dict[str, Any]:
-        log.warning(
-            "Adopting recording %s on call %s (status %s, track %s): it is new since the start was first "
-            "sent and matches it, and the start's reply was lost, so no second recording is started.",
+    def _pauses(self, until: float) -> Iterator[None]:
+        """Yield once per look, sleeping between looks (backoff) until ``until``; always at least once."""
+        pause = self.policy.initial_wait
+        while True:
+            yield
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, self.policy.max_wait)
+
+    def _recordings(self, until: float) -> list[dict[str, Any]]:
+        # The look-ups share the start's window rather than each getting a whole budget.
+        policy = self.policy.replace(budget=max(until - time.monotonic(), 0.001))
+        return self.hook.list_call_recordings(
+            self.call_sid, account_sid=self.account_sid, retry_policy=policy, max_pages=SNAPSHOT_MAX_PAGES
+        )
+
+    # -- exact mode: what the receiver saw -----------------------------------------------------------
+
+    def sighted(self) -> tuple[list[dict[str, Any]], bool]:
+        """The verified recordings this start's tokens name (oldest first); whether any answer came."""
+        if self.exact is None:
+            return [], False
+        return TokenSightings(self.hook, self.call_sid, self.account_sid, self.params, self.exact).found(
+            self.tokens
+        )
+
+    def _settle(self, recording: dict[str, Any]) -> dict[str, Any]:
+        """Stop what the start's other attempts created, as the receiver sees it within ``adoption_wait``.
+
+        Only after a re-send (exact mode): an earlier attempt whose callback came late is proven this start's
+        by its token, and superseded.
+        """
+        if self.exact is None or len(self.tokens) < 2:
+            return recording
+        stopped: set[str] = set()
+        for _ in self._pauses(time.monotonic() + self.adoption_wait):
+            found, _ = self.sighted()
+            for other in found:
+                sid = str(other.get("sid"))
+                if sid != recording.get("sid") and sid not in stopped:
+                    stop_superseded(self.hook, other, recording, account_sid=self.account_sid)
+                    stopped.add(sid)
+            if len(stopped) >= len(self.tokens) - 1:
+                break
+        return recording
+
+    # -- messages ------------------------------------------------------------------------------------
+
+    def _log_adoption(
+        self, recording: dict[str, Any], evidence: Evidence, level: int = logging.WARNING
+    ) -> None:
+        if evidence is Evidence.REPLY:
+            log.log(
+                level,
+                "Started recording %s on call %s (evidence: %s).",
+                recording.get("sid"),
+                self.call_sid,
+                evidence.value,
+            )
+            return
+        log.log(
+            level,
+            "Adopting recording %s on call %s (status %s): the start's reply was lost; evidence: %s. No "
+            "second recording is started.",
             recording.get("sid"),
             self.call_sid,
             recording.get("status"),
-            recording.get("track", "not reported"),
-        )
-        return recording
-
-    def _ambiguous(self, failure: TelnyxApiError, verdict: Verdict) -> AmbiguousStartError:
-        return AmbiguousStartError(
-            status=failure.status,
-            method=failure.method,
-            path=failure.path,
-            detail=f"{failure.detail or 'the reply was lost'}; new recordings matching this start on call "
-            f"{self.call_sid}: {', '.join(verdict.sids())}",
-            failure=failure.failure,
-            hint=(
-                "Several starts with the same parameters ran on this call at the same moment and this one's "
-                "reply was lost, so which recording is its own cannot be told. None was picked: check the "
-                "call's recordings and stop the ones you do not want."
-            ),
+            evidence.value,
         )
 
-    def _not_resent(self, failure: TelnyxApiError) -> TelnyxApiError:
-        return TelnyxApiError(
+    def _uncertain(self, failure: TelnyxApiError, reason: str) -> UncertainStartError:
+        return UncertainStartError(
             status=failure.status,
             method=failure.method,
             path=failure.path,
@@ -190,8 +332,31 @@ class RecordingStart:
             detail=failure.detail,
             failure=failure.failure,
             hint=(
-                f"The start timed out and no recording showed up on call {self.call_sid} within the retry "
-                "budget. It was not sent again, as the service may still carry it out: check the call's "
-                "recordings before starting another."
+                f"The start may have gone through: {reason}. It was not sent again, since that could record "
+                f"call {self.call_sid} twice. Check the call's recordings before starting another."
+                + ("" if self.exact is not None else " " + EXACT_HINT)
+            ),
+        )
+
+    def _ambiguous(
+        self, failure: TelnyxApiError, candidates: Sequence[dict[str, Any]]
+    ) -> AmbiguousStartError:
+        why = (
+            "this start records one track, and no field of Telnyx's recording list tells an inbound "
+            "recording from an outbound one"
+            if is_one_track(self.params)
+            else "several match it: another start with the same channels ran on this call"
+        )
+        return AmbiguousStartError(
+            status=failure.status,
+            method=failure.method,
+            path=failure.path,
+            detail=f"{failure.detail or 'the reply was lost'}; new recordings on call {self.call_sid} that "
+            f"could be this start's: {describe_recordings(candidates)}",
+            failure=failure.failure,
+            hint=(
+                f"The start may have gone through (its reply was lost), and which recording is its own "
+                f"cannot be told: {why}. None was adopted and nothing was sent again: check the call's "
+                f"recordings and stop the ones you do not want. {EXACT_HINT}"
             ),
         )

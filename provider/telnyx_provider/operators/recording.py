@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from telnyx_provider._compat import AirflowSensorTimeout
+from telnyx_provider._compat import AirflowFailException, AirflowSensorTimeout
 from telnyx_provider.errors import TelnyxApiError
 from telnyx_provider.links import TelnyxRecordingLink
 from telnyx_provider.operators.lifecycle import (
@@ -18,8 +18,8 @@ from telnyx_provider.operators.lifecycle import (
     ResumeCallRecordingOperator,
     StopCallRecordingOperator,
 )
-from telnyx_provider.operators.start_memory import StartMemory, StartRecord
-from telnyx_provider.params import StartRecordingParams, require_identifier
+from telnyx_provider.operators.start_memory import StartMemory, StartRecord, StoredJournal
+from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
 from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     check_literal_arguments,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from telnyx_provider.hooks.recording import RecordingHook
+    from telnyx_provider.operators.recording_retry import Restart
 
 #: Operator arguments sent as the API's recording parameters.
 RECORDING_PARAMETERS = (
@@ -67,13 +68,19 @@ class StartCallRecordingOperator(BaseOperator):
     times out (``timeout``) or the task is killed (also while deferred, on Airflow 3.3+), the recording is
     stopped rather than left running.
 
-    Retries are exact. On Airflow 3.3+ the start is kept in the task's durable state: the call's recordings
-    before the start, then the recording's SID. A retry resumes that recording if it is still going (or
-    returns it if it completed), and starts a new one if this task stopped it (timeout, kill) or it failed
-    or ended absent; a try that died between sending the start and storing the SID is covered by the stored
-    snapshot. On 3.1/3.2 a retry adopts only an active recording matching the parameters that started
-    during this DAG run.
+    Retries are exact (Airflow 3.3+). The start is kept in the task's durable state
+    (``context["task_state_store"]``), each step written before it happens: prepared, sending (with its
+    start token in exact mode), refused, reply lost, started (the SID), stop requested, stopped (confirmed
+    by the service). A retry reads the recording's actual status before acting on a note: a completed
+    recording is returned, one still going is waited for, one this task stopped (confirmed) or that failed
+    starts a new one, an unconfirmed stop is sent again first; without a SID, a start that may have gone
+    through is judged by the ownership rule only (README, *Exactly one recording per start*). Without a task
+    state store a retry cannot know what an earlier try started: it refuses rather than guess.
 
+    :param adoption_wait: seconds a start whose reply was lost looks for its own recording (default: the
+        connection extra ``adoption_wait``, else 5).
+    :param exact_start: ``None``: exact when ``recording_status_callback`` goes to this provider's receiver
+        (``.../telnyx/recording-status``); ``True``: required; ``False``: default mode.
     :param call_sid: the live call to record (``v3:...``).
     :param account_sid: the account; the connection's login when ``None``.
     :param play_beep: play a beep when the recording starts.
@@ -120,6 +127,8 @@ class StartCallRecordingOperator(BaseOperator):
         max_retries: int | None = None,
         retry_max_wait: float | None = None,
         retry_budget: float | None = None,
+        adoption_wait: float | None = None,
+        exact_start: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -141,9 +150,14 @@ class StartCallRecordingOperator(BaseOperator):
         self.not_found_grace_period = require_seconds(
             "not_found_grace_period", not_found_grace_period, allow_zero=True
         )
+        self.adoption_wait = (
+            None if adoption_wait is None else require_positive_number("adoption_wait", adoption_wait)
+        )
+        self.exact_start = exact_start
         self._recording: dict[str, Any] | None = None
         self._memory: StartMemory | None = None
         self._record: StartRecord | None = None
+        self._restart: Restart | None = None
         validate_start_arguments({name: getattr(self, name) for name in _VALIDATED})
 
     @classmethod
@@ -158,15 +172,17 @@ class StartCallRecordingOperator(BaseOperator):
         """The hook, built on first use (never at DAG-parse time)."""
         from telnyx_provider.hooks.recording import RecordingHook
 
-        return RecordingHook(telnyx_conn_id=self.telnyx_conn_id, **self.retry_overrides)
+        return RecordingHook(
+            telnyx_conn_id=self.telnyx_conn_id, adoption_wait=self.adoption_wait, **self.retry_overrides
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Start the recording (or resume the one an earlier try started) and return it, or the final one."""
+        """Start the recording (or carry on with an earlier try's); return it, or the final one."""
         params = validate_start_arguments({name: getattr(self, name) for name in _VALIDATED}, rendered=True)
         self._memory = StartMemory.of(context)
         recording, final = self._recording_of_earlier_try(context, params)
         if recording is None:
-            recording = self._start(params)
+            recording = self._start(params, self._restart or _fresh_start())
         self._announce(context, recording)
         if not self.wait_for_completion or final:
             return recording
@@ -178,45 +194,65 @@ class StartCallRecordingOperator(BaseOperator):
     ) -> tuple[dict[str, Any] | None, bool]:
         from telnyx_provider.operators import recording_retry
 
-        if self._memory is not None:
-            record = self._memory.load()
-            if record is None or record.call_sid != self.call_sid:
-                return None, False
-            self._record = record
-            resumed = recording_retry.recording_to_resume(
-                self.hook, record, params, account_sid=self.account_sid
-            )
-            if resumed is None:
-                return None, False
-            self._record = self._memory.update(
-                record, recording_sid=resumed.recording["sid"], deferred=False, stopped_by=None
-            )
-            return resumed.recording, resumed.final
-        ti, dag_run = context.get("ti"), context.get("dag_run")
-        since = getattr(dag_run, "start_date", None) or getattr(ti, "start_date", None)
-        if ti is None or getattr(ti, "try_number", 1) <= 1 or since is None:
-            return None, False
-        adopted = recording_retry.active_recording_since(
-            self.hook, self.call_sid, params, since, account_sid=self.account_sid
-        )
-        return adopted, False
-
-    def _start(self, params: StartRecordingParams) -> dict[str, Any]:
-        arguments = {name: getattr(params, name) for name in RECORDING_PARAMETERS}
+        self._restart = recording_retry.Restart()
         if self._memory is None:
-            recording = self.hook.start_call_recording(
-                self.call_sid, account_sid=self.account_sid, **arguments
+            ti = context.get("ti")
+            if ti is not None and getattr(ti, "try_number", 1) > 1:
+                raise AirflowFailException(
+                    "This is a retry of a recording start, and Airflow gives this task no task state store "
+                    "(Airflow 3.3+), so whether an earlier try started a recording cannot be known: not "
+                    "starting another (it could record the call twice)."
+                )
+            return None, False
+        record = self._memory.load()
+        if record is None or record.call_sid != self.call_sid:
+            return None, False
+        self._record = record
+        outcome = recording_retry.carry_on(
+            self.hook,
+            self._memory,
+            record,
+            params,
+            account_sid=self.account_sid,
+            exact_start=self.exact_start,
+        )
+        if isinstance(outcome, recording_retry.Restart):
+            self._restart = outcome
+            return None, False
+        self._record = self._memory.update(
+            self._memory.load() or record,
+            state="started",
+            recording_sid=outcome.recording["sid"],
+            stop_requested=None,
+            stopped_by=None,
+        )
+        return outcome.recording, outcome.final
+
+    def _start(self, params: StartRecordingParams, restart: Restart) -> dict[str, Any]:
+        from telnyx_provider.exact_start import exact_start_for
+
+        arguments = {name: getattr(params, name) for name in RECORDING_PARAMETERS}
+        start = {"account_sid": self.account_sid, "exact_start": self.exact_start, **arguments}
+        if self._memory is None:
+            return self.hook.start_call_recording(self.call_sid, **start)
+        exact = exact_start_for(params, self.exact_start, self.hook.config.receiver_url)
+        snapshot: list[str] = []
+        if exact is None:
+            snapshot = (
+                restart.snapshot
+                if restart.snapshot is not None
+                else self.hook.call_recording_sids(self.call_sid, account_sid=self.account_sid)
             )
-        else:
-            # The snapshot is stored before the start is sent: a worker that dies at any point after this
-            # line leaves its retry enough to find the recording the start created.
-            snapshot = self.hook.call_recording_sids(self.call_sid, account_sid=self.account_sid)
-            record = self._memory.save(StartRecord(call_sid=self.call_sid, snapshot=snapshot))
-            recording = self.hook.start_call_recording(
-                self.call_sid, account_sid=self.account_sid, snapshot=snapshot, **arguments
-            )
-            self._record = self._memory.update(record, recording_sid=recording["sid"])
-        self.log.info("Started recording %s on call %s.", recording.get("sid"), self.call_sid)
+        # Stored before anything is sent: a worker that dies at any point after this line leaves its retry
+        # what it needs (the snapshot, then each attempt's state and token) to find what the start did.
+        record = self._memory.save(
+            StartRecord(call_sid=self.call_sid, snapshot=list(snapshot), tokens=list(restart.tokens))
+        )
+        journal = StoredJournal(self._memory, record)
+        recording = self.hook.start_call_recording(
+            self.call_sid, snapshot=snapshot, journal=journal, start_tokens=restart.tokens, **start
+        )
+        self._record = journal.started(recording["sid"])
         return recording
 
     def _announce(self, context: Context, recording: Mapping[str, Any]) -> None:
@@ -270,9 +306,6 @@ class StartCallRecordingOperator(BaseOperator):
             stop_on_kill=True,
             **self.retry_overrides,
         )
-        # Marked only once the trigger is built: a try that fails before deferring was never deferred.
-        if self._memory is not None and self._record is not None:
-            self._record = self._memory.update(self._record, deferred=True)
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
@@ -287,9 +320,7 @@ class StartCallRecordingOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Called when the trigger fires: the final recording, or stop it and fail on a timeout."""
         self._memory = StartMemory.of(context)
-        record = self._memory.load() if self._memory is not None else None
-        if self._memory is not None and record is not None:
-            self._record = self._memory.update(record, deferred=False)
+        self._record = self._memory.load() if self._memory is not None else None
         if isinstance(event, dict) and event.get("status") == "timeout":
             self._stop(event.get("recording_sid", ""), account_sid, reason="timeout")
         return recording_from_event(event)
@@ -307,11 +338,13 @@ class StartCallRecordingOperator(BaseOperator):
     def _stop(self, recording_sid: str, account_sid: str | None, *, reason: str) -> None:
         from telnyx_provider.hooks.recording import RecordingHook
 
+        stored = self._memory is not None and self._record is not None
         if self._memory is not None and self._record is not None:
-            try:  # first, so a retry knows this recording was cut short by this task
-                self._record = self._memory.update(self._record, stopped_by=reason, deferred=False)
+            try:  # first: a retry then knows a stop was sent, and sends it again if it was not confirmed
+                self._record = self._memory.update(self._record, stop_requested=reason)
             except Exception as error:  # the store may be gone with a dying worker; the stop matters more
                 self.log.warning("Could not record the stop of recording %s: %s", recording_sid, error)
+                stored = False
         hook = self.hook
         if reason == "kill":
             hook = RecordingHook(
@@ -322,13 +355,37 @@ class StartCallRecordingOperator(BaseOperator):
                 request_timeout=KILL_STOP_TIMEOUT,
             )
         why = "the wait timed out" if reason == "timeout" else "the task was killed"
+        self._recording = None
         try:
             hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)
         except TelnyxApiError as error:
-            self.log.error("Could not stop recording %s after %s: %s", recording_sid, why, error)
+            if error.status != 422:
+                self.log.error(
+                    "Could not stop recording %s after %s: %s (not confirmed: a retry sends the stop again)",
+                    recording_sid,
+                    why,
+                    error,
+                )
+                return
+            # 422: it had ended already; nothing was stopped, and a retry reads how it ended.
+            self.log.warning("Recording %s had already ended when %s.", recording_sid, why)
+            confirmed: dict[str, str | None] = {"stop_requested": None}
         else:
             self.log.warning("Stopped recording %s on call %s because %s.", recording_sid, self.call_sid, why)
-        self._recording = None
+            confirmed = {"stop_requested": None, "stopped_by": reason}
+        if stored and self._memory is not None and self._record is not None:
+            try:
+                self._record = self._memory.update(self._record, **confirmed)
+            except Exception as error:
+                self.log.warning(
+                    "Could not record the confirmed stop of recording %s: %s", recording_sid, error
+                )
+
+
+def _fresh_start() -> Restart:
+    from telnyx_provider.operators.recording_retry import Restart
+
+    return Restart()
 
 
 #: The duration arguments, and whether each may be 0.

@@ -1,33 +1,38 @@
-"""How a retried start finds the recording an earlier try of the same task started.
+"""How a retried start carries on from what an earlier try of the same task stored.
 
-With Airflow's durable task state (3.3+), the earlier try left a :class:`StartRecord`:
-:func:`recording_to_resume` reads the recording back and decides. Without it (3.1/3.2),
-:func:`active_recording_since` applies a weaker rule. Both only read; the operator acts on the answer.
+The stored record (:mod:`telnyx_provider.operators.start_memory`) says what the earlier try knew; the
+service says what is true now. A retry reads the recording's actual status before it acts on any note:
+
+- a known recording that **completed** is returned, whatever the earlier try was doing (Airflow's
+  apache/airflow#71172 race can fail a try whose trigger had already fired success);
+- one still recording or being processed is **resumed** (waited for);
+- one this task **stopped, confirmed by the service**, or that failed, ended ``absent`` or is gone:
+  a new recording is started; a stop that was sent but never confirmed is sent again first;
+- no SID: after ``prepared`` or ``refused`` nothing started, so it starts afresh (new snapshot); after
+  ``sending`` or ``reply_lost`` a recording may exist, and only the ownership rule decides: the start's
+  tokens (exact mode) or the visible-fields rule against the stored snapshot (default mode).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pendulum
-
-from telnyx_provider.adoption import Outcome, is_active, judge, matches_start
-from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError
+from telnyx_provider.adoption import Evidence, Outcome, describe_recordings, is_active, judge
+from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
+from telnyx_provider.exact_start import exact_start_for
+from telnyx_provider.hooks.recording_start import EXACT_HINT, RecordingStart
+from telnyx_provider.hooks.start_sightings import stop_superseded
 from telnyx_provider.models import Verdict, assess_recording
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from telnyx_provider.hooks.recording import RecordingHook
-    from telnyx_provider.operators.start_memory import StartRecord
+    from telnyx_provider.operators.start_memory import StartMemory, StartRecord
     from telnyx_provider.params import StartRecordingParams
 
 log = logging.getLogger(__name__)
-
-#: Allowed gap between our clock and Telnyx's in the fallback rule (3.1/3.2 only; no store there).
-CLOCK_TOLERANCE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -38,135 +43,184 @@ class Resumed:
     final: bool
 
 
-def recording_to_resume(
+@dataclass(frozen=True)
+class Restart:
+    """Start a new recording.
+
+    :param snapshot: the snapshot to keep (after a lost reply that showed nothing: a late recording of it
+        then still counts as new), or ``None`` for a fresh one.
+    :param tokens: the earlier attempts' tokens (exact mode), so a late recording of theirs is stopped.
+    """
+
+    snapshot: list[str] | None = None
+    tokens: list[str] = field(default_factory=list)
+
+
+def carry_on(
     hook: RecordingHook,
+    memory: StartMemory,
     record: StartRecord,
     params: StartRecordingParams,
     *,
     account_sid: str | None,
-) -> Resumed | None:
-    """The earlier try's recording to carry on with, or ``None`` when a new one must be started.
+    exact_start: bool | None,
+) -> Resumed | Restart:
+    """What a retry does with an earlier try's ``record`` (see the module docstring).
 
-    - still capturing (or ended and being processed) -> resume it;
-    - completed -> return it, unless this task stopped it (its timeout or a kill) or the try that owned it
-      was killed while deferred (the trigger stops it then);
-    - stopped by this task, failed, absent, deleted or gone -> ``None``: start a new one.
-
-    A record without a recording SID comes from a try that died between sending the start and storing
-    the SID: the call's recordings are judged against the stored snapshot, so the start it sent is found.
+    :raises UncertainStartError: an earlier POST may have started a recording that cannot be proven this
+        task's.
+    :raises TelnyxApiError: an unconfirmed stop of the earlier try's recording cannot be sent now.
     """
     if record.recording_sid is None:
-        recording = _lost_in_a_crash(hook, record, params, account_sid=account_sid)
-        if recording is None:
-            return None
-    else:
-        try:
-            recording = hook.get_recording(record.recording_sid, account_sid=account_sid)
-        except TelnyxApiError as error:
-            if error.status != 404:
-                raise
-            log.warning(
-                "Recording %s of an earlier try is gone (HTTP 404); starting a new one.", record.recording_sid
-            )
-            return None
-    sid = recording.get("sid")
+        return _without_sid(hook, record, params, account_sid=account_sid, exact_start=exact_start)
+    try:
+        recording = hook.get_recording(record.recording_sid, account_sid=account_sid)
+    except TelnyxApiError as error:
+        if error.status != 404:
+            raise
+        log.warning(
+            "Recording %s of an earlier try is gone (HTTP 404); starting a new one.", record.recording_sid
+        )
+        return Restart()
+    sid = str(recording.get("sid"))
+    if record.stopped_by is None and record.stop_requested is not None:
+        record = _finish_stop(hook, memory, record, recording, account_sid=account_sid)
     if record.stopped_by is not None:
         log.warning(
-            "Recording %s was stopped by this task's earlier try (%s); starting a new recording.",
+            "Recording %s was stopped by this task's earlier try (%s; confirmed by the service); starting a "
+            "new recording.",
             sid,
             record.stopped_by,
         )
-        return None
+        return Restart()
     assessment = assess_recording(recording)
     if assessment.verdict is Verdict.FAIL:
         log.warning("%s Starting a new recording.", assessment.reason)
-        return None
-    if is_active(recording):
+        return Restart()
+    if assessment.verdict is Verdict.DONE:
         log.info(
-            "Resuming recording %s, started by an earlier try (status %s).", sid, recording.get("status")
+            "Recording %s, started by an earlier try, is %s; returning it.", sid, recording.get("status")
         )
-        return Resumed(recording, final=False)
-    if record.deferred:
-        # The owning try never came back from the triggerer: it was marked failed or cleared, and the
-        # trigger's on_kill stopped the recording. Whatever ended it, the call may still be going on.
-        log.warning(
-            "Recording %s ended while an earlier try was deferred and was interrupted; starting a new "
-            "recording if the call is still live.",
+        return Resumed(recording, final=True)
+    log.info("Resuming recording %s, started by an earlier try (status %s).", sid, recording.get("status"))
+    return Resumed(recording, final=False)
+
+
+def _finish_stop(
+    hook: RecordingHook,
+    memory: StartMemory,
+    record: StartRecord,
+    recording: dict[str, Any],
+    *,
+    account_sid: str | None,
+) -> StartRecord:
+    """Send again a stop the earlier try could not confirm; the record once the service confirmed it."""
+    sid = str(recording.get("sid"))
+    if not is_active(recording):
+        # Whether the stop or the call's end ended it cannot be told; the try that wanted it stopped
+        # gave up on it, so it stays given up.
+        log.info(
+            "The earlier try's stop of recording %s was not confirmed, but the service shows it ended (%s).",
             sid,
+            recording.get("status"),
         )
-        return None
-    final = assessment.verdict is Verdict.DONE
-    log.info("Recording %s, started by an earlier try, is %s; returning it.", sid, recording.get("status"))
-    return Resumed(recording, final=final)
+        return memory.update(record, stop_requested=None, stopped_by=record.stop_requested)
+    log.warning("The earlier try's stop of recording %s was not confirmed; sending it again first.", sid)
+    try:
+        hook.stop_call_recording(record.call_sid, sid, account_sid=account_sid)
+    except TelnyxApiError as error:
+        if error.status == 422:  # it ended meanwhile: nothing to stop
+            return memory.update(record, stop_requested=None)
+        raise TelnyxApiError(
+            status=error.status,
+            method=error.method,
+            path=error.path,
+            code=error.code,
+            detail=error.detail,
+            failure=error.failure,
+            hint=f"Recording {sid}, which this task asked to stop, is still {recording.get('status')} and "
+            "the stop could not be sent again: no new recording is started while it runs.",
+        ) from None
+    return memory.update(record, stop_requested=None, stopped_by=record.stop_requested)
 
 
-def _lost_in_a_crash(
+def _without_sid(
     hook: RecordingHook,
     record: StartRecord,
     params: StartRecordingParams,
     *,
     account_sid: str | None,
-) -> dict[str, Any] | None:
-    recordings = hook.list_call_recordings(record.call_sid, account_sid=account_sid)
+    exact_start: bool | None,
+) -> Resumed | Restart:
+    if record.state in ("prepared", "refused"):
+        log.info("The earlier try's start %s; starting afresh.", _NOTHING_STARTED[record.state])
+        return Restart()
+    account = hook.config.resolve_account_sid(account_sid)
+    if record.tokens:
+        exact = exact_start_for(
+            params, True if exact_start is None else exact_start, hook.config.receiver_url
+        )
+        start = RecordingStart(
+            hook, record.call_sid, account, params, None, exact=exact, earlier_tokens=record.tokens
+        )
+        found, answered = start.await_sightings(time.monotonic() + hook.adoption_wait)
+        if not answered:
+            raise UncertainStartError(
+                status=None,
+                method="POST",
+                path=f"call {record.call_sid}",
+                detail="an earlier try sent the start and its outcome is unknown",
+                hint=f"The receiver at {start.exact_receiver} did not answer, so whether that start "
+                "created a recording cannot be told: not starting another.",
+            )
+        if found:
+            ours = found[-1]
+            for other in found[:-1]:
+                stop_superseded(hook, other, ours, account_sid=account)
+            _log_adoption(ours, record, Evidence.TOKEN)
+            return Resumed(ours, final=False)
+        log.warning(
+            "No callback carried the tokens of the earlier try's start on call %s within %.1f s: it started "
+            "nothing; starting a new recording (a late one of the earlier try is recognised by its token).",
+            record.call_sid,
+            hook.adoption_wait,
+        )
+        return Restart(tokens=record.tokens)
+    recordings = hook.list_call_recordings(record.call_sid, account_sid=account)
     verdict = judge(recordings, record.snapshot, params)
     if verdict.outcome is Outcome.ADOPT:
-        log.warning(
-            "An earlier try sent the start but died before storing its recording: recording %s is new since "
-            "then and matches it, so it is this task's (no second recording is started).",
-            verdict.recording.get("sid"),
-        )
-        return verdict.recording
+        _log_adoption(verdict.recording, record, Evidence.SOLE_MATCH)
+        return Resumed(verdict.recording, final=False)
     if verdict.outcome is Outcome.AMBIGUOUS:
         raise AmbiguousStartError(
             status=None,
             method="POST",
             path=f"call {record.call_sid}",
-            detail="an earlier try died after sending the start; new matching recordings: "
-            + ", ".join(verdict.sids()),
-            hint="Several starts with the same parameters ran on this call: none was picked.",
+            detail="an earlier try sent the start, which may have gone through (its reply was lost); new "
+            f"recordings that could be its own: {describe_recordings(verdict.recordings)}",
+            hint="Which one (if any) is this task's cannot be told from the fields Telnyx's list has: none "
+            f"was adopted and no new recording was started. {EXACT_HINT}",
         )
-    return None
+    log.warning(
+        "The earlier try's start on call %s may have been sent, and nothing new matching it is on the call "
+        "now (recordings there: %s): starting a new recording, keeping the earlier snapshot.",
+        record.call_sid,
+        describe_recordings(recordings),
+    )
+    return Restart(snapshot=record.snapshot)
 
 
-def active_recording_since(
-    hook: RecordingHook,
-    call_sid: str,
-    params: StartRecordingParams,
-    since: datetime,
-    *,
-    account_sid: str | None,
-) -> dict[str, Any] | None:
-    """On Airflow 3.1/3.2 (no durable state): an active recording matching ``params`` started since ``since``.
+_NOTHING_STARTED = {
+    "prepared": "was never sent",
+    "refused": "was refused (nothing started)",
+}
 
-    Weaker than the stored rule: ``since`` and Telnyx's ``start_time`` come from two clocks (a tolerance of
-    :data:`CLOCK_TOLERANCE_SECONDS` is allowed), and a recording that already ended is never adopted.
-    """
-    earliest = pendulum.instance(since).subtract(seconds=CLOCK_TOLERANCE_SECONDS)
-    found = []
-    for recording in hook.list_call_recordings(call_sid, account_sid=account_sid):
-        if not (is_active(recording) and matches_start(recording, params)):
-            continue
-        try:
-            started = pendulum.parse(str(recording.get("start_time")))
-        except (ValueError, pendulum.parsing.exceptions.ParserError):
-            continue
-        if isinstance(started, pendulum.DateTime) and started >= earliest:
-            found.append(recording)
-    if len(found) > 1:
-        raise AmbiguousStartError(
-            status=None,
-            method="POST",
-            path=f"call {call_sid}",
-            detail="several active recordings match this task's start: "
-            + ", ".join(str(recording.get("sid")) for recording in found),
-            hint="On this Airflow version a retry cannot tell which one an earlier try started.",
-        )
-    if found:
-        log.warning(
-            "Adopting recording %s on call %s: it is active, matches this task's start and started during "
-            "this DAG run (an earlier try's, by the rule of Airflow versions without a task state store).",
-            found[0].get("sid"),
-            call_sid,
-        )
-        return found[0]
-    return None
+
+def _log_adoption(recording: dict[str, Any], record: StartRecord, evidence: Evidence) -> None:
+    log.warning(
+        "An earlier try sent the start and lost its outcome (%s): recording %s is this task's; evidence: %s. "
+        "No second recording is started.",
+        record.state,
+        recording.get("sid"),
+        evidence.value,
+    )

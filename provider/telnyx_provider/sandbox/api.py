@@ -124,7 +124,7 @@ class RecordingApi:
     """
 
     def __init__(
-        self, store: RecordingStore, notifier: StatusNotifier, api_key: str, *, strict_schema: bool = False
+        self, store: RecordingStore, notifier: StatusNotifier, api_key: str, *, strict_schema: bool = True
     ) -> None:
         self.store = store
         self.notifier = notifier

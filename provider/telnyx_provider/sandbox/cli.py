@@ -124,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict-schema",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="reply with exactly the fields of each route's response schema in Telnyx's spec: no 'track' on "
-        "fetched or listed recordings, no 'status' on start and update replies (default: off)",
+        "fetched or listed recordings, no 'status' on start and update replies (default: on; "
+        "--no-strict-schema for the older, fuller replies)",
     )
     parser.add_argument(
         "--date-format",

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _HANGUP = re.compile(r"/_sandbox/calls/([^/]+)/hangup")
+_STARTED = re.compile(r"/_sandbox/calls/([^/]+)/started")
 _REPLAY = re.compile(r"/_sandbox/recordings/([^/]+)/callbacks/replay")
 
 
@@ -46,6 +47,9 @@ class Controls(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Return the counters."""
+
+    def started_on(self, call_sid: str) -> list[dict[str, Any]]:
+        """What was started on a call (the service's own side)."""
 
     def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
         """Change fault injection."""
@@ -180,7 +184,9 @@ def handle_control(
 
     Routes: ``POST /_sandbox/calls`` (JSON or form ``hangup_after``, ``silent``, ``transcribe``,
     ``audio_seconds``) → 201 ``{"call_sid"}``;
-    ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/stats``; ``POST /_sandbox/faults``
+    ``POST /_sandbox/calls/{call_sid}/hangup``; ``GET /_sandbox/calls/{call_sid}/started`` →
+    ``{"started": [{"sid", "track", "channels", "callback_url"}]}``; ``GET /_sandbox/stats``;
+    ``POST /_sandbox/faults``
     (``{"fault_rate", "faults"}``); ``POST /_sandbox/inject`` (``{"route", "kind", "count", "call_sid"}``) →
     ``{"injections_pending"}``; ``POST /_sandbox/inject_media`` (``{"kind", "count"}``) →
     ``{"media_injections_pending"}``; ``POST /_sandbox/history`` (``{"days", "per_day", "audio_seconds",
@@ -219,6 +225,8 @@ def _route(controls: Controls, method: str, path: str, body: bytes, content_type
         call_sid = unquote(hangup.group(1))
         controls.hangup(call_sid)
         return json_reply({"call_sid": call_sid, "status": "completed"})
+    if (started := _STARTED.fullmatch(path)) is not None and method == "GET":
+        return json_reply({"started": controls.started_on(unquote(started.group(1)))})
     if path == "/_sandbox/faults" and method == "POST":
         rate, faults = _fault_options(_options(body, content_type))
         controls.set_faults(rate, faults)

@@ -55,6 +55,7 @@ class Registry:
         self._calls: dict[str, Call] = {}
         self._recordings: dict[str, Recording] = {}
         self._starts: Counter[str] = Counter()
+        self._all_started: dict[str, list[Recording]] = {}  # per call, deleted recordings included
 
     def _check_account(self, account_sid: str) -> None:
         if account_sid != self.account_sid:

@@ -65,8 +65,8 @@ class Sandbox:
     :param media_bytes_per_second: send media no faster than this (None: at once).
     :param strict_schema: every reply has exactly the fields of its response schema in Telnyx's spec:
         start and update replies carry ``track`` but no ``status``; fetched and listed recordings carry
-        ``status`` but no ``track`` (see ``telnyx_provider.sandbox.schema``). Off: the sandbox's fuller
-        replies, with ``track`` and ``status`` everywhere.
+        ``status`` but no ``track`` (see ``telnyx_provider.sandbox.schema``). On by default; off: the
+        sandbox's older, fuller replies, with ``track`` and ``status`` everywhere (no real reply looks so).
     :param date_format: how dates are written: ``rfc2822`` (``Fri, 11 Aug 2023 19:12:11 +0000``, as Telnyx's
         documented examples) or ``iso8601`` (``2023-08-11T19:12:11Z``, the spec's ``date-time``).
     """
@@ -93,7 +93,7 @@ class Sandbox:
         media_framing: str = "length",
         media_format: str = "wav",
         media_bytes_per_second: float | None = None,
-        strict_schema: bool = False,
+        strict_schema: bool = True,
         date_format: str = "rfc2822",
     ) -> None:
         self.host = host
@@ -259,6 +259,18 @@ class Sandbox:
         """
         for recording_sid in self._store.hangup(call_sid):
             self._notifier.watch(recording_sid)
+
+    def started_on(self, call_sid: str) -> list[dict[str, Any]]:
+        """What the sandbox started on a call, as it knows it: ``{"sid", "track", "channels",
+        "callback_url"}`` per recording, oldest first, deleted ones included.
+
+        Telnyx's fetch and list replies carry no ``track``: this is the service's own side, for tests and
+        benchmarks that judge what a client did (also ``GET /_sandbox/calls/{call_sid}/started``).
+
+        :param call_sid: the call.
+        :raises telnyx_provider.sandbox.errors.ApiError: 404 for an unknown call.
+        """
+        return self._store.started_on(call_sid)
 
     def set_faults(self, fault_rate: float, faults: Sequence[str] | None = None) -> None:
         """Change fault injection while running.

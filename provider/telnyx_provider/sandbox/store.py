@@ -57,6 +57,7 @@ class RecordingStore(TranscriptionsMixin):
             if call.transcribe:
                 rec.transcription_sid = str(uuid.uuid4())
             self._recordings[rec.sid] = rec
+            self._all_started.setdefault(call_sid, []).append(rec)
             call.recording_sids.append(rec.sid)
             self._starts[call_sid] += 1
             snap = rec.snapshot(now, self.processing_delay)
@@ -158,6 +159,25 @@ class RecordingStore(TranscriptionsMixin):
         items = [self._json(rec, snap, True, now) for rec, snap in snaps]
         base = f"{ACCOUNTS_PREFIX}{account_sid}/Calls/{call_sid}/Recordings.json"
         return page_json(items, total, paging.page, paging.page_size, base, extra_query)
+
+    def started_on(self, call_sid: str) -> list[dict[str, Any]]:
+        """What the sandbox started on a call, as it knows it (not as any reply shows it): the test's truth.
+
+        :return: ``{"sid", "track", "channels", "callback_url"}`` per recording, oldest first, deleted ones
+            included (a start that happened stays counted).
+        :raises ApiError: 404 for an unknown call.
+        """
+        with self._lock:
+            self._call(call_sid)
+            return [
+                {
+                    "sid": rec.sid,
+                    "track": rec.params.track,
+                    "channels": rec.params.channels,
+                    "callback_url": rec.params.callback_url,
+                }
+                for rec in self._all_started.get(call_sid, ())
+            ]
 
     def final_due(self, recording_sid: str) -> float | None:
         """Return when a recording that has a status callback URL reaches its final state.
