@@ -224,3 +224,54 @@ def test_folders_created_on_the_way_are_the_owners_only_whatever_the_umask(
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755  # what existed is left as it was
     assert stat.S_IMODE((existing / "2026" / "12" / f"{RECORDING_SID}.wav").stat().st_mode) == 0o600
+
+
+def test_a_destination_that_is_a_symlink_is_replaced_never_written_through(
+    telnyx_conn, requests_mock, tmp_path
+):
+    victim = tmp_path / "elsewhere" / "victim.wav"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not to be touched")
+    dst = tmp_path / "calls" / "one.wav"
+    dst.parent.mkdir()
+    dst.symlink_to(victim)
+
+    requests_mock.get(GET_URL, json=recording())
+    requests_mock.get(MEDIA_URL, body=io.BytesIO(AUDIO), headers={"Content-Length": str(len(AUDIO))})
+    with pytest.raises(RecordingStorageError, match="already exists"):
+        RecordingHook(retry_policy=NO_RETRY).download_recording(RECORDING_SID, str(dst))
+    assert requests_mock.call_count == 0  # refused before any request
+
+    RecordingHook(retry_policy=NO_RETRY).download_recording(RECORDING_SID, str(dst), overwrite=True)
+
+    assert victim.read_bytes() == b"not to be touched"
+    assert not dst.is_symlink()  # the link itself was replaced, atomically
+    assert dst.read_bytes() == AUDIO
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o600
+
+
+def test_a_partial_file_planted_as_a_symlink_is_never_written_through(telnyx_conn, requests_mock, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not to be touched")
+    (tmp_path / f".{RECORDING_SID}.wav.part").symlink_to(victim)
+
+    with pytest.raises(OSError, match="symbolic links"):
+        stored_locally(requests_mock, f"{tmp_path}/")
+
+    assert victim.read_bytes() == b"not to be touched"
+    assert not (tmp_path / f"{RECORDING_SID}.wav").exists()
+
+
+def test_a_longer_leftover_of_another_recording_is_emptied_before_it_is_reused(
+    telnyx_conn, requests_mock, tmp_path
+):
+    """dst names one file for whichever recording a run stores: a killed run's partial file, longer than
+    this recording, must not leave its tail behind."""
+    leftover = tmp_path / ".latest.wav.part"
+    leftover.write_bytes(b"\x7f" * (len(AUDIO) * 2))
+
+    result = stored_locally(requests_mock, f"{tmp_path}/latest.wav")
+
+    assert (tmp_path / "latest.wav").read_bytes() == AUDIO
+    assert result["size"] == len(AUDIO)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["latest.wav"]
