@@ -301,3 +301,98 @@ def test_a_media_server_trickling_a_byte_at_a_time_ends_the_attempt_as_a_stall(
     assert "bytes in the last" in str(download.error)  # says it stalled, and how slowly
     assert server.count(MEDIA_PATH) == 2  # the stall is retried like any timeout, within max_retries
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the length proof, byte for byte (held; kept as a table) -------------------------------------------------
+
+
+def chunked(data: bytes, size: int = 1000, *, last: bool = True) -> bytes:
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    body = b"".join(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces)
+    return body + (b"0\r\n\r\n" if last else b"")
+
+
+def riff(data: bytes, riff_size: int | None = None, data_size: int | None = None) -> bytes:
+    """``data`` (a WAV) with its RIFF and ``data`` chunk sizes rewritten."""
+    out = bytearray(data)
+    if riff_size is not None:
+        out[4:8] = riff_size.to_bytes(4, "little")
+    if data_size is not None:
+        out[40:44] = data_size.to_bytes(4, "little")
+    return bytes(out)
+
+
+WAV = wav_bytes(2)
+WAV_WITH_LIST = riff(WAV + b"LIST\x04\x00\x00\x00abcd", riff_size=len(WAV) + 12 - 8)
+H = {"Content-Type": "audio/wav"}
+LENGTH_TABLE = {
+    "content-length-larger-than-body": (
+        http_reply(200, {**H, "Content-Length": str(len(WAV) + 100)}, WAV),
+        None,
+    ),
+    "content-length-smaller-than-body": (
+        http_reply(200, {**H, "Content-Length": str(len(WAV) - 100)}, WAV),
+        None,
+    ),
+    "chunked-closed-at-a-chunk-boundary": (
+        http_reply(200, {**H, "Transfer-Encoding": "chunked"}) + chunked(WAV[:16000], last=False),
+        None,
+    ),
+    "chunked-whole": (http_reply(200, {**H, "Transfer-Encoding": "chunked"}) + chunked(WAV), WAV),
+    "chunked-and-content-length": (
+        http_reply(200, {**H, "Transfer-Encoding": "chunked", "Content-Length": "9"}) + chunked(WAV),
+        WAV,
+    ),
+    "http10-keep-alive-whole": (http_reply(200, {**H, "Connection": "keep-alive"}, WAV, "HTTP/1.0"), WAV),
+    "http10-keep-alive-cut": (
+        http_reply(200, {**H, "Connection": "keep-alive"}, WAV[:5000], "HTTP/1.0"),
+        None,
+    ),
+    "unframed-riff-says-the-cut-size": (http_reply(200, H, riff(WAV[:16000], riff_size=16000 - 8)), None),
+    "unframed-streaming-wav": (http_reply(200, H, riff(WAV, 0xFFFFFFFF, 0xFFFFFFFF)), None),
+    "unframed-data-size-streaming": (http_reply(200, H, riff(WAV, data_size=0xFFFFFFFF)), None),
+    "unframed-list-after-data-whole": (http_reply(200, H, WAV_WITH_LIST), WAV_WITH_LIST),
+    "unframed-list-after-data-cut": (http_reply(200, H, WAV_WITH_LIST[:-3]), None),
+    "framed-streaming-wav": (
+        http_reply(200, {**H, "Content-Length": str(len(WAV))}, riff(WAV, 0xFFFFFFFF)),
+        riff(WAV, 0xFFFFFFFF),
+    ),
+    "duplicate-content-lengths": (
+        http_reply(200, {**H, "Content-Length": str(len(WAV))})[:-2]
+        + f"Content-Length: {len(WAV) // 2}\r\n\r\n".encode()
+        + WAV,
+        None,
+    ),
+    "empty-200": (http_reply(200, {**H, "Content-Length": "0"}), None),
+    "rf64-unframed": (http_reply(200, H, b"RF64" + WAV[4:]), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LENGTH_TABLE))
+def test_the_length_proof_table(server, tmp_path, case):
+    """Stored exactly as the whole audio, or refused with nothing written: never a cut copy stored."""
+    reply, whole = LENGTH_TABLE[case]
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    server.script(MEDIA_PATH, [reply])
+
+    if whole is None:
+        with pytest.raises((RecordingIncompleteError, TelnyxApiError)):
+            download(tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    else:
+        stored = download(tmp_path)
+        assert (tmp_path / f"{RECORDING_SID}.wav").read_bytes() == whole
+        assert stored["size"] == len(whole)
+
+
+def test_a_server_that_always_cuts_at_99_percent_is_given_up_after_max_retries(server, tmp_path, monkeypatch):
+    use_read_timeout(server, monkeypatch, 5, retries=2)
+    hand_out(server, "{origin}" + MEDIA_PATH)
+    almost = len(WAV) * 99 // 100
+    server.script(MEDIA_PATH, [http_reply(200, {**H, "Content-Length": str(len(WAV))}, WAV[:almost])])
+
+    with pytest.raises(TelnyxApiError, match=f"cut after {almost} bytes"):
+        RecordingHook().download_recording(RECORDING_SID, f"{tmp_path}/")
+
+    assert server.count(MEDIA_PATH) == 3
+    assert list(tmp_path.iterdir()) == []
