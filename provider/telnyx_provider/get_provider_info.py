@@ -120,7 +120,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "name": "telnyx_callbacks",
                 "plugin-class": "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin",
-            }
+            },
+            {
+                "name": "telnyx_kills",
+                "plugin-class": "telnyx_provider.plugins.kill_listener.TelnyxKillsPlugin",
+            },
         ],
         "config": {"telnyx": TELNYX_CONFIG},
         "transfers": [

@@ -362,7 +362,8 @@ class Sandbox:
 
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
-        ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
+        ``updates_per_recording`` (pauses, resumes and stops), ``starts_per_call``, ``connections_accepted``,
+        ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
         ``faults``, ``injections_pending``, ``media_requests``, ``media_requests_with_auth``,
         ``media_faults_injected``, ``media_injections_pending``, ``callbacks_by_recording`` and

@@ -121,39 +121,20 @@ class RecordingCompletedTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def on_kill(self) -> None:
-        """Stop the recording when a user kills the deferred task and this wait owns it (Airflow 3.3+).
+        """Stop the recording when a user ended the deferred task and this wait owns it (Airflow 3.3+).
 
-        Runs after :meth:`run` was cancelled. The stop has a short retry budget of its own
+        Runs after :meth:`run` was cancelled. Airflow also calls it when the trigger moved to another
+        triggerer or the task resumed on another triggerer's event: the wait then asks Airflow for its
+        task's state and stops the recording only if the task ended (see
+        :mod:`telnyx_provider.triggers.recording_kill`). The stop has a short retry budget of its own
         (:data:`KILL_STOP_BUDGET`); a failure is logged, never raised.
         """
         if not (self.stop_on_kill and self.call_sid):
             log.info("Wait for recording %s killed; the recording is left as it is.", self.recording_sid)
             return
-        from telnyx_provider.hooks.recording_async import shared_client
+        from telnyx_provider.triggers.recording_kill import run_shielded
 
-        try:
-            async with shared_client(self.telnyx_conn_id) as client:
-                policy = self._policy(client)
-                policy = policy.replace(
-                    budget=min(policy.budget, KILL_STOP_BUDGET),
-                    max_wait=min(policy.max_wait, KILL_STOP_MAX_WAIT),
-                )
-                await client.stop_call_recording(
-                    self.call_sid, self.recording_sid, account_sid=self.account_sid, retry_policy=policy
-                )
-        except Exception as error:  # on_kill must never raise: say what happened instead
-            log.error(
-                "Could not stop recording %s on call %s after its wait was killed: %s",
-                self.recording_sid,
-                self.call_sid,
-                error,
-            )
-        else:
-            log.warning(
-                "Stopped recording %s on call %s because its wait was killed.",
-                self.recording_sid,
-                self.call_sid,
-            )
+        await run_shielded(self)
 
     async def _wait(self) -> dict[str, Any]:
         # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
