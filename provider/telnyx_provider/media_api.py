@@ -47,6 +47,8 @@ _HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_.])?")
 #: Refusals that mean "no usable link" rather than "an unsafe one".
 _NOT_A_LINK = ("it is not a URL", "it is not an http(s) link", "it has no host")
 MAX_LINK_LENGTH = 16384
+#: Query values shorter than this are not cut out of messages on their own (the whole query always is).
+_SHORTEST_REDACTED = 8
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class MediaRequest:
     :param host: the link's host, for messages.
     :param headers: the headers to send (``Authorization`` only towards the API's own origin).
     :param origin: where the request goes, as the HTTP library reads the link.
+    :param sent_url: the link as the HTTP library prepared and sent it (it re-encodes some characters, and
+        its errors quote that form); redacted from messages like :attr:`url`.
     """
 
     url: str = field(repr=False)
@@ -139,6 +143,12 @@ class MediaRequest:
     host: str
     headers: dict[str, str] = field(repr=False)
     origin: Origin | None = None
+    sent_url: str | None = field(default=None, repr=False)
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """The forms of the link that must never show: as handed out, and as sent."""
+        return (self.url,) if self.sent_url is None else (self.url, self.sent_url)
 
     @property
     def carries_key(self) -> bool:
@@ -183,7 +193,8 @@ def media_request(
             ) from None
         raise refused(recording_sid, f"the media link was refused before any request: {refusal}") from None
     assert isinstance(media_url, str)
-    headers = {"Accept": "audio/*, */*;q=0.1", "User-Agent": USER_AGENT}
+    # identity: Content-Length then counts the audio itself (a gzip reply is decoded and its end proven).
+    headers = {"Accept": "audio/*, */*;q=0.1", "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
     if key_allowed and origin == api_origin(base_url):
         headers["Authorization"] = f"Bearer {api_key}"
     host = f"[{origin.host}]" if ":" in origin.host else origin.host
@@ -289,8 +300,8 @@ def media_error(
         method=error.method,
         path=error.path,
         code=error.code,
-        title=None if error.title is None else redact_link(error.title, request.url),
-        detail=None if error.detail is None else redact_link(error.detail, request.url),
+        title=None if error.title is None else redact_link(error.title, *request.links),
+        detail=None if error.detail is None else redact_link(error.detail, *request.links),
         hint="The media link expired or was refused even after fetching the recording again; links are "
         "short-lived (treat them as valid for 10 minutes)."
         if expired
@@ -301,15 +312,23 @@ def media_error(
 
 def media_failure(request: MediaRequest, failure: str, detail: str) -> TelnyxApiError:
     """The error of a media GET that got no (complete) reply; the transport's text is cleared of the link."""
-    return no_reply(request.describe(), failure, redact_link(detail, request.url))
+    return no_reply(request.describe(), failure, redact_link(detail, *request.links))
 
 
-def redact_link(text: str, url: str) -> str:
-    """``text`` with the link, its path and query, and any long query value replaced by ``***``."""
-    parts = urlsplit(url)
-    pieces = [url, parts.path + ("?" + parts.query if parts.query else ""), parts.query]
-    pieces += [value for values in parse_qs(parts.query).values() for value in values if len(value) >= 8]
-    for piece in sorted((piece for piece in pieces if piece), key=len, reverse=True):
+def redact_link(text: str, *urls: str) -> str:
+    """``text`` with each link, its path and query, and any long query value replaced by ``***``.
+
+    Query values are cut out both as written in the link (percent-encoded: an error body echoing the
+    request, such as S3's canonical request, quotes them so) and decoded.
+    """
+    pieces: set[str] = set()
+    for url in urls:
+        parts = urlsplit(url)
+        pieces |= {url, parts.path + ("?" + parts.query if parts.query else ""), parts.query}
+        values = [pair.partition("=")[2] for pair in parts.query.split("&")]
+        values += [value for found in parse_qs(parts.query).values() for value in found]
+        pieces |= {value for value in values if len(value) >= _SHORTEST_REDACTED}
+    for piece in sorted(pieces - {""}, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
 
