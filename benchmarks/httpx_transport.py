@@ -18,6 +18,7 @@ import httpx
 
 from telnyx_provider.errors import TelnyxApiError, transport_detail
 from telnyx_provider.hooks import recording_async
+from telnyx_provider.hooks.rate_gate import RateGate
 
 if TYPE_CHECKING:
     from telnyx_provider.api import ApiRequest
@@ -37,29 +38,46 @@ class HttpxSlots:
         self._extensions = {"timeout": timeout.as_dict()}
         self.is_closed = False
 
-    async def exchange(self, request: ApiRequest, config: TelnyxConnectionConfig) -> tuple[int, Any, bytes]:
+    async def exchange(
+        self,
+        request: ApiRequest,
+        config: TelnyxConnectionConfig,
+        gate: RateGate | None = None,
+        limit: float | None = None,
+    ) -> tuple[int, Any, bytes]:
         async with self._free:
-            outgoing = httpx.Request(
-                request.method,
-                config.url(request.path),
-                params=request.query or None,
-                headers=request.headers(config.api_key),
-                content=request.body(),
-                extensions=self._extensions,
-            )
-            transport = self._idle.pop()
+            probe = await gate.enter(limit) if gate is not None else False
             try:
-                response = await transport.handle_async_request(outgoing)
-                try:
-                    body = await response.aread()
-                finally:
-                    await response.aclose()
-            except httpx.TransportError as error:
-                raise TelnyxApiError(
-                    status=None, method=request.method, path=request.path, detail=transport_detail(error)
-                ) from None
+                status, headers, body = await self._send(request, config)
+                if gate is not None:
+                    gate.observe(status, headers)
             finally:
-                self._idle.append(transport)
+                if gate is not None:
+                    gate.leave(probe)
+        return status, headers, body
+
+    async def _send(self, request: ApiRequest, config: TelnyxConnectionConfig) -> tuple[int, Any, bytes]:
+        outgoing = httpx.Request(
+            request.method,
+            config.url(request.path),
+            params=request.query or None,
+            headers=request.headers(config.api_key),
+            content=request.body(),
+            extensions=self._extensions,
+        )
+        transport = self._idle.pop()
+        try:
+            response = await transport.handle_async_request(outgoing)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TransportError as error:
+            raise TelnyxApiError(
+                status=None, method=request.method, path=request.path, detail=transport_detail(error)
+            ) from None
+        finally:
+            self._idle.append(transport)
         return response.status_code, response.headers, body
 
     async def aclose(self) -> None:
@@ -74,6 +92,7 @@ class HttpxRecordingClient(recording_async.AsyncRecordingClient):
     def __init__(self, config: TelnyxConnectionConfig, retry_policy: Any = None) -> None:
         self.config = config
         self.retry_policy = retry_policy or config.retry_policy()
+        self.rate_gate = RateGate()
         self._client = HttpxSlots(config)  # type: ignore[assignment]
 
 

@@ -47,9 +47,11 @@ class SandboxProcess:
         self.public_key = info.get("public_key")  # the key that verifies its signed callbacks, if it signs
         self.origin = self.base_url.removesuffix("/v2")
 
-    def conn_json(self) -> str:
-        """The ``telnyx`` connection, without extra (what ``Sandbox.airflow_conn_json()`` gives)."""
-        fields = {"host": self.base_url, "login": self.account_sid, "password": self.api_key}
+    def conn_json(self, extra: dict[str, Any] | None = None) -> str:
+        """The ``telnyx`` connection (what ``Sandbox.airflow_conn_json()`` gives, with ``extra`` if given)."""
+        fields: dict[str, Any] = {"host": self.base_url, "login": self.account_sid, "password": self.api_key}
+        if extra:
+            fields["extra"] = extra
         return json.dumps({"conn_type": "telnyx", **fields})
 
     def http_conn_json(self) -> str:

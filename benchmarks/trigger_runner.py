@@ -32,12 +32,17 @@ import os
 import ssl
 import sys
 import time
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 PROCESS = psutil.Process()
 RSS_SAMPLE_SECONDS = 0.05
+MB = 1024 * 1024
+TRACE_DEPTH = 30  # frames kept per allocation with tracemalloc
+TRACE_SHOWN = 14  # frames printed per traceback
 # The protocol keeps the real stdout; anything else printed there (Airflow logs to stdout) goes to stderr.
 _PROTOCOL = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
@@ -87,6 +92,12 @@ def _prepare(kind: str) -> list[int]:
     else:
         importlib.import_module("telnyx_provider.hooks.recording_async")
         importlib.import_module("telnyx_provider.triggers.recording")
+        importlib.import_module("telnyx_provider.triggers.shared_polls")
+        from airflow.sdk import BaseHook
+
+        # A triggerer has looked a connection up long before: the first lookup loads the secrets backends
+        # (~0.1 s, and seconds under tracemalloc, blocking the loop), a one-time cost kept out of the figures.
+        asyncio.run(BaseHook.aget_connection("telnyx_default"))
     if kind == "telnyx-httpx":
         import httpx
 
@@ -100,13 +111,23 @@ def _prepare(kind: str) -> list[int]:
 
 
 async def _sample_rss(peak: list[int], stop: asyncio.Event) -> None:
+    began, timeline = time.monotonic(), os.environ.get("TRIGGER_RUNNER_RSS_TIMELINE")  # for digging
     while not stop.is_set():
-        peak[0] = max(peak[0], PROCESS.memory_info().rss)
+        rss = PROCESS.memory_info().rss
+        if timeline and rss > peak[0]:
+            print(f"rss {time.monotonic() - began:7.3f} s {rss / MB:8.2f} MB", file=sys.stderr)
+        peak[0] = max(peak[0], rss)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), RSS_SAMPLE_SECONDS)
 
 
-async def _run_triggers(triggers: list[Any], timeout: float, peak: list[int]) -> list[list[Any]]:
+async def _run_triggers(
+    triggers: list[Any],
+    timeout: float,
+    peak: list[int],
+    snapshot_after: float | None = None,
+    snapshots: list[Any] | None = None,
+) -> list[list[Any]]:
     events: list[list[Any]] = []
 
     async def one(index: int, trigger: Any) -> None:
@@ -118,6 +139,9 @@ async def _run_triggers(triggers: list[Any], timeout: float, peak: list[int]) ->
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample_rss(peak, stop))
     tasks = [asyncio.create_task(one(index, trigger)) for index, trigger in enumerate(triggers)]
+    if snapshot_after is not None:  # tracemalloc: the heap while every trigger is waiting
+        await asyncio.sleep(snapshot_after)
+        snapshots.append(tracemalloc.take_snapshot())
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()
@@ -138,6 +162,11 @@ def run_waits(kind: str) -> None:
     header = json.loads(sys.stdin.readline())
     peak = [rss_base]
     cpu_0, system_0 = _cpu_seconds(), _system_seconds()
+    trace = header.get("tracemalloc")  # {"after": s, "path": file}: where the memory of the waits goes
+    snapshots: list[Any] = []
+    if trace:
+        tracemalloc.start(TRACE_DEPTH)
+        snapshots.append(tracemalloc.take_snapshot())
     t_go = time.time()
     triggers = []
     for _ in range(header["count"]):  # one serialized trigger a line, rebuilt as it is read
@@ -152,7 +181,13 @@ def run_waits(kind: str) -> None:
             events = asyncio.run(_run_triggers(triggers, header["timeout"], peak))
         profiler.dump_stats(profile_path)
     else:
-        events = asyncio.run(_run_triggers(triggers, header["timeout"], peak))
+        after = trace["after"] if trace else None
+        events = asyncio.run(_run_triggers(triggers, header["timeout"], peak, after, snapshots))
+    if trace:
+        peak_traced = tracemalloc.get_traced_memory()[1]
+        snapshots.append(tracemalloc.take_snapshot())  # every trigger has fired: what is still held
+        tracemalloc.stop()
+        _write_trace(snapshots, trace["path"], len(triggers), peak_traced)
     t_end = time.time()
     cpu_s, system_s = _cpu_seconds() - cpu_0, _system_seconds() - system_0
     rss_end = PROCESS.memory_info().rss
@@ -173,6 +208,35 @@ def run_waits(kind: str) -> None:
             "client_requests": counter[0] - requests_before,
         }
     )
+
+
+def _write_trace(snapshots: list[Any], path: str, waits: int, peak: int) -> None:
+    """Where the memory of the waits goes: snapshots while they wait and after they fired, each compared
+    with the one taken before they were built, by file and by traceback."""
+    ignored = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")]
+    base, *later = (snapshot.filter_traces(ignored) for snapshot in snapshots)
+    labels = ["while the triggers wait", "after every trigger fired"][-len(later) :]
+    lines = [f"tracemalloc, {waits} waits: peak traced {peak / MB:.2f} MB", ""]
+    for label, snapshot in zip(labels, later, strict=True):
+        by_file = snapshot.compare_to(base, "filename")
+        total = sum(stat.size_diff for stat in by_file)
+        lines.append(f"== {label}: {total / MB:+.2f} MB traced ({total / waits:.0f} B per wait)")
+        lines.append("By file (top 12):")
+        lines += [
+            f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0].filename}"
+            for stat in by_file[:12]
+        ]
+        lines.append("By line (top 15):")
+        lines += [
+            f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}"
+            for stat in snapshot.compare_to(base, "lineno")[:15]
+        ]
+        lines.append("By traceback (top 8, innermost frame last):")
+        for stat in snapshot.compare_to(base, "traceback")[:8]:
+            lines.append(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+            lines += [f"      {frame.filename}:{frame.lineno}" for frame in stat.traceback[-TRACE_SHOWN:]]
+        lines.append("")
+    Path(path).write_text("\n".join(lines))
 
 
 BURST_VARIANTS = {
@@ -249,7 +313,9 @@ def run_pool() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kind", choices=["telnyx", "telnyx-httpx", "http", "pool"], required=True)
+    parser.add_argument(
+        "--kind", choices=["telnyx", "telnyx-own", "telnyx-httpx", "http", "pool"], required=True
+    )
     args = parser.parse_args()
     if args.kind == "pool":
         run_pool()

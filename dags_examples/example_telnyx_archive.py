@@ -6,8 +6,8 @@ ended (``[data_interval_start, data_interval_end)`` of a ``CronDataIntervalTimet
 ``ObjectStoragePath`` URL: ``file:///...``, ``s3://...``, ``gs://...``; give the archive a ``dest_conn_id``
 for a bucket's credentials), laid out as ``{YYYY}/{MM}/{DD}/{call_sid}/{recording_sid}.wav``, with a manifest
 per day in ``_manifests/``. Then the retention task deletes from Telnyx the recordings older than
-``params.keep_for`` that a manifest proves archived (their copy still there with the manifest's size);
-nothing unarchived is ever deleted.
+``params.keep_for`` that a manifest proves archived (their copy still there, read back with the manifest's
+size and SHA-256); nothing unarchived is ever deleted.
 
 ``catchup=True`` with a start date in the past backfills the days before the DAG existed: unpause it (it is
 created paused, so that happens when you decide) or run ``airflow backfill create --dag-id
@@ -16,9 +16,13 @@ again downloads nothing that is already stored with the same size and SHA-256. R
 when their day is archived are named in the log and the manifest, and archived by a re-run of that day
 (clear the task) once final. The manifests' Asset (``telnyx_archive_manifests``) gets one event per day.
 
+Each day is listed only ``settle`` (10 minutes) after its end, so recordings Telnyx lists a little late are in
+its manifest: the archive task defers until then (a catchup run of a past day does not wait).
+
 Settings (read at parse time from the environment, so parsing looks nothing up): ``TELNYX_ARCHIVE_START``
-(the first day to archive, ISO 8601; default 2026-01-01), ``TELNYX_ARCHIVE_DST`` (the default destination)
-and ``TELNYX_ARCHIVE_KEEP_FOR`` (the default retention period).
+(the first day to archive, ISO 8601; default 2026-01-01), ``TELNYX_ARCHIVE_DST`` (the default destination),
+``TELNYX_ARCHIVE_KEEP_FOR`` (the default retention period) and ``TELNYX_ARCHIVE_SETTLE`` (seconds; default
+600).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ FIRST_DAY = pendulum.instance(
 )
 DESTINATION = os.environ.get("TELNYX_ARCHIVE_DST", "file:///tmp/telnyx-archive/")
 KEEP_FOR = os.environ.get("TELNYX_ARCHIVE_KEEP_FOR", "P90D")
+#: Seconds after a day's end before it is listed (Telnyx's list lag and clock skew).
+SETTLE = float(os.environ.get("TELNYX_ARCHIVE_SETTLE", "600"))
 #: One event per archived day; its extra is the archive's result (manifest URL, counts, bytes).
 ARCHIVE_MANIFESTS = Asset(name="telnyx_archive_manifests", uri="telnyx://archive-manifests")
 
@@ -79,6 +85,8 @@ def example_telnyx_archive() -> None:
         task_id="archive_recordings",
         dst="{{ params.destination }}",
         max_active_downloads=4,
+        settle=SETTLE,  # list the day 10 minutes after it ends, deferred
+        deferrable=True,
         not_final="skip",
         outlets=[ARCHIVE_MANIFESTS],
     )

@@ -2,7 +2,8 @@
 
 Airflow reads its configuration when first imported, so the environment is set here, before any test
 module imports it: a throw-away AIRFLOW_HOME with a SQLite database, the example DAGs as the DAGs
-folder, and unit-test mode (no "outside of the Task Runner" warnings).
+folder, and unit-test mode (no "outside of the Task Runner" warnings). Each process gets its own home and
+database, so every pytest-xdist worker (``make unit`` runs two) has a metadata database of its own.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -27,7 +28,7 @@ from telnyx_provider.params import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from datetime import date, datetime
+    from datetime import date
 
 T = TypeVar("T")
 
@@ -178,11 +179,12 @@ def _check_whole(**values: tuple[int | None, int]) -> None:
 def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]], bool]:
     """The ``DateCreated>=`` filter on our side: whether a recording was created at or after ``value``.
 
-    A date means its midnight UTC. A recording whose ``date_created`` cannot be read is kept (the
-    service applied the filter too).
+    A date means its midnight UTC. The bound is exact (the filter sent is cut to the second: a superset);
+    ``date_created`` has whole seconds, so a recording of the second holding a bound with a fraction
+    belongs before it, on both sides of the bound alike. A recording whose ``date_created`` cannot be read
+    is kept (the service applied the filter too).
     """
-    bound = _moment(format_date_filter("date_created_after", value))
-    assert bound is not None
+    bound = _exact_bound("date_created_after", value)
 
     def check(recording: Mapping[str, Any]) -> bool:
         moment = _moment(recording.get("date_created"))
@@ -194,11 +196,11 @@ def created_since(value: datetime | date | str) -> Callable[[Mapping[str, Any]],
 def created_before(value: datetime | date | str) -> Callable[[Mapping[str, Any]], bool]:
     """The upper bound on our side: whether a recording was created strictly before ``value``.
 
-    A date means its midnight UTC. A recording whose ``date_created`` cannot be read is kept (the
-    service applied its ``<=`` filter).
+    A date means its midnight UTC. The bound is exact, as in :func:`created_since` (the service's ``<=``
+    filter, cut to the second, includes that whole second). A recording whose ``date_created`` cannot be
+    read is kept (the service applied its ``<=`` filter).
     """
-    bound = _moment(format_date_filter("date_created_before", value))
-    assert bound is not None
+    bound = _exact_bound("date_created_before", value)
 
     def check(recording: Mapping[str, Any]) -> bool:
         moment = _moment(recording.get("date_created"))
@@ -207,12 +209,32 @@ def created_before(value: datetime | date | str) -> Callable[[Mapping[str, Any]]
     return check
 
 
-def _moment(text: object) -> pendulum.DateTime | None:
-    try:
-        parsed = pendulum.parse(text, tz="UTC") if isinstance(text, str) else None
-    except (ValueError, pendulum.parsing.exceptions.ParserError):
+def _exact_bound(argument: str, value: object) -> pendulum.DateTime:
+    """A ``DateCreated`` bound as given (checked as :func:`format_date_filter` checks it), not cut to the
+    second."""
+    formatted = format_date_filter(argument, value)
+    moment = value if isinstance(value, datetime) else _moment(value if isinstance(value, str) else formatted)
+    if isinstance(moment, datetime):
+        return pendulum.instance(moment).in_timezone("UTC")
+    day = _moment(formatted)
+    assert day is not None
+    return pendulum.instance(day).in_timezone("UTC")
+
+
+def _moment(text: object) -> datetime | None:
+    """An aware datetime (UTC when no zone is given) from ISO 8601 text, or ``None``."""
+    if not isinstance(text, str):
         return None
-    return parsed if isinstance(parsed, pendulum.DateTime) else None
+    try:  # the standard library reads the dates of normalized replies; pendulum costs ~30 us a date
+        parsed: object = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = pendulum.parse(text, tz="UTC")
+        except (ValueError, pendulum.parsing.exceptions.ParserError):
+            return None
+    if not isinstance(parsed, datetime):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def list_transcriptions(
@@ -338,7 +360,7 @@ def _parse_page(
             path=request.path,
             detail=f"the reply is not a list of {key}: {_preview(body)}",
         )
-    return {**payload, key: [normalize_recording(item) for item in items]}
+    return {**payload, key: [normalize_recording(item, copy=False) for item in items]}
 
 
 def read_reply(
@@ -369,6 +391,19 @@ def no_reply(request: ApiRequest, failure: str, detail: str) -> TelnyxApiError:
         detail=detail,
         failure=failure,
         hint=TLS_HINT if failure == "tls" else None,
+    )
+
+
+def not_sent(request: ApiRequest, seconds: float) -> TelnyxApiError:
+    """The error of a request held back because the service asked every request to wait ``seconds`` more
+    (after a 429) and that is longer than the request may wait. Retryable, after that wait."""
+    return TelnyxApiError(
+        status=None,
+        method=request.method,
+        path=request.path,
+        detail=f"not sent: Telnyx asked this connection's requests to wait {seconds:.1f} s more (rate limit)",
+        failure="rate_limited",
+        headers={"retry-after": f"{seconds:.3f}"},
     )
 
 

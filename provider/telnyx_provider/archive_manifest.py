@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 1
 #: Deletion states of an archived recording.
 DELETION_STATES = (None, "pending", "deleted", "failed")
+#: Which of two deletion states of one recording tells more (see :meth:`Manifest.merge`).
+_DELETION_RANK = {None: 0, "failed": 1, "pending": 1, "deleted": 2}
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _BRIEF_FIELDS = ("recording_sid", "call_sid", "status", "date_created", "source")
 
@@ -110,6 +112,8 @@ class Manifest:
     archived: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_final: dict[str, dict[str, Any]] = field(default_factory=dict)
     no_audio: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The not-final SIDs of the manifest as it was read: :meth:`merge` takes in only those added since.
+    read_not_final: frozenset[str] = field(default_factory=frozenset)
 
     def add_archived(self, entry: Mapping[str, Any]) -> None:
         """Record an archived recording (replacing an earlier entry for it); it is final now."""
@@ -139,6 +143,39 @@ class Manifest:
             sid = recording.get("sid")
             if isinstance(sid, str) and sid not in self.archived:
                 self.no_audio[sid] = brief(recording)
+
+    def merge(self, stored: Manifest) -> None:
+        """Take in what the stored manifest of the interval holds that this one lacks: another run of the
+        same interval (a backfill and a manual re-run, a retention task) may have written it since this one
+        was read, and an entry on record is never dropped.
+
+        Entries only the stored manifest has are added; for a recording both have, this run's entry stays
+        (its copy was checked by this run) but a deletion the stored one records wins (``deleted`` is a fact
+        about Telnyx; ``pending`` or ``failed`` means a delete may have happened, so a later run checks).
+        An archived recording leaves the other lists; the stored ``no_audio`` are kept for the recordings
+        this one does not name, and so are the stored ``not_final`` that another run added since this one
+        was read (those it read were listed again by this run, which dropped them if they are gone).
+
+        :param stored: the manifest of the same account and interval, as stored now.
+        """
+        for sid, theirs in stored.archived.items():
+            ours = self.archived.get(sid)
+            if ours is None:
+                self.archived[sid] = dict(theirs)
+            elif _DELETION_RANK[theirs.get("deletion")] > _DELETION_RANK[ours.get("deletion")]:
+                ours["deletion"] = theirs.get("deletion")
+        for name in ("no_audio", "not_final"):
+            mine, other = getattr(self, name), getattr(stored, name)
+            for sid, item in other.items():
+                if name == "not_final" and sid in self.read_not_final:
+                    continue  # named when this run read the manifest; its own listing decides now
+                if sid not in self.archived and sid not in self.no_audio and sid not in mine:
+                    mine[sid] = dict(item)
+        for sid in self.archived:
+            self.no_audio.pop(sid, None)
+            self.not_final.pop(sid, None)
+        for sid in self.no_audio:
+            self.not_final.pop(sid, None)
 
     def totals(self) -> dict[str, int]:
         """Counts over the whole interval: archived recordings, their bytes, not final, no audio, deleted."""
@@ -201,6 +238,7 @@ class Manifest:
                 sid = entry.get("recording_sid")
                 if isinstance(sid, str) and sid not in manifest.archived:
                     target[sid] = {key: entry.get(key) for key in _BRIEF_FIELDS}
+        manifest.read_not_final = frozenset(manifest.not_final)
         return manifest
 
 

@@ -9,6 +9,7 @@ yet"; :func:`parse_keep_for` reads a retention period (a ``timedelta``, seconds,
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import string
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ LAYOUT_FIELDS = (
     "ext",
 )
 _FIELD_RE = re.compile(r"[a-z_]+")
+_MOMENT = r"(\d{8}T\d{6}(?:\.\d{6})?Z)"
+_MANIFEST_NAME_RE = re.compile(rf"{_MOMENT}_{_MOMENT}\.json")
+#: What a value may not bring into an object's name: folder separators and control characters.
+_UNSAFE_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
+#: The longest value kept whole in an object's name, in UTF-8 bytes (Telnyx's SIDs are far shorter); a
+#: longer one is shortened with a hash of the whole.
+LONGEST_VALUE = 120
 _ISO_DURATION = re.compile(
     r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
@@ -84,6 +92,33 @@ class Interval:
 def _compact(moment: datetime) -> str:
     text = moment.strftime("%Y%m%dT%H%M%S")
     return f"{text}.{moment.microsecond:06d}Z" if moment.microsecond else f"{text}Z"
+
+
+def interval_of_manifest(file_name: str) -> Interval | None:
+    """The interval a manifest's file name (``20240101T000000Z_20240102T000000Z.json``) says it covers, or
+    ``None`` for a name the archive does not write (read without opening the manifest)."""
+    match = _MANIFEST_NAME_RE.fullmatch(file_name)
+    if match is None:
+        return None
+    start, end = (
+        datetime.strptime(text, "%Y%m%dT%H%M%S.%fZ" if "." in text else "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=timezone.utc
+        )
+        for text in match.groups()
+    )
+    return Interval(start, end) if start < end else None
+
+
+def names_recording(relative_path: str, recording_sid: str) -> bool:
+    """Whether an object's name below ``dst`` can be a recording's: a relative path without empty, ``.`` or
+    ``..`` segments, outside :data:`MANIFEST_FOLDER`, holding the SID as a layout renders it (every layout
+    holds ``{recording_sid}`` whole). It tells one recording's copy from another's; it cannot prove bytes."""
+    segments = relative_path.split("/")
+    return (
+        all(segment not in ("", ".", "..") for segment in segments)
+        and segments[0] != MANIFEST_FOLDER
+        and _safe(recording_sid) in relative_path
+    )
 
 
 def parse_moment(argument: str, value: object) -> datetime:
@@ -142,10 +177,11 @@ class Layout:
 
     ``date_created`` is a datetime (UTC), so ``{date_created:%Y/%m/%d}`` makes day folders; ``ext`` is the
     media's extension (``wav``, ``mp3``), known once its reply arrives. The template is checked when built:
-    known fields only, no attribute or index access, no conversions, ``{recording_sid}`` present (two
-    recordings never share an object), a relative path with no empty, ``.`` or ``..`` segment, and never
-    into :data:`MANIFEST_FOLDER`. Values holding ``/`` or ``\\`` get ``_`` in their place; a missing value
-    renders as ``none``.
+    known fields only, no attribute or index access, no conversions, ``{recording_sid}`` present and without
+    a format spec (two recordings never share an object), a relative path with no empty, ``.`` or ``..``
+    segment, and never into :data:`MANIFEST_FOLDER`. Values holding ``/``, ``\\`` or control characters get
+    ``_`` in their place; a missing value renders as ``none``; a value longer than :data:`LONGEST_VALUE`
+    bytes is shortened with a hash.
 
     :param template: the layout.
     :raises TelnyxValidationError: a template that breaks a rule above.
@@ -168,6 +204,11 @@ class Layout:
                 )
         if "recording_sid" not in {name for name, _, _ in fields}:
             raise TelnyxValidationError("layout", template, "a template holding {recording_sid}")
+        if any(name == "recording_sid" and spec for name, spec, _ in fields):
+            # A precision cuts the SID ({recording_sid:.8}): two recordings would share one object.
+            raise TelnyxValidationError(
+                "layout", template, "{recording_sid} without a format spec (the whole SID, always)"
+            )
         if template.startswith("/") or "\\" in template:
             raise TelnyxValidationError("layout", template, "a relative path with / between folders")
         self.template = template
@@ -197,10 +238,16 @@ class Layout:
 
 
 def _safe(value: object) -> str:
-    """A field's value as one path segment: ``/`` and ``\\`` replaced, nothing empty or dotted."""
+    """A field's value as one path segment: ``/``, ``\\`` and control characters replaced, nothing empty or
+    dotted, and a value longer than :data:`LONGEST_VALUE` bytes (UTF-8) shortened to its start, ``~`` and a
+    hash of the whole: a file name fits any disk, and two long values still differ."""
     if value is None or value == "":
         return "none"
-    text = str(value).replace("/", "_").replace("\\", "_")
+    text = _UNSAFE_RE.sub("_", str(value))
+    if len(text.encode()) > LONGEST_VALUE:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        start = text.encode()[: LONGEST_VALUE - len(digest) - 1].decode(errors="ignore")
+        text = f"{start}~{digest}"
     return "_" if text in (".", "..") else text
 
 

@@ -10,7 +10,8 @@ with ``schema`` = its scheme and ``port`` = its port, as Airflow's HTTP hook rea
 ``retry_max_wait`` (cap of one backoff wait), ``retry_budget`` (seconds of retrying per request),
 ``ca_bundle`` (path of a CA bundle for TLS verification), ``pool_size`` (async connection pool size),
 ``adoption_wait`` (seconds a start whose reply was lost looks for its recording), ``receiver_url`` (the
-status-callback receiver's ``/telnyx`` base as the workers reach it, for exact starts).
+status-callback receiver's ``/telnyx`` base as the workers reach it, for exact starts),
+``shared_polls`` (deferred waits of one triggerer share their polls; default true).
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ class TelnyxConnectionConfig:
     pool_size: int = 10
     adoption_wait: float = 5.0
     receiver_url: str | None = None
+    shared_polls: bool = True
 
     @classmethod
     def from_fields(
@@ -237,6 +239,8 @@ class TelnyxConnectionConfig:
                 options[name] = _non_negative_int(
                     f"connection extra {name}", extras[name], minimum=0 if name == "max_retries" else 1
                 )
+        if extras.get("shared_polls") is not None:
+            options["shared_polls"] = _flag("connection extra shared_polls", extras["shared_polls"])
         if extras.get("receiver_url"):
             options["receiver_url"] = require_http_url(
                 "connection extra receiver_url", str(extras["receiver_url"]).strip()
@@ -311,6 +315,15 @@ def _parse_extra(conn_id: str, extra: str | Mapping[str, Any] | None) -> Mapping
         raise TelnyxValidationError(f"connection {conn_id!r} extra", "<not a JSON object>", "a JSON object")
     # Older connection forms stored fields as extra__telnyx__<name>.
     return {name.removeprefix("extra__telnyx__"): value for name, value in parsed.items()}
+
+
+def _flag(argument: str, value: object) -> bool:
+    """A yes/no extra: a JSON boolean, or the strings ``true``/``false`` (as forms and URIs give them)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise TelnyxValidationError(argument, value, "true or false")
 
 
 def _non_negative_int(argument: str, value: object, *, minimum: int) -> int:

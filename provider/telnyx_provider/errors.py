@@ -43,8 +43,10 @@ class TelnyxApiError(AirflowException):
     :param failure: when no reply came, what went wrong: ``"connect"`` (the request was never sent),
         ``"timeout"`` (sent, but no reply within the read timeout: the service may still carry it out),
         ``"connection"`` (dropped or reset: the request may or may not have been carried out), ``"tls"``
-        (certificate verification failed: not retried) or ``"refused"`` (the provider refused to send it: a
-        media link or redirect it may not follow; not retried). ``None`` when unknown or when a reply came.
+        (certificate verification failed: not retried), ``"refused"`` (the provider refused to send it: a
+        media link or redirect it may not follow; not retried) or ``"rate_limited"`` (not sent: the service
+        asked every request of the connection to wait longer than this one may). ``None`` when unknown or
+        when a reply came.
     """
 
     def __init__(

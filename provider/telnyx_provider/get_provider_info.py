@@ -50,6 +50,12 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "The status-callback receiver's /telnyx base as the workers reach it (e.g. "
         "http://airflow-api:8080/telnyx), when it differs from the callback URL Telnyx calls.",
     },
+    "shared_polls": {
+        "label": "Shared polls for deferred waits",
+        "schema": {"type": ["boolean", "null"], "default": True},
+        "description": "Deferred waits of one triggerer share their polls (one list of the account or one "
+        "GET per recording, whichever costs fewer requests).",
+    },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},
@@ -76,6 +82,14 @@ TELNYX_CONFIG: dict[str, Any] = {
             "type": "integer",
             "example": None,
             "default": "8192",
+        },
+        "callback_body_timeout_seconds": {
+            "description": "Seconds a status callback's body may take to arrive once its headers passed the "
+            "checks that need no key (a slower body is refused with 408).",
+            "version_added": None,
+            "type": "float",
+            "example": None,
+            "default": "10",
         },
     },
 }
@@ -112,7 +126,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "name": "telnyx_callbacks",
                 "plugin-class": "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin",
-            }
+            },
+            {
+                "name": "telnyx_kills",
+                "plugin-class": "telnyx_provider.plugins.kill_listener.TelnyxKillsPlugin",
+            },
         ],
         "config": {"telnyx": TELNYX_CONFIG},
         "transfers": [

@@ -38,6 +38,8 @@ MEDIA_EXTENSIONS = {
     "audio/webm": "webm",
 }
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: How an error of a media GET names its request (never the link).
+MEDIA_PATH_PREFIX = "<media of recording "
 _EXTENSION_RE = re.compile(r"[a-z0-9]{1,5}")
 #: Printable ASCII without space: what a link may contain (anything else is percent-encoded in a real one).
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
@@ -45,6 +47,8 @@ _HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_.])?")
 #: Refusals that mean "no usable link" rather than "an unsafe one".
 _NOT_A_LINK = ("it is not a URL", "it is not an http(s) link", "it has no host")
 MAX_LINK_LENGTH = 16384
+#: Query values shorter than this are not cut out of messages on their own (the whole query always is).
+_SHORTEST_REDACTED = 8
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class MediaRequest:
     :param host: the link's host, for messages.
     :param headers: the headers to send (``Authorization`` only towards the API's own origin).
     :param origin: where the request goes, as the HTTP library reads the link.
+    :param sent_url: the link as the HTTP library prepared and sent it (it re-encodes some characters, and
+        its errors quote that form); redacted from messages like :attr:`url`.
     """
 
     url: str = field(repr=False)
@@ -137,6 +143,12 @@ class MediaRequest:
     host: str
     headers: dict[str, str] = field(repr=False)
     origin: Origin | None = None
+    sent_url: str | None = field(default=None, repr=False)
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """The forms of the link that must never show: as handed out, and as sent."""
+        return (self.url,) if self.sent_url is None else (self.url, self.sent_url)
 
     @property
     def carries_key(self) -> bool:
@@ -145,7 +157,7 @@ class MediaRequest:
 
     def describe(self) -> ApiRequest:
         """This request as an :class:`ApiRequest` for errors: names the recording and host, not the link."""
-        return ApiRequest("GET", f"<media of recording {self.recording_sid} on {self.host}>", "get_media")
+        return ApiRequest("GET", f"{MEDIA_PATH_PREFIX}{self.recording_sid} on {self.host}>", "get_media")
 
 
 def media_request(
@@ -166,7 +178,7 @@ def media_request(
     :raises TelnyxApiError: the recording has no usable http(s) media link, or the link is refused
         (``failure="refused"``, not retried).
     """
-    path = f"<media of recording {recording_sid}>"
+    path = f"{MEDIA_PATH_PREFIX}{recording_sid}>"
     try:
         origin = link_origin(media_url)
     except LinkRefused as refusal:
@@ -181,7 +193,8 @@ def media_request(
             ) from None
         raise refused(recording_sid, f"the media link was refused before any request: {refusal}") from None
     assert isinstance(media_url, str)
-    headers = {"Accept": "audio/*, */*;q=0.1", "User-Agent": USER_AGENT}
+    # identity: Content-Length then counts the audio itself (a gzip reply is decoded and its end proven).
+    headers = {"Accept": "audio/*, */*;q=0.1", "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
     if key_allowed and origin == api_origin(base_url):
         headers["Authorization"] = f"Bearer {api_key}"
     host = f"[{origin.host}]" if ":" in origin.host else origin.host
@@ -240,7 +253,7 @@ def refused(recording_sid: str, detail: str) -> TelnyxApiError:
     return TelnyxApiError(
         status=None,
         method="GET",
-        path=f"<media of recording {recording_sid}>",
+        path=f"{MEDIA_PATH_PREFIX}{recording_sid}>",
         detail=detail,
         failure="refused",
         hint="Media links and their redirects must be plain http(s) URLs; the API key only ever goes to the "
@@ -287,8 +300,8 @@ def media_error(
         method=error.method,
         path=error.path,
         code=error.code,
-        title=None if error.title is None else redact_link(error.title, request.url),
-        detail=None if error.detail is None else redact_link(error.detail, request.url),
+        title=None if error.title is None else redact_link(error.title, *request.links),
+        detail=None if error.detail is None else redact_link(error.detail, *request.links),
         hint="The media link expired or was refused even after fetching the recording again; links are "
         "short-lived (treat them as valid for 10 minutes)."
         if expired
@@ -299,14 +312,28 @@ def media_error(
 
 def media_failure(request: MediaRequest, failure: str, detail: str) -> TelnyxApiError:
     """The error of a media GET that got no (complete) reply; the transport's text is cleared of the link."""
-    return no_reply(request.describe(), failure, redact_link(detail, request.url))
+    return no_reply(request.describe(), failure, redact_link(detail, *request.links))
 
 
-def redact_link(text: str, url: str) -> str:
-    """``text`` with the link, its path and query, and any long query value replaced by ``***``."""
-    parts = urlsplit(url)
-    pieces = [url, parts.path + ("?" + parts.query if parts.query else ""), parts.query]
-    pieces += [value for values in parse_qs(parts.query).values() for value in values if len(value) >= 8]
-    for piece in sorted((piece for piece in pieces if piece), key=len, reverse=True):
+def redact_link(text: str, *urls: str) -> str:
+    """``text`` with each link, its path and query, and any long query value replaced by ``***``.
+
+    Query values are cut out both as written in the link (percent-encoded: an error body echoing the
+    request, such as S3's canonical request, quotes them so) and decoded.
+    """
+    pieces: set[str] = set()
+    for url in urls:
+        parts = urlsplit(url)
+        pieces |= {url, parts.path + ("?" + parts.query if parts.query else ""), parts.query}
+        values = [pair.partition("=")[2] for pair in parts.query.split("&")]
+        values += [value for found in parse_qs(parts.query).values() for value in found]
+        pieces |= {value for value in values if len(value) >= _SHORTEST_REDACTED}
+    for piece in sorted(pieces - {""}, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
+
+
+def is_media_failure(error: BaseException) -> bool:
+    """Whether an error is a media GET's (a refused or cut link), not the API's: a media link's 404 says the
+    link expired or was refused, never that the recording was deleted."""
+    return isinstance(error, TelnyxApiError) and error.path.startswith(MEDIA_PATH_PREFIX)

@@ -1,4 +1,4 @@
-"""Proof that a media body arrived whole: from the reply's framing or from the audio's own header.
+"""Proof that a media body arrived whole: from the reply's framing, its gzip stream or the audio's own header.
 
 Pure: no I/O. A reply's end is proven by ``Content-Length`` (every byte it announced arrived), by the chunked
 framing (the terminating zero-size chunk arrived: urllib3 raises on a body cut before it), or, for a reply
@@ -7,16 +7,22 @@ audio's own header: a WAV's RIFF size must account for exactly the bytes receive
 chunk. MP3 and the other compressed formats carry no reliable total length, so without framing they are
 refused. Whatever the framing, an empty body, or a WAV whose header declares more than arrived (a file cut
 before it was served), is not a whole recording.
+
+A content-encoded body (media requests ask for ``identity``; a server may send gzip anyway) is decoded here,
+by :class:`Decoder`, and must reach the end of its gzip stream: ``Content-Length`` counts the encoded
+bytes, so a stream that stops short inside a whole reply is a cut recording. Codings that cannot be
+decoded here (``br``, ``zstd``, a transfer coding other than chunked) are refused.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
 #: Bytes of the body's start kept to read an audio header (a WAV's ``data`` chunk starts within them).
 HEAD_BYTES = 64 * 1024
@@ -64,19 +70,83 @@ def framing(headers: Mapping[str, str]) -> Framing:
     return Framing("none")
 
 
-def prove_complete(frame: Framing, wire_bytes: int, received: int, head: bytes) -> str:
+class Decoder:
+    """Undoes a reply's content coding (none, or gzip/deflate) and tells whether the coded stream ended.
+
+    :param headers: the reply's headers (case-insensitive mapping).
+    :raises Unproven: the reply is in a coding that cannot be decoded here (its end cannot be proven).
+    """
+
+    #: Decoded bytes produced at most per step (a small gzip body may inflate a thousandfold).
+    STEP = 256 * 1024
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        transfer = [c for c in _codings(headers, "Transfer-Encoding") if c != "chunked"]
+        content = _codings(headers, "Content-Encoding")
+        unknown = transfer + [c for c in content if c not in ("gzip", "x-gzip", "deflate")]
+        if unknown or len(content) > 1:
+            raise Unproven(
+                f"the reply is encoded ({', '.join(transfer + content)}), which is not decoded here, so its "
+                "end cannot be proven (identity was asked for)",
+                retryable=False,
+            )
+        self.coding = content[0] if content else None
+        self._zlib = self._new() if self.coding else None
+
+    @staticmethod
+    def _new() -> zlib._Decompress:
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # a gzip or zlib header, told apart by zlib
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``data``, in steps of at most :attr:`STEP` bytes.
+
+        :raises zlib.error: the coded stream is corrupt.
+        """
+        if self._zlib is None:
+            yield data
+            return
+        while True:
+            if self._zlib.eof:
+                if not data:
+                    return
+                self._zlib = self._new()  # the next gzip member
+            out = self._zlib.decompress(data, self.STEP)
+            if out:
+                yield out
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+            if not data and len(out) < self.STEP:  # a full step may leave output pending
+                return
+
+    @property
+    def ended(self) -> bool:
+        """Whether the coded stream reached its end (always, without a coding)."""
+        return self._zlib is None or self._zlib.eof
+
+
+def _codings(headers: Mapping[str, str], name: str) -> list[str]:
+    """The codings a header lists (lower case), ``identity`` left out."""
+    listed = (value.strip().lower() for value in (headers.get(name) or "").split(","))
+    return [coding for coding in listed if coding and coding != "identity"]
+
+
+def prove_complete(
+    frame: Framing, wire_bytes: int, received: int, head: bytes, *, coding_ended: bool = True
+) -> str:
     """Say how the body is proven whole, or raise :class:`Unproven`.
 
     :param frame: the reply's framing.
     :param wire_bytes: body bytes read off the connection (before any content decoding).
     :param received: body bytes after decoding (what is stored).
     :param head: the first bytes of the decoded body (up to :data:`HEAD_BYTES`).
+    :param coding_ended: whether a content-encoded body's stream reached its end (:attr:`Decoder.ended`).
     :return: the proof, in words, for logs.
     :raises Unproven: the body is empty, shorter than announced, shorter than the WAV it carries says, or
         nothing proves where it ends.
     """
     if received == 0:
         raise Unproven("the reply carried no audio at all", retryable=True)
+    if not coding_ended:
+        raise Unproven("the reply's gzip stream stops before its end", retryable=True)
     declared, why_not = wav_size(head)
     if frame.kind in ("content-length", "chunked"):
         if frame.kind == "content-length" and wire_bytes != frame.length:

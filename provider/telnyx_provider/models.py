@@ -6,10 +6,12 @@ client, the sensor and the trigger all see the same plain, JSON-serialisable dic
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -77,17 +79,26 @@ def parse_timestamp(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         return str(value)
-    try:
-        moment = pendulum.instance(parsedate_to_datetime(value))
-    except (TypeError, ValueError, IndexError):
+    # The standard library first (a list page carries three dates for each of a thousand recordings; pendulum
+    # costs ~0.4 ms a date), pendulum for the ISO forms only it reads.
+    moment: datetime | None = None
+    if value[:4].isdigit() and value[4:5] == "-":  # ISO 8601
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value)
+    if moment is None:
         try:
-            parsed = pendulum.parse(value)
-        except (ValueError, pendulum.parsing.exceptions.ParserError):
-            return value
-        if not isinstance(parsed, pendulum.DateTime):
-            return value
-        moment = parsed
-    return moment.in_timezone("UTC").isoformat()
+            moment = parsedate_to_datetime(value)  # RFC 2822
+        except (TypeError, ValueError, IndexError):
+            try:
+                parsed = pendulum.parse(value)
+            except (ValueError, pendulum.parsing.exceptions.ParserError):
+                return value
+            if not isinstance(parsed, pendulum.DateTime):
+                return value
+            moment = parsed
+    if moment.tzinfo is None:  # no zone (or RFC 2822's -0000): UTC, as the API's dates are
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def parse_duration(value: object) -> int | None:
@@ -101,12 +112,15 @@ def parse_duration(value: object) -> int | None:
     return int(seconds) if math.isfinite(seconds) else None
 
 
-def normalize_recording(raw: Mapping[str, Any]) -> dict[str, Any]:
+def normalize_recording(raw: Mapping[str, Any], *, copy: bool = True) -> dict[str, Any]:
     """Build the provider's recording dict from a Telnyx recording object.
 
     Dates become ISO 8601, ``duration`` an int or ``None``; every other field, known or not, is kept.
+
+    :param copy: build a new dict; ``False`` changes ``raw`` itself (a dict just decoded from a reply, which
+        nobody else holds: a list page of a thousand recordings is not held twice).
     """
-    recording = dict(raw)
+    recording = dict(raw) if copy or not isinstance(raw, dict) else raw
     for field in DATE_FIELDS:
         if field in recording:
             recording[field] = parse_timestamp(recording[field])

@@ -12,7 +12,11 @@ small and JSON (:meth:`RecordingFeed.to_json`), for the asset's state store:
   frontier's) is given up: it leaves ``pending`` and the window, and :attr:`RecordingFeed.abandoned` names
   it, so a stuck recording cannot pin the window (and the cost of every listing) for ever;
 - ``recent_final``: final recordings created within ``overlap`` of the frontier (reported, or already final
-  when first seen), so a listing that shows them again does not report them twice.
+  when first seen), so a listing that shows them again does not report them twice;
+- ``quiet_since``: while the feed has never seen a recording (no frontier yet), where its first listing
+  started (our clock, as that listing's start was): later listings start there, not ``lookback`` before
+  *now*, so a watcher down (or an API out) for longer than ``lookback`` before the account's first
+  recording still finds the recordings made meanwhile.
 
 A final recording that is neither pending nor created within ``overlap`` of the frontier was final before
 the feed could see it finish: it is not reported. The first listing sets the baseline: what is final then
@@ -106,6 +110,7 @@ class RecordingFeed:
     frontier: datetime | None = None
     pending: dict[str, list[Any]] = field(default_factory=dict)  # sid -> [date_created ISO, misses]
     recent_final: dict[str, str] = field(default_factory=dict)  # sid -> date_created ISO
+    quiet_since: datetime | None = None
     #: The recordings the last listing gave up on (still not final ``max_pending_age`` after their
     #: creation): ``(sid, date_created ISO)``, for the watcher to log.
     abandoned: list[tuple[str, str]] = field(default_factory=list)
@@ -114,22 +119,31 @@ class RecordingFeed:
         """Where the next listing starts (``DateCreated>=``): at the oldest pending recording, and ``overlap``
         before the frontier (for recordings listed late), whichever is earlier.
 
-        Before the first listing (or while nothing was ever listed) it is ``now - lookback``, or ``since`` if
-        that is earlier: a recording in progress when the watcher starts is found if it began within
-        ``lookback`` (the feed's own when ``None``).
+        Before the first listing it is ``now - lookback``, or ``since`` if that is earlier: a recording in
+        progress when the watcher starts is found if it began within ``lookback`` (the feed's own when
+        ``None``). While nothing was ever listed, it stays where the first listing started.
         """
         lookback = self.lookback if lookback is None else lookback
         marks = [parse_moment(created) for created, _ in self.pending.values()]
         if self.frontier is not None:
             marks.append(self.frontier - timedelta(seconds=self.overlap))
         known = [mark for mark in marks if mark is not None]
+        if not known and self.started and self.quiet_since is not None:
+            return self.quiet_since
         if not known:
             start = now - timedelta(seconds=lookback)
             return min(start, self.since) if self.since is not None and not self.started else start
         return min(known)
 
-    def observe(self, recordings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Take in one full listing; return the recordings to report, oldest first, and update the state."""
+    def observe(
+        self, recordings: Iterable[Mapping[str, Any]], *, listed_from: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Take in one full listing; return the recordings to report, oldest first, and update the state.
+
+        :param recordings: the listing.
+        :param listed_from: where the listing started (``window_start`` when it was made): while the feed has
+            seen no recording, the next listings start there too.
+        """
         listed: dict[str, Mapping[str, Any]] = {}
         for recording in recordings:
             sid = recording.get("sid")
@@ -153,6 +167,10 @@ class RecordingFeed:
             self.recent_final[sid] = _iso(created) if created else ""  # "": no readable date, never pruned
         self._advance(listed)
         self.started = True
+        if self.frontier is not None or self.pending:
+            self.quiet_since = None
+        elif self.quiet_since is None and listed_from is not None:
+            self.quiet_since = listed_from.astimezone(timezone.utc)
         report.sort(key=lambda item: item[0])
         return [recording for _, recording in report]
 
@@ -205,6 +223,7 @@ class RecordingFeed:
             "frontier": _iso(self.frontier) if self.frontier else None,
             "pending": self.pending,
             "recent_final": self.recent_final,
+            "quiet_since": _iso(self.quiet_since) if self.quiet_since else None,
         }
         copy: dict[str, Any] = json.loads(json.dumps(state))
         return copy
@@ -223,4 +242,5 @@ class RecordingFeed:
         self.frontier = parse_moment(data.get("frontier"))
         self.pending = {str(sid): [entry[0], int(entry[1])] for sid, entry in data["pending"].items()}
         self.recent_final = {str(sid): str(created) for sid, created in data["recent_final"].items()}
+        self.quiet_since = parse_moment(data.get("quiet_since"))  # absent from states saved before it existed
         return True

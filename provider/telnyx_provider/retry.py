@@ -75,6 +75,8 @@ def failure_reason(error: BaseException | None) -> str:
     if status is not None:
         return f"HTTP {status}"
     failure = getattr(error, "failure", None)
+    if failure == "rate_limited":
+        return "not sent (rate limit)"
     return f"no reply ({failure})" if failure else "no reply"
 
 

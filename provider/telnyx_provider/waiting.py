@@ -109,6 +109,42 @@ def task_timeout_error() -> type[BaseException]:
     return AirflowTaskTimeout
 
 
+#: What a deferred wait's deadline came from, when it was the task's ``execution_timeout``.
+EXECUTION_TIMEOUT = "execution_timeout"
+
+
+def deferred_deadline(
+    wait_deadline: float | None, execution_timeout: timedelta | None, started: float
+) -> tuple[float | None, str | None]:
+    """The deadline a deferred wait carries into its trigger, and ``"execution_timeout"`` if that set it.
+
+    Airflow 3.3 does not apply a task's ``execution_timeout`` while the task is deferred (only the timeout
+    given to ``defer()`` counts), so a wait carries it itself: its deadline is the earlier of its own
+    ``timeout`` and ``execution_timeout`` after ``started`` (Unix time the task began).
+    """
+    if execution_timeout is None:
+        return wait_deadline, None
+    task_deadline = started + execution_timeout.total_seconds()
+    if wait_deadline is None or task_deadline < wait_deadline:
+        return task_deadline, EXECUTION_TIMEOUT
+    return wait_deadline, None
+
+
+def deferral_timeout(deadline: float | None) -> timedelta | None:
+    """The timeout given to ``defer()``: past the trigger's deadline, so the trigger's timeout fires first."""
+    return None if deadline is None else timedelta(seconds=max(0.0, deadline - time.time())) + DEFERRAL_MARGIN
+
+
+def execution_timeout_reason(execution_timeout: timedelta | None) -> str:
+    """Why a deferred wait ended at its task's ``execution_timeout``, for the task log and the error."""
+    return f"the task's execution_timeout ({execution_timeout}) was reached while it was deferred"
+
+
+def execution_timeout_error(message: str) -> BaseException:
+    """The error of a deferred wait ended by the task's ``execution_timeout``: Airflow's own timeout."""
+    return task_timeout_error()(message)
+
+
 def seconds(value: float | timedelta) -> float:
     """A duration given as seconds or as a ``timedelta``, in seconds."""
     return value.total_seconds() if isinstance(value, timedelta) else float(value)

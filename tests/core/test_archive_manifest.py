@@ -132,3 +132,46 @@ def test_brief_names_a_recording_without_its_media_link():
         "date_created": None,
         "source": "DialVerb",
     }
+
+
+def test_merging_the_stored_manifest_drops_no_entry_and_no_deletion():
+    """Two runs of one interval at once (review of issue 18): each writes after merging the other's."""
+    ours, theirs = manifest(), manifest()
+    ours.add_archived(entry("both"))
+    ours.add_archived(entry("ours-only"))
+    ours.add_archived(entry("pending-there"))
+    theirs.add_archived({**entry("both"), "path": "s3://bucket/calls/elsewhere/both.wav"})
+    theirs.set_deletion("both", "deleted")
+    theirs.add_archived(entry("theirs-only"))
+    theirs.add_archived(entry("pending-there"))
+    theirs.set_deletion("pending-there", "pending")
+    theirs.add_archived(entry("gone-here"))
+    theirs.set_unarchived([{"sid": "slow", "status": "in-progress"}], [{"sid": "silent", "status": "absent"}])
+    # This run found "gone-here" deleted (404) after the other archived and deleted it.
+    gone = [{"sid": "gone-here", "status": "deleted"}, {"sid": "silent", "status": "absent"}]
+    ours.set_unarchived([], gone)
+
+    ours.merge(theirs)
+
+    assert set(ours.archived) == {"both", "ours-only", "theirs-only", "pending-there", "gone-here"}
+    assert ours.archived["both"]["path"] == "s3://bucket/calls/both.wav"  # this run's checked copy
+    assert ours.archived["both"]["deletion"] == "deleted"  # a fact about Telnyx
+    assert ours.archived["pending-there"]["deletion"] == "pending"  # a later run checks it
+    assert ours.archived["ours-only"]["deletion"] is None
+    assert set(ours.no_audio) == {"silent"}  # an archived recording is not "without audio"
+    assert set(ours.not_final) == {"slow"}
+    merged = ours.dumps()
+    ours.merge(theirs)
+    assert ours.dumps() == merged  # merging again changes nothing
+
+
+def test_a_merge_brings_back_no_not_final_recording_this_run_read_and_no_longer_lists():
+    stored = manifest()
+    stored.set_unarchived([{"sid": "gone", "status": "in-progress"}], [])
+    ours = Manifest.loads(stored.dumps(), account_sid=ACCOUNT, interval=INTERVAL)
+    ours.set_unarchived([], [])  # this run's listing: "gone" was deleted
+    stored.set_unarchived(
+        [{"sid": "gone", "status": "in-progress"}, {"sid": "new", "status": "paused"}], []
+    )  # meanwhile another run named a new one
+    ours.merge(stored)
+    assert set(ours.not_final) == {"new"}

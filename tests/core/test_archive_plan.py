@@ -170,3 +170,103 @@ def test_keep_for_refuses_what_is_not_a_positive_duration(value):
 def test_a_period_says_what_it_is():
     assert str(RetentionPeriod(7, 0, timedelta(0))) == "7 years"
     assert str(parse_keep_for("P1Y2M3D")) == "1 years + 2 months + 3 days, 0:00:00"
+
+
+# -- the layout against hostile values (review of issue 18) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{recording_sid:.8}.{ext}",  # two SIDs sharing their first 8 characters share one object
+        "{recording_sid:.0}x{call_sid}.{ext}",  # every recording of a call at one object
+        "{date_created:%Y}/{recording_sid:>40.36}.{ext}",
+        "{recording_sid:s}.{ext}",  # harmless, but a spec on the SID is never needed
+    ],
+)
+def test_a_format_spec_on_the_recording_sid_is_refused_as_it_could_make_two_recordings_share_an_object(
+    template,
+):
+    with pytest.raises(TelnyxValidationError, match="recording_sid"):
+        Layout(template)
+
+
+HOSTILE_VALUES = [
+    "/",
+    "..",
+    "../..",
+    "%2F..%2F",
+    "..%2F..%2Fescape",
+    "\\..\\..",
+    "#fragment",
+    "?query=1",
+    "v3:ünïcødé-名前",
+    "a\x00b\x1fc\x7f",
+    "x" * 300,
+    "x" * 299 + "y",
+    "名前" * 100,
+    "",
+    None,
+]
+
+
+def test_hostile_values_never_leave_the_prefix_nor_make_two_recordings_share_a_path():
+    import posixpath
+
+    layout = Layout("{source}/{call_sid}/{conference_sid}/{account_sid}/{recording_sid}.{ext}")
+    paths = {}
+    for index, value in enumerate(HOSTILE_VALUES):
+        recording = {
+            **RECORDING,
+            "sid": f"rec-{index}",
+            "call_sid": value,
+            "source": value,
+            "conference_sid": value,
+            "account_sid": value,
+        }
+        path = layout.render(recording, "wav")
+        segments = path.split("/")
+        assert len(segments) == 5, path  # each value stays one segment
+        assert all(segment not in ("", ".", "..") for segment in segments), path
+        assert all(len(segment.encode()) <= 255 for segment in segments), path  # a file name on any disk
+        assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in path), path
+        assert posixpath.normpath(f"/root/{path}").startswith("/root/")
+        paths[path] = index
+    assert len(paths) == len(HOSTILE_VALUES)  # no two recordings at one path
+    # Long values are shortened, and two long values that differ only at the end stay apart.
+    long_a = layout.render({**RECORDING, "call_sid": "x" * 300}, "wav").split("/")[1]
+    long_b = layout.render({**RECORDING, "call_sid": "x" * 299 + "y"}, "wav").split("/")[1]
+    assert long_a != long_b
+    assert long_a == layout.render({**RECORDING, "call_sid": "x" * 300}, "wav").split("/")[1]  # stable
+
+
+def test_a_manifest_name_gives_back_its_interval_and_nothing_else_does():
+    from telnyx_provider.archive_plan import interval_of_manifest
+
+    for interval in (
+        parse_interval("2024-01-31", "2024-02-01"),
+        parse_interval("2024-01-31T00:00:00.5Z", "2024-01-31T10:00:00Z"),
+    ):
+        assert interval_of_manifest(interval.manifest_name.split("/")[1]) == interval
+    for name in (
+        "notes.json",
+        "20240101T000000Z_20240101T000000Z.json",
+        "20240102T000000Z_20240101T000000Z.json",
+    ):
+        assert interval_of_manifest(name) is None
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("2024/01/31/v3:call/b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", True),
+        ("2024/01/31/v3:call/0000.wav", False),  # another recording's object
+        ("../b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+        ("a//b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+        ("_manifests/b08f0fa1-a32c-4218-b3b5-9cf78941ccac.wav", False),
+    ],
+)
+def test_an_object_name_names_its_recording_or_not(relative, expected):
+    from telnyx_provider.archive_plan import names_recording
+
+    assert names_recording(relative, RECORDING["sid"]) is expected

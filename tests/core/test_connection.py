@@ -95,6 +95,7 @@ EXTRAS = {
     "retry_budget": 20,
     "pool_size": 5,
     "ca_bundle": "/etc/ssl/corp.pem",
+    "shared_polls": False,
 }
 SETTINGS = {
     "read_timeout": 12.5,
@@ -104,6 +105,7 @@ SETTINGS = {
     "retry_budget": 20.0,
     "pool_size": 5,
     "ca_bundle": "/etc/ssl/corp.pem",
+    "shared_polls": False,
 }
 
 
@@ -132,6 +134,13 @@ def test_no_extras_give_the_defaults(extra):
     assert result.connect_timeout > 0
 
 
+@pytest.mark.parametrize(
+    ("given", "read"), [({}, True), ({"shared_polls": "false"}, False), ({"shared_polls": "True"}, True)]
+)
+def test_shared_polls_are_on_unless_the_extra_says_false(given, read):
+    assert config(given).shared_polls is read
+
+
 @pytest.mark.parametrize(("given", "read"), [({"max_retries": "3"}, 3), ({"max_retries": 0}, 0)])
 def test_max_retries_accepts_whole_numbers_from_zero(given, read):
     assert config(given).max_retries == read
@@ -152,6 +161,8 @@ def test_max_retries_accepts_whole_numbers_from_zero(given, read):
         ({"max_retries": 2.5}, "max_retries"),
         ({"max_retries": True}, "max_retries"),
         ({"pool_size": 0}, "pool_size"),
+        ({"shared_polls": "no"}, "shared_polls"),
+        ({"shared_polls": 1}, "shared_polls"),
         ("not json", "extra"),
         ('{"timeout": 30', "extra"),
         ("[1, 2]", "extra"),

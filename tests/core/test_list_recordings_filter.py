@@ -32,3 +32,17 @@ def test_the_upper_bound_is_sent_with_the_lower_or_equal_operator_and_checked_st
     assert before({"date_created": None}) is True  # the service applied its filter
     with pytest.raises(TelnyxValidationError, match="date_created_before"):
         api.list_recordings("acc", date_created_before=datetime(2026, 12, 1))
+
+
+def test_a_bound_inside_a_second_is_checked_exactly_so_that_second_belongs_to_one_side():
+    """Review of issue 18: the checks cut the bound to the second, so a recording of that second (dates have
+    whole seconds) failed the upper check of the interval before and the lower check of the one after."""
+    split = datetime(2026, 12, 2, 10, 0, 0, 500_000, tzinfo=timezone.utc)
+    recording = {"date_created": "2026-12-02T10:00:00Z"}
+    request = api.list_recordings("acc", date_created_before=split)
+    assert request.query["DateCreated<"] == "2026-12-02T10:00:00Z"  # the service includes that second
+    assert api.created_before(split)(recording) is True
+    assert api.created_since(split)(recording) is False
+    assert api.created_since("2026-12-02T10:00:00Z")(recording) is True
+    assert api.created_before("2026-12-02T10:00:00Z")(recording) is False
+    assert api.created_before("2026-12-02T10:00:00.5+00:00")(recording) is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
 import wave
@@ -9,6 +10,7 @@ import wave
 import pytest
 from requests.structures import CaseInsensitiveDict
 
+from telnyx_provider import media_length
 from telnyx_provider.media_length import HEAD_BYTES, Framing, Unproven, framing, prove_complete, wav_size
 from telnyx_provider.sandbox.media import mp3_bytes, wav_bytes
 
@@ -130,3 +132,44 @@ def test_a_framed_reply_carrying_a_wav_cut_before_it_was_served_is_not_whole(fra
 
 def test_a_framed_wav_with_trailing_bytes_is_accepted_as_sent():
     assert prove(Framing("content-length", len(WAV) + 1), WAV + b"\0") == f"Content-Length {len(WAV) + 1}"
+
+
+def test_the_decoder_undoes_gzip_in_bounded_steps_across_members_and_knows_its_end():
+    audio = bytes(range(256)) * 20_000  # 5 MB that compress well
+    stream = gzip.compress(audio) + gzip.compress(b"second member")
+    for piece_size in (1, 4096, len(stream)):
+        decoder = media_length.Decoder({"Content-Encoding": "gzip"})
+        pieces = [
+            out
+            for i in range(0, len(stream), piece_size)
+            for out in decoder.decode(stream[i : i + piece_size])
+        ]
+        assert b"".join(pieces) == audio + b"second member"
+        assert max(map(len, pieces)) <= media_length.Decoder.STEP
+        assert decoder.ended
+    decoder = media_length.Decoder(CaseInsensitiveDict({"content-encoding": "GZIP"}))
+    list(decoder.decode(stream[: len(stream) // 3]))
+    assert not decoder.ended
+
+
+def test_without_a_coding_the_decoder_passes_bytes_through():
+    decoder = media_length.Decoder({"Content-Encoding": "identity"})
+    assert list(decoder.decode(b"RIFF")) == [b"RIFF"]
+    assert decoder.ended
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Content-Encoding": "br"}, {"Content-Encoding": "gzip, gzip"}, {"Transfer-Encoding": "gzip, chunked"}],
+)
+def test_codings_not_decoded_here_cannot_be_proven(headers):
+    with pytest.raises(media_length.Unproven) as caught:
+        media_length.Decoder(headers)
+    assert not caught.value.retryable
+
+
+def test_a_gzip_stream_that_stops_short_is_not_whole_whatever_the_framing():
+    with pytest.raises(media_length.Unproven, match="gzip stream stops"):
+        media_length.prove_complete(
+            media_length.Framing("content-length", 10), 10, 100, b"", coding_ended=False
+        )

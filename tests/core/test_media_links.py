@@ -182,3 +182,46 @@ def test_a_base_url_without_an_origin_gives_the_key_to_nobody():
 def test_same_origin_refuses_what_link_origin_refuses():
     assert media_api.same_origin("https://API.telnyx.com/a", "https://api.telnyx.com:443/b")
     assert not media_api.same_origin("https://e.example\\@api.telnyx.com/", "https://api.telnyx.com/")
+
+
+# -- review r-media: more spellings, each either the API's origin as urllib3 connects to it, or no key ------
+
+
+@pytest.mark.parametrize(
+    ("link", "outcome"),
+    [
+        ("https://api.telnyx.com:0/media/r.wav", "key"),  # port 0: urllib3 connects to 443 too
+        ("https://api.telnyx.com:/media/r.wav", "key"),  # an empty port is the default one
+        ("https://api.telnyx.com:0443/media/r.wav", "key"),  # leading zeros: port 443 to both parsers
+        ("https://api.telnyx.com:+443/media/r.wav", "refused"),
+        ("https://api.telnyx.com:443:443/r.wav", "refused"),
+        ("https://api.telnyx.com%2e/r.wav", "refused"),  # percent-encoding in the host
+        ("https://api.telnyx.com%00.evil/r.wav", "refused"),
+        ("https://api.telnyx.com;@evil.example/r.wav", "refused"),
+        ("https://[fe80::1%25eth0]:443/r.wav", "refused"),  # an IPv6 zone id, read two ways
+        ("https://[fe80::1%eth0]/r.wav", "no key"),
+        ("https://api.telnyx.com/../..//evil.example/r.wav", "key"),  # a path, not an authority
+        ("https://api.telnyx.com/" + "a" * media_api.MAX_LINK_LENGTH, "refused"),
+    ],
+)
+def test_more_spellings_of_the_origin(link, outcome):
+    if outcome == "refused":
+        with pytest.raises(TelnyxApiError) as caught:
+            decide(link)
+        assert caught.value.failure == "refused"
+        return
+    sends_key = decide(link)
+    assert outcome == ("key" if sends_key else "no key")
+    if sends_key:  # what requests prepares connects where the key was meant to go
+        prepared = requests.Request("GET", link).prepare().url
+        assert media_api.link_origin(prepared) == media_api.link_origin(BASE)
+
+
+@pytest.mark.parametrize(
+    "location", ["../../..//evil.example/r.wav", "/..//evil.example/r.wav", "./%2F%2Fevil.example/r.wav"]
+)
+def test_relative_redirects_that_climb_stay_on_the_origin(location):
+    first = media_api.media_request("rec-1", f"{BASE}/media/a/b/r.wav", base_url=BASE, api_key=KEY)
+    hop = media_api.redirect_request(first, location, base_url=BASE, api_key=KEY)
+    assert media_api.link_origin(hop.url) == media_api.link_origin(BASE)
+    assert parse_url(hop.url).host == "api.telnyx.com"

@@ -218,3 +218,22 @@ def test_a_stuck_recording_does_not_grow_listings_or_state_over_a_simulated_week
     created = week["created"]
     assert isinstance(created, dict)
     assert sorted(week["reported"]) == sorted(sid for sid in created if sid != "stuck")  # each once
+
+
+def test_a_feed_that_has_seen_nothing_yet_keeps_its_window_where_it_first_listed():
+    """Review finding: while nothing was ever listed, the window started ``lookback`` before *now* at every
+    listing, so a triggerer down (or an API out) longer than ``lookback`` before the account's first
+    recording lost what was created and finished meanwhile."""
+    feed = RecordingFeed(account_sid="acc", lookback=4 * 3600)
+    first = feed.window_start(T0)
+    assert feed.observe([], listed_from=first) == []  # the baseline: an account with no recording yet
+    five_hours_later = T0 + timedelta(hours=5)
+    start = feed.window_start(five_hours_later)
+    assert start == first
+    resumed = RecordingFeed(account_sid="acc", lookback=4 * 3600)  # and after a restart
+    assert resumed.restore(json.loads(json.dumps(feed.to_json())))
+    assert resumed.window_start(five_hours_later) == first
+    created_meanwhile = rec("r1", 600, "completed")  # ten minutes after the baseline, 4 h 50 min ago
+    assert sids(resumed.observe([created_meanwhile], listed_from=start)) == ["r1"]
+    # Once a recording is seen, Telnyx's own dates take over: the window follows the frontier.
+    assert resumed.window_start(five_hours_later) == T0 + timedelta(seconds=600 - resumed.overlap)

@@ -24,6 +24,9 @@ DAG_ID = "example_telnyx_archive"
 
 @pytest.fixture
 def seeded(monkeypatch):
+    # The days archived ended before the test; between 00:00 and 00:10 UTC the last one would still be
+    # settling (10 minutes by default): the task would wait on the triggerer until it has.
+    monkeypatch.setenv("TELNYX_ARCHIVE_SETTLE", "0")
     with Sandbox(port=0, processing_delay=0.1, seed=18) as sb:
         monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", sb.airflow_conn_json())
         history = sb.seed_history(3, per_day=8, absent_rate=0.2, not_final=2, seed=18)
@@ -130,3 +133,40 @@ def _check_progress_in_the_task_state_store(runs, archived: dict[str, dict]) -> 
             for row in json.loads(item.value)
         }
     assert recorded == set(archived)
+
+
+def test_catchup_gives_every_day_since_the_start_date_its_own_run_with_its_tasks(airflow_db, monkeypatch):
+    """Review of issue 18: what the README promises of ``catchup=True`` — one run per UTC day from the start
+    date, contiguous (nothing between two days is skipped or covered twice), each started when its day ends,
+    each with a logical date at or after the tasks' start date (so the scheduler creates its tasks)."""
+    from airflow.timetables.base import TimeRestriction
+
+    start = _midnight(5)
+    monkeypatch.setenv("TELNYX_ARCHIVE_START", start.isoformat())
+    dag = dag_from_folder(DAG_ID)
+    assert dag.catchup is True
+    assert dag.is_paused_upon_creation is True
+    assert dag.start_date == start
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=True)
+    # The scheduler's view of the DAG: its serialized form, with Airflow's own timetable.
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization as Serializer
+    except ImportError:  # Airflow 3.1/3.2
+        from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+
+    timetable = Serializer.from_dict(Serializer.to_dict(dag)).timetable
+
+    runs, last = [], None
+    for _ in range(5):
+        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        assert info is not None
+        runs.append(info)
+        last = info.data_interval
+
+    assert [(run.data_interval.start, run.data_interval.end) for run in runs] == [
+        (start + timedelta(days=day), start + timedelta(days=day + 1)) for day in range(5)
+    ]
+    for run in runs:
+        assert run.run_after == run.data_interval.end  # a day is archived once it has ended
+        assert run.logical_date >= dag.start_date
+        assert all(task.start_date is None or task.start_date <= run.logical_date for task in dag.tasks)

@@ -75,6 +75,10 @@ class SlowCutBody(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read1(self, size: int = -1) -> bytes:
+        """As a socket's reply does: what is there, without waiting for more (urllib3 reads so)."""
+        return self.read(size)
+
     def read(self, size: int = -1) -> bytes:
         from urllib3.exceptions import ProtocolError
 

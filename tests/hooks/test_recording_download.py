@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import uuid
 
 import pytest
 from urllib3.exceptions import ProtocolError
@@ -59,21 +58,6 @@ def hook(telnyx_conn):
     return RecordingHook(retry_policy=NO_RETRY)
 
 
-@pytest.fixture
-def memory_s3():
-    """An in-memory file system attached as ``s3`` for a fresh connection id; the bucket is emptied after."""
-    from airflow.sdk.io import attach
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    conn_id = f"mem_s3_{uuid.uuid4().hex[:8]}"
-    fs = MemoryFileSystem()
-    attach(protocol="s3", conn_id=conn_id, fs=fs)
-    bucket = f"bucket-{uuid.uuid4().hex[:8]}"
-    yield conn_id, fs, bucket
-    if fs.exists(f"/{bucket}"):
-        fs.rm(f"/{bucket}", recursive=True)
-
-
 class CutBody(io.RawIOBase):
     """A body that breaks after ``cut`` bytes, as a connection reset midway does."""
 
@@ -82,6 +66,10 @@ class CutBody(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def read1(self, size: int = -1) -> bytes:
+        """As a socket's reply does: what is there, without waiting for more (urllib3 reads so)."""
+        return self.read(size)
 
     def read(self, size: int = -1) -> bytes:
         if self.offset >= self.cut:

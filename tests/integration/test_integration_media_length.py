@@ -325,3 +325,57 @@ def test_an_object_store_upload_killed_midway_is_overwritten_by_the_retry(sandbo
 
     assert files(folder) == [f"{sid}.wav"]
     assert (folder / f"{sid}.wav").read_bytes() == wav_bytes(30, 2, cap=30)
+
+
+KILLED_AFTER_THE_MOVE = """
+import os, signal, sys
+from telnyx_provider.transfers.recording import RecordingToStorageOperator
+
+real_replace = os.replace
+
+
+def replace_then_die(source, target):  # the worker dies right after the move, before anything else
+    real_replace(source, target)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+os.replace = replace_then_die
+RecordingToStorageOperator(
+    task_id="store", recording_sid=sys.argv[1], dst=sys.argv[2], delete_after_upload=True
+).execute(context={})
+"""
+
+
+def test_a_worker_killed_after_the_move_leaves_the_copy_and_the_recording_and_a_retry_says_what_to_do(
+    sandbox, monkeypatch, tmp_path
+):
+    """SIGKILL between the move into place and the read-back: the copy is whole and private, nothing was
+    deleted; a retry with overwrite=False stops and names overwrite=True, which then stores the same audio
+    again, reads it back and deletes."""
+    use_retries(sandbox, monkeypatch, 0)
+    sid = completed(sandbox)
+    worker = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_THE_MOVE, sid, f"{tmp_path}/"], env=dict(os.environ), timeout=60
+    )
+    assert worker.returncode == -signal.SIGKILL
+
+    stored = tmp_path / f"{sid}.wav"
+    assert files(tmp_path) == [stored.name]
+    assert stored.read_bytes() == WAV
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert exists(sid)
+
+    retry = RecordingToStorageOperator(
+        task_id="store", recording_sid=sid, dst=f"{tmp_path}/", delete_after_upload=True
+    )
+    with pytest.raises(RecordingStorageError, match="overwrite=True"):
+        retry.execute(context={})  # (into a folder: once the media's type has named the file)
+    assert files(tmp_path) == [stored.name]
+    assert exists(sid)
+
+    retry.overwrite = True
+    result = retry.execute(context={})
+
+    assert result["size"] == len(WAV)
+    assert stored.read_bytes() == WAV
+    assert not exists(sid)

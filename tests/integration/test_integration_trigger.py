@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+
+import pytest
 
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 from tests.conftest import hang_up_once_recorded
+
+
+@pytest.fixture(autouse=True, params=["shared polls", "own polls"])
+def polls(request, sandbox, monkeypatch):
+    """Every wait here runs both ways: on the poll it shares with the triggerer's other waits (the default)
+    and polling on its own (connection extra ``shared_polls`` false)."""
+    if request.param == "own polls":
+        conn = json.loads(os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"])
+        extra = conn.get("extra") or {}
+        conn["extra"] = {**(json.loads(extra) if isinstance(extra, str) else extra), "shared_polls": False}
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+    return request.param
 
 
 async def _run(trigger: RecordingCompletedTrigger) -> dict:

@@ -287,7 +287,7 @@ def test_airflow_finds_the_receiver_among_its_fastapi_plugins():
 
     from telnyx_provider.get_provider_info import get_provider_info
 
-    (plugin,) = get_provider_info()["plugins"]
+    (plugin,) = [p for p in get_provider_info()["plugins"] if p["name"] == "telnyx_callbacks"]
     assert plugin["plugin-class"] == "telnyx_provider.plugins.callbacks.TelnyxCallbacksPlugin"
     if hasattr(plugins_manager, "get_fastapi_plugins"):  # Airflow 3.2+
         apps, _ = plugins_manager.get_fastapi_plugins()

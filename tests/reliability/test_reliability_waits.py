@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -35,6 +36,18 @@ OUTAGE = 4.0
 GET_ONE = "GET /Recordings/{sid}"
 STOP = "POST /Calls/{call_sid}/Recordings/{sid}"
 STILL_WAITING = "within its retry budget; still waiting"
+
+
+@pytest.fixture(autouse=True, params=["shared polls", "own polls"])
+def polls(request, sandbox, monkeypatch):
+    """Every wait here runs both ways: on the poll it shares with the triggerer's other waits (the default)
+    and polling on its own (connection extra ``shared_polls`` false)."""
+    if request.param == "own polls":
+        conn = json.loads(os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"])
+        extra = conn.get("extra") or {}
+        conn["extra"] = {**(json.loads(extra) if isinstance(extra, str) else extra), "shared_polls": False}
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+    return request.param
 
 
 def rebuilt(trigger: RecordingCompletedTrigger) -> RecordingCompletedTrigger:

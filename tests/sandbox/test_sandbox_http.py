@@ -196,6 +196,16 @@ def test_authentication_failures(sandbox_server, header):
     assert reply.json()["errors"][0]["title"] == "Authentication failed"
 
 
+def test_a_rotated_key_revokes_the_old_one(sandbox_server):
+    url = f"{sandbox_server.base_url}/texml/Accounts/{sandbox_server.account_sid}/Recordings.json"
+    old = sandbox_server.api_key
+    new = sandbox_server.rotate_api_key()
+    assert new != old
+    assert sandbox_server.api_key == new
+    assert requests.get(url, headers={"Authorization": f"Bearer {old}"}, timeout=5).status_code == 401
+    assert requests.get(url, headers={"Authorization": f"Bearer {new}"}, timeout=5).status_code == 200
+
+
 def test_unknown_account_call_recording(sandbox_client):
     call = sandbox_client.sandbox.create_call()
     other_account = sandbox_client.account.replace(sandbox_client.sandbox.account_sid, "someone-else")

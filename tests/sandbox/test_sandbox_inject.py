@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import requests
 
@@ -146,3 +149,22 @@ def test_inject_control_route(sandbox_client):
         requests.post(url, json={"route": CALL_LIST, "kind": "429", "count": "x"}, timeout=5).status_code
         == 400
     )
+
+
+def test_slow_after_carries_the_start_out_before_the_held_reply(sandbox_make):
+    client = sandbox_make(slow_seconds=1.0)
+    sandbox = client.sandbox
+    call = sandbox.create_call()
+    sandbox.inject(START, "slow_after", call_sid=call)
+    replies: list[int] = []
+    sender = threading.Thread(target=lambda: replies.append(client.start(call).status_code))
+    sender.start()
+    # The start is carried out while its reply is still held: a client dying now leaves a recording behind.
+    deadline = time.monotonic() + 5
+    while not sandbox.stats()["starts_per_call"].get(call) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sandbox.stats()["starts_per_call"] == {call: 1}
+    assert replies == []
+    sender.join(5)
+    assert replies == [200]
+    assert sandbox.stats()["faults_injected"]["slow_after"] == 1

@@ -48,6 +48,7 @@ def prepare(deployment: Deployment, sandbox: SandboxClient) -> ArchiveSetup:
     deployment.env["TELNYX_ARCHIVE_START"] = start.isoformat()
     deployment.env["TELNYX_ARCHIVE_DST"] = folder.as_uri() + "/"
     deployment.env["TELNYX_ARCHIVE_KEEP_FOR"] = "P2D"
+    deployment.env["TELNYX_ARCHIVE_SETTLE"] = "0"  # from 00:00 to 00:10 UTC the last day would still settle
     seeded = sandbox.session.post(
         f"{sandbox.origin}/_sandbox/history",
         json={"days": DAYS, "per_day": 4, "absent_rate": 0.25, "not_final": 1, "seed": 18},

@@ -156,6 +156,12 @@ class SandboxClient:
         """Play the caller hanging up."""
         self._control("POST", f"calls/{quote(call_sid, safe='')}/hangup")
 
+    def inject(self, route: str, kind: str, count: int = 1, call_sid: str | None = None) -> None:
+        """Script a fault for the next ``count`` requests to ``route`` (only on ``call_sid``, if given)."""
+        self._control(
+            "POST", "inject", json={"route": route, "kind": kind, "count": count, "call_sid": call_sid}
+        )
+
     def stats(self) -> dict[str, Any]:
         """The sandbox's counters."""
         return self._control("GET", "stats")  # type: ignore[no-any-return]

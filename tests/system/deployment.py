@@ -30,6 +30,7 @@ COMPONENTS = {
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
+    "celery-worker": ["celery", "worker", "--skip-serve-logs"],
 }
 
 
@@ -50,16 +51,24 @@ class Deployment:
     """Processes of one run: the sandbox and the Airflow components, with their logs under ``home``.
 
     :param home: the throwaway AIRFLOW_HOME (logs land in ``home / "logs"`` and ``home / "components"``).
+    :param settings: environment variables replacing the defaults (another executor, database, ...).
+    :param dag_sources: the DAG files the deployment serves: folders (every ``*.py``) or single files.
     """
 
-    def __init__(self, home: Path) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        settings: dict[str, str] | None = None,
+        dag_sources: Sequence[Path] = DAG_SOURCES,
+    ) -> None:
         self.home = home
         self.component_logs = home / "components"
         self.component_logs.mkdir(parents=True, exist_ok=True)
         self.dags_folder = home / "dags"
         self.dags_folder.mkdir(exist_ok=True)
-        for folder in DAG_SOURCES:
-            for source in sorted(folder.glob("*.py")):
+        for folder in dag_sources:
+            for source in [folder] if folder.is_file() else sorted(folder.glob("*.py")):
                 (self.dags_folder / source.name).write_bytes(source.read_bytes())
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -67,7 +76,10 @@ class Deployment:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         #: Every process started, with its name, until it is known to be stopped.
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
+        #: Servers Airflow needs (a database, a broker): stopped last, with their own signal.
+        self.services: dict[str, int] = {}
         self.env = self._environment()
+        self.env.update(settings or {})
         atexit.register(self.stop_all)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._interrupted)
@@ -123,11 +135,20 @@ class Deployment:
             raise RuntimeError(f"airflow {args[0]} exited with {done.returncode}; see {log}")
 
     def start(
-        self, name: str, argv: Sequence[str], *, generation: int = 1, pipe_stdout: bool = False
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        generation: int = 1,
+        pipe_stdout: bool = False,
+        user: str | None = None,
+        stop_signal: int | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a long-running process in its own process group, output to ``components/<name>.log``.
 
         :param pipe_stdout: keep stdout as a pipe for the caller (stderr still goes to the log).
+        :param user: run it as this (unprivileged) user.
+        :param stop_signal: a service: stopped with this signal after every other process has stopped.
         """
         log = self.component_logs / (f"{name}.log" if generation == 1 else f"{name}-{generation}.log")
         with log.open("ab") as out:
@@ -137,18 +158,32 @@ class Deployment:
                 stdout=subprocess.PIPE if pipe_stdout else out,
                 stderr=out if pipe_stdout else subprocess.STDOUT,
                 start_new_session=True,
+                user=user,
+                group=user,
             )
+        if stop_signal is not None:
+            self.services[name] = stop_signal
         self.processes[name] = process
         self._running.append((name, process))
         return process
 
-    def start_airflow(self, name: str, *, generation: int = 1) -> subprocess.Popen[bytes]:
-        """Start one Airflow component (``api-server`` or one of :data:`COMPONENTS`)."""
-        if name == "api-server":
+    def start_airflow(
+        self, name: str, *, generation: int = 1, kind: str | None = None, extra: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        """Start one Airflow component (``api-server`` or one of :data:`COMPONENTS`).
+
+        :param name: the process's name here (and its log's); also its kind unless ``kind`` is given.
+        :param kind: the component, for a second instance of one (``name="triggerer-2"``).
+        :param extra: further CLI arguments.
+        """
+        kind = kind or name
+        if kind == "api-server":
             args = ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port)]
+            args += ["--workers", self.env.get("AIRFLOW__API__WORKERS", "1")]
         else:
-            args = COMPONENTS[name]
-        return self.start(name, [sys.executable, "-m", "airflow", *args], generation=generation)
+            args = COMPONENTS[kind]
+        argv = [sys.executable, "-m", "airflow", *args, *extra]
+        return self.start(name, argv, generation=generation)
 
     def kill(self, name: str, sig: int = signal.SIGKILL, wait: float = 30) -> None:
         """Send ``sig`` to a component's whole process group and wait for its leader to exit."""
@@ -163,21 +198,23 @@ class Deployment:
         _signal_group(process.pid, signal.SIGKILL)
         self._running = [(n, p) for n, p in self._running if p is not process]
 
+    def pause(self, name: str) -> None:
+        """Freeze a component's whole process group (SIGSTOP): alive, but its heartbeat goes stale."""
+        _signal_group(self.processes[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """Let a frozen component go on (SIGCONT)."""
+        _signal_group(self.processes[name].pid, signal.SIGCONT)
+
     def stop_all(self) -> None:
-        """Stop every process started here (SIGTERM to each group, then SIGKILL); safe to call twice."""
+        """Stop every process started here (SIGTERM to each group, then SIGKILL); safe to call twice.
+
+        Services (:attr:`services`) go last, with their own signal, once their clients are gone.
+        """
         running, self._running = self._running, []
-        for _, process in running:
-            _signal_group(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, process in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-        for name, process in running:
-            _signal_group(process.pid, signal.SIGKILL)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                print(f"system test: could not stop {name} (pid {process.pid})", file=sys.stderr)
+        clients = [(n, p) for n, p in running if not any(p is self.processes.get(s) for s in self.services)]
+        _stop_groups(clients, {})
+        _stop_groups([(n, p) for n, p in running if (n, p) not in clients], self.services)
 
     def tails(self, lines: int = 25) -> str:
         """The last ``lines`` of every component log, for a failed run."""
@@ -186,6 +223,24 @@ class Deployment:
             text = log.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"----- {log.name} (last {len(text)} lines) -----\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def _stop_groups(processes: list[tuple[str, subprocess.Popen[bytes]]], signals: dict[str, int]) -> None:
+    """Signal each process group (SIGTERM unless ``signals`` names another), wait, then SIGKILL."""
+    for name, process in processes:
+        # A stopped (SIGSTOP) group must be continued to act on the signal.
+        _signal_group(process.pid, signals.get(name, signal.SIGTERM))
+        _signal_group(process.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 15
+    for _, process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(0.1, deadline - time.monotonic()))
+    for name, process in processes:
+        _signal_group(process.pid, signal.SIGKILL)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            print(f"system test: could not stop {name} (pid {process.pid})", file=sys.stderr)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

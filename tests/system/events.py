@@ -64,26 +64,44 @@ def _add_connection(
     )  # fmt: skip
 
 
-def _start(sandbox: SandboxClient, call_sid: str) -> str:
-    """Start a recording directly (no callback): the polling variant's recordings."""
+def start_recording(sandbox: SandboxClient, call_sid: str, **params: str) -> str:
+    """Start a recording directly (the API's form ``params``; none: no callback); its SID."""
     path = f"/texml/Accounts/{sandbox.account_sid}/Calls/{quote(call_sid, safe='')}/Recordings.json"
     reply = sandbox.session.post(
-        sandbox.base_url + path, headers={"Authorization": f"Bearer {sandbox.api_key}"}, data={}, timeout=30
+        sandbox.base_url + path,
+        headers={"Authorization": f"Bearer {sandbox.api_key}"},
+        data=params,
+        timeout=30,
     )
     reply.raise_for_status()
     return str(reply.json()["sid"])
 
 
-def _asset_events(api: AirflowApi, uri: str) -> list[dict[str, Any]]:
+def finish_recordings(sandbox: SandboxClient, count: int) -> list[str]:
+    """Start a recording on each of ``count`` new calls (no callback), hang them all up; their SIDs."""
+    calls = [sandbox.create_call() for _ in range(count)]
+    started = [start_recording(sandbox, call) for call in calls]
+    for call in calls:
+        sandbox.hangup(call)
+    return started
+
+
+def asset_events(api: AirflowApi, uri: str) -> list[dict[str, Any]]:
     assets = api.json("GET", "/api/v2/assets", params={"uri_pattern": uri})["assets"]
     ids = [asset["id"] for asset in assets if asset["uri"] == uri]
     if not ids:
         return []
     deadline = time.monotonic() + 60
+    events: list[dict[str, Any]] = []
     while True:
-        reply = api.request("GET", "/api/v2/assets/events", params={"asset_id": ids[0], "limit": 100})
+        params = {"asset_id": ids[0], "limit": 100, "offset": len(events)}
+        reply = api.request("GET", "/api/v2/assets/events", params=params)
         if reply.ok:
-            return reply.json()["asset_events"]  # type: ignore[no-any-return]
+            page = reply.json()
+            events += page["asset_events"]
+            if page["asset_events"] and len(events) < page["total_entries"]:
+                continue  # the next page
+            return events
         # Airflow 3.3.2 answers 500 while a run an event created has no start_date yet: ask again.
         if reply.status_code != 500 or time.monotonic() > deadline:
             raise AssertionError(
@@ -112,7 +130,7 @@ def _stored_by_run(api: AirflowApi) -> dict[str, list[str]]:
     return stored
 
 
-def _polled(api: AirflowApi) -> list[str]:
+def polled_sids(api: AirflowApi) -> list[str]:
     """Every SID the polled DAG's finished runs received (a SID twice would be a duplicate event)."""
     sids: list[str] = []
     for run in _runs(api, POLLED_DAG):
@@ -155,7 +173,7 @@ def verify_callbacks(checks: Checks, api: AirflowApi, sandbox: SandboxClient, de
     together = record(3)  # three finishing together
     sids += together
     wait_for(
-        lambda: {e["extra"].get("RecordingSid") for e in _asset_events(api, uri)} >= set(together),
+        lambda: {e["extra"].get("RecordingSid") for e in asset_events(api, uri)} >= set(together),
         "the asset events of three recordings finishing together",
         60,
     )
@@ -175,7 +193,7 @@ def verify_callbacks(checks: Checks, api: AirflowApi, sandbox: SandboxClient, de
     files = sorted(path.name.split(".")[0] for path in (deployment.home / "event-recordings").glob("*"))
     checks.equal(files, sorted(sids), "the stored audio files, one per recording")
     checks.equal({run["state"] for run in _runs(api, STORE_DAG)}, {"success"}, "every consumer run succeeded")
-    events = _asset_events(api, uri)
+    events = asset_events(api, uri)
     per_sid = {sid: sum(e["extra"].get("RecordingSid") == sid for e in events) for sid in sids}
     checks.equal(per_sid, dict.fromkeys(sids, 1), "one asset event per signed callback")
     replays = [
@@ -185,7 +203,7 @@ def verify_callbacks(checks: Checks, api: AirflowApi, sandbox: SandboxClient, de
         for sid in sids[:2]
     ]
     checks.equal(replays, [401, 401], "the API server refuses byte-for-byte replays")
-    events = _asset_events(api, uri)
+    events = asset_events(api, uri)
     checks.equal(
         sum(e["extra"].get("RecordingSid") in sids for e in events), len(sids), "no event from a replay"
     )
@@ -202,15 +220,11 @@ def verify_polling(checks: Checks, api: AirflowApi, setup: EventsSetup, deployme
     wait_for(lambda: listings() >= 2, "the watcher's first listings (the baseline)", 180)
 
     def finish(count: int) -> list[str]:
-        calls = [sandbox.create_call() for _ in range(count)]
-        started = [_start(sandbox, call) for call in calls]
-        for call in calls:
-            sandbox.hangup(call)
-        return started
+        return finish_recordings(sandbox, count)
 
     uri = f"telnyx://{sandbox.account_sid}/recordings"
     # Airflow stores a watcher's event as {"from_trigger": true, "payload": <the trigger's payload>}.
-    reported = lambda: [e["extra"]["payload"].get("sid") for e in _asset_events(api, uri)]  # noqa: E731
+    reported = lambda: [e["extra"]["payload"].get("sid") for e in asset_events(api, uri)]  # noqa: E731
     first = finish(2)
     wait_for(lambda: set(first) <= set(reported()), "the watcher's events for the first two", 90)
     print("  killing the triggerer (SIGKILL) while two more recordings finish", flush=True)
@@ -226,8 +240,8 @@ def verify_polling(checks: Checks, api: AirflowApi, setup: EventsSetup, deployme
     )
     last = finish(1)  # releases any event Airflow left queued (see verify_callbacks)
     everything = first + second + last
-    wait_for(lambda: set(everything) <= set(_polled(api)), "the polled DAG's runs to cover all five", 150)
-    checks.equal(sorted(_polled(api)), sorted(everything), "polling: the DAG got each recording once")
+    wait_for(lambda: set(everything) <= set(polled_sids(api)), "the polled DAG's runs to cover all five", 150)
+    checks.equal(sorted(polled_sids(api)), sorted(everything), "polling: the DAG got each recording once")
     media = f"{sandbox.origin}/media/"
     leaked = [
         p.name

@@ -23,6 +23,7 @@ EXTRA_FIELDS = {
     "retry_budget",
     "pool_size",
     "ca_bundle",
+    "shared_polls",
 }
 
 

@@ -108,6 +108,22 @@ def task_errors(home: Path) -> str:
     return "----- exceptions in task logs -----\n" + ("\n".join(lines) or "  (none)")
 
 
+def report(checks: Checks, deployment: Deployment, *, failed: bool, keep: bool) -> None:
+    """After a failed run: the component logs' tails, the tasks' exceptions and every failed check (the home
+    is kept); after a passing one the home is removed unless ``keep``."""
+    home = deployment.home
+    if failed:
+        print(deployment.tails(), flush=True)
+        print(task_errors(home), flush=True)
+        print(f"{len(checks.failures)} checks FAILED; logs kept in {home}:", flush=True)
+        for failure in checks.failures:
+            print(f"  - {failure[:800]}", flush=True)
+    elif keep:
+        print(f"logs kept in {home}", flush=True)
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the system test; the exit status says whether every check passed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,16 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print("the connection and its key, in the logs of the whole run:", flush=True)
         verify_connection_fetched(checks, deployment.component_logs / "api-server.log")
         verify_no_key_in_logs(checks, home, keys)
-    if checks.failures or crashed:
-        print(deployment.tails(), flush=True)
-        print(task_errors(home), flush=True)
-        print(f"{len(checks.failures)} checks FAILED; logs kept in {home}:", flush=True)
-        for failure in checks.failures:
-            print(f"  - {failure[:500]}", flush=True)
-    elif args.keep:
-        print(f"logs kept in {home}", flush=True)
-    else:
-        shutil.rmtree(home, ignore_errors=True)
+    report(checks, deployment, failed=bool(checks.failures) or crashed, keep=args.keep)
     print(f"system test: {runs} DAG runs, {checks.passed} checks passed", flush=True)
     return 1 if checks.failures else 0
 

@@ -250,13 +250,43 @@ def test_delete_after_archive_deletes_exactly_the_stored_copies_once_read_back(h
         assert CountingMemoryFileSystem.moved[entry["path"].removeprefix("s3://")] == 1  # stored once
 
 
-def test_a_copy_that_does_not_read_back_the_same_is_kept_and_its_recording_not_deleted(history):
+def test_a_copy_that_does_not_read_back_the_same_is_never_on_record_nor_deleted(history):
     from tests.transfers.archive_world import RotOnReadFileSystem
 
     conn_id, bucket = attached(RotOnReadFileSystem())
     before = listed(history)
     op = archive_operator(
         dst=f"s3://{bucket}/calls", dest_conn_id=conn_id, delete_after_archive=True, **day(2)
+    )
+
+    with pytest.raises(RecordingStorageError, match="could not be copied") as failed:
+        op.execute({})
+
+    assert "does not read back as it was written" in str(failed.value)
+    assert listed(history).keys() == before.keys()
+    assert route(history, "DELETE /Recordings/{sid}") == 0
+    from airflow.sdk import ObjectStoragePath
+
+    path = f"s3://{bucket}/calls/_manifests/" + str(failed.value).split("_manifests/")[1].split(";")[0]
+    manifest = json.loads(ObjectStoragePath(path, conn_id=conn_id).read_bytes())
+    assert manifest["recordings"] == []
+
+
+def test_a_copy_that_rotted_since_it_was_archived_is_kept_and_its_recording_not_deleted(history):
+    """Archived through a sound store; the same objects then read back other bytes (bit rot). A run that
+    checks sizes only finds them in place, but deletes nothing whose copy does not read back."""
+    from tests.transfers.archive_world import RotOnReadFileSystem
+
+    sound, bucket = attached(CountingMemoryFileSystem())
+    first = archive_operator(dst=f"s3://{bucket}/calls", dest_conn_id=sound, **day(2)).execute({})
+    rotten, _ = attached(RotOnReadFileSystem())  # the same in-memory objects, read back rotten
+    before = listed(history)
+    op = archive_operator(
+        dst=f"s3://{bucket}/calls",
+        dest_conn_id=rotten,
+        delete_after_archive=True,
+        verify_existing="size",
+        **day(2),
     )
 
     with pytest.raises(RecordingStorageError, match="could not be deleted") as failed:
@@ -267,12 +297,11 @@ def test_a_copy_that_does_not_read_back_the_same_is_kept_and_its_recording_not_d
     assert route(history, "DELETE /Recordings/{sid}") == 0
     from airflow.sdk import ObjectStoragePath
 
-    path = f"s3://{bucket}/calls/_manifests/" + str(failed.value).split("_manifests/")[1].split(" ")[0]
-    manifest = json.loads(ObjectStoragePath(path, conn_id=conn_id).read_bytes())
+    manifest = json.loads(ObjectStoragePath(first["manifest"], conn_id=sound).read_bytes())
     states = [entry["deletion"] for entry in manifest["recordings"]]
     assert "failed" in states  # the first ones; as many failures in a row as workers stop the rest
     assert set(states) <= {"failed", "pending"}
-    assert len(manifest["recordings"]) == len(finals_of(history, 2))
+    assert len(manifest["recordings"]) == len(finals_of(history, 2)) == first["recordings"]
 
 
 def test_a_failed_delete_keeps_the_copy_and_the_entry_and_a_retry_deletes(history, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -16,6 +17,18 @@ from tests.hooks.test_recording_hook import DOCS_REPLY, RECORDING_SID
 from tests.scripted_api import Reply
 
 PATH = f"/texml/Accounts/{ACCOUNT_SID}/Recordings/{RECORDING_SID}.json"
+
+
+@pytest.fixture(autouse=True, params=["shared polls", "own polls"])
+def polls(request, scripted_api, monkeypatch):
+    """Every wait here runs both ways: on the poll it shares with the triggerer's other waits (the default)
+    and polling on its own (connection extra ``shared_polls`` false)."""
+    if request.param == "own polls":
+        conn = json.loads(os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"])
+        extra = conn.get("extra") or {}
+        conn["extra"] = {**(json.loads(extra) if isinstance(extra, str) else extra), "shared_polls": False}
+        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+    return request.param
 
 
 def _trigger(**kwargs) -> RecordingCompletedTrigger:

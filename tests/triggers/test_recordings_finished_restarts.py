@@ -188,3 +188,44 @@ def test_every_finished_recording_is_reported_once_across_three_sigkilled_restar
     assert [sorted(runs.get(run, [])) for run in (1, 2, 3, 4)] == [[], sorted([r1, r2]), sorted([r3, r4]), []]
     finished_on_the_sandbox = [sid for sid in (r1, r2, r3, r4) if status_of(sandbox, sid) == "completed"]
     assert sorted(sid for sids in runs.values() for sid in sids) == sorted(finished_on_the_sandbox)
+
+
+def drive(watcher: Watcher, condition, timeout: float = 60.0) -> None:
+    """Let every state write of ``watcher`` through until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        try:
+            line = watcher.lines.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if line.startswith("STORE "):
+            watcher.answer_go()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_first_recording_made_while_down_longer_than_lookback_is_reported(
+    sandbox, tmp_path, watchers, mode
+):
+    """Review finding: a watcher that had seen no recording yet listed from ``now - lookback`` after a
+    restart, so the account's first recordings, created while it was down longer than that, were lost."""
+    if mode == "shared":
+        pytest.importorskip("airflow.triggers.shared_stream", reason="shared polls are Airflow 3.3+")
+    path = tmp_path / "asset-state.db"
+    kwargs = {"account_sid": sandbox.account_sid, "poll_interval": 0.2, "lookback": LOOKBACK, "overlap": 1.0}
+    first = watchers(path, mode, kwargs, 1)
+    first.store()  # the baseline of an account without recordings
+    first.kill()
+
+    call, sid = start_recording(sandbox)
+    created = time.monotonic()
+    sandbox.hangup(call)
+    wait_until(lambda: status_of(sandbox, sid) == "completed")
+    wait_until(lambda: time.monotonic() - created > LOOKBACK + 1)
+
+    second = watchers(path, mode, kwargs, 2)
+    before = polls(sandbox)
+    # Five listings at least; up to twenty while no event has come (it comes with the first, once fixed).
+    drive(second, lambda: polls(sandbox) >= before + (5 if events_by_run(path) else 20))
+    second.kill()
+    assert events_by_run(path) == {2: [sid]}

@@ -184,7 +184,10 @@ async def test_a_stop_midway_through_a_batch_hands_the_rest_to_the_next_run(sand
     for call_sid, _ in calls:  # all three finish before the next look: one batch of three
         sandbox.hangup(call_sid)
     got = (await asyncio.wait_for(first_event, 10)).payload["sid"]
-    await stream.aclose()  # the consumer stops after the first event of the batch
+    # The consumer keeps the first event and asks for the next (so the first is handed over), then stops
+    # holding the second, before keeping it: the second is not handed over.
+    taken = (await asyncio.wait_for(stream.__anext__(), 10)).payload["sid"]
+    await stream.aclose()
 
     second = RecordingsFinishedTrigger(**first.serialize()[1])
     second.asset_state_store = store
@@ -193,6 +196,7 @@ async def test_a_stop_midway_through_a_batch_hands_the_rest_to_the_next_run(sand
     count = polls(sandbox)
     await until(lambda: polls(sandbox) >= count + 3)
     await resumed.stop()
+    assert taken in resumed.sids()
     assert sorted([got, *resumed.sids()]) == sorted(sid for _, sid in calls)
 
 
@@ -470,3 +474,22 @@ async def test_a_recording_stuck_in_progress_is_given_up_with_one_warning(sandbo
     assert len(warnings) == 1
     assert stuck in warnings[0]
     sandbox.hangup(stuck_call)
+
+
+def test_since_across_a_dst_change_is_the_instant_it_names():
+    """The autumn hour that happens twice (Europe/Berlin, 25 Oct 2026): each reading is its own instant, and
+    the same instant in any zone or form is the same watcher (the same shared key)."""
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=0)  # still summer time: 00:30 UTC
+    second = datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=1)  # winter time again: 01:30 UTC
+    made = [RecordingsFinishedTrigger(account_sid="acc", since=since) for since in (first, second)]
+    assert [trigger.serialize()[1]["since"] for trigger in made] == [
+        "2026-10-25T00:30:00+00:00",
+        "2026-10-25T01:30:00+00:00",
+    ]
+    same = RecordingsFinishedTrigger(account_sid="acc", since="2026-10-25T02:30:00+01:00")
+    assert same.shared_stream_key() == made[1].shared_stream_key() != made[0].shared_stream_key()
+    restored = RecordingsFinishedTrigger(**made[0].serialize()[1])
+    assert restored.since == first.astimezone(timezone.utc)  # (an ambiguous time never equals another zone)

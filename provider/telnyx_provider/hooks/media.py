@@ -15,22 +15,25 @@ one hop at a time, never by ``requests`` (which could carry headers along).
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
 from telnyx_provider import media_api, media_length
+from telnyx_provider._compat import mask_secret
 from telnyx_provider.errors import (
     RecordingFailedError,
     RecordingIncompleteError,
     RecordingNotReadyError,
     TelnyxValidationError,
 )
+from telnyx_provider.hooks.media_body import MediaBody, describe
 from telnyx_provider.hooks.media_store import (
     CHUNK_SIZE,
     path_url,
@@ -66,6 +69,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: urllib3's logger of requests (it logs each request's target, query included, at DEBUG).
+_TRANSPORT_LOG = logging.getLogger("urllib3.connectionpool")
 
 #: Redirects followed by hand, so each hop's headers are decided again (no key to a foreign host).
 MAX_REDIRECTS = 5
@@ -196,7 +201,7 @@ def _download_once(
             target = target / name({**recording, "sid": recording_sid}, extension)
             refuse_existing(target, overwrite)
         log.info("Storing recording %s from %s at %s.", recording_sid, request.host, path_url(target))
-        size, sha256, proof = _store(response, request, target, overwrite, budget)
+        size, sha256, proof = _store(response, request, target, overwrite, budget, hook.config.read_timeout)
     finally:
         response.close()
     log.info(
@@ -219,8 +224,12 @@ def _download_once(
 
 
 def _final_recording(hook: RecordingHook, recording_sid: str, account_sid: str | None) -> dict[str, Any]:
-    """The recording, fetched now (a fresh link); refused unless final."""
-    recording = hook.get_recording(recording_sid, account_sid=account_sid)
+    """The recording, fetched now (a fresh link); refused unless final.
+
+    Fetched once: the download's own loop retries it (a retry loop inside would multiply the attempts).
+    """
+    once = hook.retry_policy.replace(max_retries=0)
+    recording = hook.get_recording(recording_sid, account_sid=account_sid, retry_policy=once)
     assessment = assess_recording(recording)
     if assessment.verdict is Verdict.FAIL:
         raise RecordingFailedError(assessment.reason)
@@ -243,7 +252,7 @@ def _open_media(
         recording_sid, recording.get("media_url"), base_url=config.base_url, api_key=config.api_key
     )
     for _ in range(MAX_REDIRECTS + 1):
-        response = _send(hook, request)
+        request, response = _send(hook, request)
         location = response.headers.get("Location")
         if not response.is_redirect or location is None:
             return request, response
@@ -254,8 +263,11 @@ def _open_media(
     raise media_api.media_failure(request, "connection", f"more than {MAX_REDIRECTS} redirects")
 
 
-def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Response:
-    """Send one hop, and only that hop (redirects are ours to follow).
+def _send(
+    hook: RecordingHook, request: media_api.MediaRequest
+) -> tuple[media_api.MediaRequest, requests.Response]:
+    """Send one hop, and only that hop (redirects are ours to follow); the request is returned with the
+    URL as sent (what transport errors quote, to be redacted too).
 
     Prepared first, so that the key decision is checked on the URL ``requests`` connects to.
     """
@@ -266,74 +278,56 @@ def _send(hook: RecordingHook, request: media_api.MediaRequest) -> requests.Resp
             requests.Request("GET", request.url, headers=request.headers, auth=_NO_NETRC)
         )
     except (requests.RequestException, ValueError):
-        raise media_api.refused(
-            request.recording_sid, f"the media link to {request.host} cannot be prepared"
-        ) from None
+        prepared = None  # raised below, out of the except block: the error quotes the link
+    if prepared is None:
+        raise media_api.refused(request.recording_sid, f"the media link to {request.host} cannot be prepared")
     media_api.check_prepared(request, prepared.url)
     url = str(prepared.url)
+    request = dataclasses.replace(request, sent_url=url)
+    _mask_for_transport_logs(request)
     # As Session.request does: the environment's proxies and CA bundle (never ~/.netrc: auth is set).
     settings = session.merge_environment_settings(
         url, {}, True, config.verify if request.carries_key else True, None
     )
     try:
-        return session.send(
+        return request, session.send(
             prepared,
             timeout=(config.connect_timeout, config.read_timeout),
             allow_redirects=False,
             **settings,
         )
     except requests.exceptions.SSLError as error:
-        failure, detail = "tls", _describe(error, request)
+        failure, detail = "tls", describe(error, request)
     except requests.ConnectTimeout as error:
-        failure, detail = "connect", _describe(error, request)
+        failure, detail = "connect", describe(error, request)
     except requests.ReadTimeout as error:
-        failure, detail = "timeout", _describe(error, request)
+        failure, detail = "timeout", describe(error, request)
     except requests.RequestException as error:
-        failure, detail = "connection", _describe(error, request)
+        failure, detail = "connection", describe(error, request)
     except ValueError:
         # Even with allow_redirects=False, requests reads a redirect's Location (to offer the next request,
-        # never sent); one it cannot parse raises here, quoting the target: not repeated.
+        # never sent); one it cannot decode or parse raises here, holding the target (a UnicodeDecodeError
+        # keeps all its bytes): refused below, out of the except block, so it is not our error's context.
+        failure, detail = "refused", ""
+    if failure == "refused":
         raise media_api.refused(
             request.recording_sid, f"a redirect from {request.host} was refused: its Location cannot be read"
-        ) from None
+        )
     # Out of the except block: the requests error (holding the link) is neither cause nor context.
-    raise media_api.media_failure(request, failure, detail) from None
+    raise media_api.media_failure(request, failure, detail)
 
 
-class _Body:
-    """The media body as it arrives: chunks, their count and hash, its first bytes (for an audio header)."""
+def _mask_for_transport_logs(request: media_api.MediaRequest) -> None:
+    """Give the link's query (a pre-signed link's signature) to Airflow's masker when urllib3 would log it.
 
-    def __init__(self, response: requests.Response, request: media_api.MediaRequest) -> None:
-        self.response = response
-        self.request = request
-        self.size = 0
-        self.digest = hashlib.sha256()
-        self.head = b""
-
-    def chunks(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.iter_content(chunk_size=CHUNK_SIZE):
-                if chunk:
-                    self.size += len(chunk)
-                    self.digest.update(chunk)
-                    if len(self.head) < media_length.HEAD_BYTES:
-                        self.head = (self.head + chunk)[: media_length.HEAD_BYTES]
-                    yield chunk
-        except requests.exceptions.ReadTimeout as error:
-            failure, detail = "timeout", _describe(error, self.request)
-        except (requests.RequestException, OSError) as error:
-            failure = "connection"
-            detail = (
-                f"the transfer was cut after {self.size} bytes (incomplete): {_describe(error, self.request)}"
-            )
-        else:
-            return
-        raise media_api.media_failure(self.request, failure, detail) from None
-
-    def wire_bytes(self) -> int:
-        """Body bytes read off the connection, before content decoding (urllib3's public count)."""
-        tell = getattr(self.response.raw, "tell", None)
-        return int(tell()) if callable(tell) else self.size
+    urllib3 logs every request's target, query included, at DEBUG. The masker keeps each pattern for the
+    rest of the task (an archive downloads thousands of links), so only when that logging is on.
+    """
+    if not _TRANSPORT_LOG.isEnabledFor(logging.DEBUG):
+        return
+    for query in {urlsplit(link).query for link in request.links}:
+        if query:
+            mask_secret(query)
 
 
 def _store(
@@ -342,26 +336,32 @@ def _store(
     target: ObjectStoragePath,
     overwrite: bool,
     budget: DownloadBudget,
+    window: float,
 ) -> tuple[int, str, str]:
-    """Stream the body into ``target``'s partial object; move it into place only once proven whole."""
+    """Stream the body into ``target``'s partial object; move it into place only once proven whole.
+
+    ``window``: seconds of reading over which the transfer rate is judged (the read timeout).
+    """
     frame = media_length.framing(response.headers)
-    body = _Body(response, request)
+    try:
+        decoder = media_length.Decoder(response.headers)
+    except media_length.Unproven as unproven:
+        raise RecordingIncompleteError(
+            request.recording_sid, 0, unproven.missing, retryable=unproven.retryable
+        ) from None
+    body = MediaBody(response, request, window, decoder)
     with staged(target, overwrite) as out, budget.receiving():
         for chunk in body.chunks():
             out.write(chunk)
         try:
-            proof = media_length.prove_complete(frame, body.wire_bytes(), body.size, body.head)
+            proof = media_length.prove_complete(
+                frame, body.wire, body.size, body.head, coding_ended=decoder.ended
+            )
         except media_length.Unproven as unproven:
             raise RecordingIncompleteError(
                 request.recording_sid, body.size, unproven.missing, retryable=unproven.retryable
             ) from None
     return body.size, body.digest.hexdigest(), proof
-
-
-def _describe(error: BaseException, request: media_api.MediaRequest) -> str:
-    """The transport failure in a few words, the link cut out *before* shortening (no partial link left)."""
-    text = " ".join(media_api.redact_link(str(error), request.url).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _error_body(response: requests.Response, limit: int = 4096) -> bytes:

@@ -1,15 +1,20 @@
 """Where a recording's audio is stored: destinations, the partial object beside them, the move into place.
 
-The audio is written to a partial object beside the destination, ``.<name>.part``, and moved into place
-only once proven whole. The name is the same on every attempt, so a retry reuses (overwrites) what an
-interrupted attempt left, even one whose process was killed; a failure that is caught removes it.
+The audio is written to a partial object beside the destination and moved into place only once proven
+whole; a failure that is caught removes it.
 
-Local files are created ``0600`` (owner only: recordings are personal data) whatever the umask, and the
-partial file is locked (``flock``) while written: a second writer of the same destination is refused
-rather than mixed in, and a lock left by a killed process is released with it. Object stores (``s3://``,
-``gs://``...) write an object whole when it is closed; an upload cut by a killed process may stay behind
-as an unfinished multipart upload, which only the store's lifecycle rules remove (see the README).
-"""
+Local files: the partial file is ``.<name>.part``, the same on every attempt, so a retry reuses (overwrites)
+what an interrupted attempt left, even one whose process was killed. It is created ``0600`` (owner only:
+recordings are personal data) whatever the umask, in folders created ``0700``, and locked (``flock``) while
+written: a second writer of the same destination is refused rather than mixed in, and a lock left by a
+killed process is released with it.
+
+Object stores (``s3://``, ``gs://``...) have no lock: each attempt writes its own partial object,
+``.<name>.<random>.part``, so that no download can move another's half-written bytes into place. S3, GCS
+and Azure show an upload only once it is complete, so a killed attempt leaves nothing visible there (an
+unfinished multipart upload, which only the store's lifecycle rules remove; see the README); on a store
+that shows objects while they are written, an attempt removes the partial objects of its destination that
+earlier attempts left."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 from pathlib import PurePath
 from typing import IO, TYPE_CHECKING
 
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 256 * 1024
 #: Mode of local audio files: the owner reads and writes, nobody else.
 FILE_MODE = 0o600
+#: Mode of the local folders created on the way to a destination.
+FOLDER_MODE = 0o700
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -82,7 +90,8 @@ def storage_conn_id(path: ObjectStoragePath) -> str | None:
 
 
 def partial_path(target: ObjectStoragePath) -> ObjectStoragePath:
-    """The partial object of ``target``: ``.<name>.part`` beside it, the same on every attempt."""
+    """The partial file of a local ``target``: ``.<name>.part`` beside it, the same on every attempt (locked
+    while written, so a retry reuses what a killed attempt left)."""
     return target.parent / f".{target.name}.part"
 
 
@@ -103,8 +112,8 @@ def staged(target: ObjectStoragePath, overwrite: bool) -> Iterator[IO[bytes]]:
     :param overwrite: replace an existing ``target`` (checked again right before the move).
     :raises RecordingStorageError: ``target`` exists, or another download is writing it (local files).
     """
-    temporary = partial_path(target)
     if is_local(target):
+        temporary = partial_path(target)
         with _local_partial(temporary) as out:
             yield out
             out.flush()
@@ -112,21 +121,69 @@ def staged(target: ObjectStoragePath, overwrite: bool) -> Iterator[IO[bytes]]:
             refuse_existing(target, overwrite)
             os.replace(temporary.path, target.path)  # still locked: no other writer reopens it meanwhile
         return
+    # Each attempt writes its own partial object: a shared one could be moved into place by one download
+    # while another, cut or half-written, was writing it (object stores have no lock).
+    temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
     try:
-        with temporary.open("wb") as out:  # overwrites what an interrupted attempt left
+        with temporary.open("wb") as out:
+            if temporary.exists():  # the store shows objects while written: so it does a killed attempt's
+                _remove_leftovers(target, temporary)
             yield out
         refuse_existing(target, overwrite)  # someone else may have stored it meanwhile
-        temporary.fs.mv(temporary.path, target.path)
+        try:
+            temporary.fs.mv(temporary.path, target.path)
+        except FileNotFoundError:
+            raise RecordingStorageError(
+                f"The partial object of {path_url(target)} was removed while this download wrote it: another "
+                "download of the same destination started meanwhile. Nothing was stored by this one."
+            ) from None
     except BaseException:
         remove_quietly(temporary)
         raise
+
+
+def _remove_leftovers(target: ObjectStoragePath, own: ObjectStoragePath) -> None:
+    """Remove the partial objects of ``target`` that earlier attempts left (killed: no clean-up ran).
+
+    Only on stores that show an object while it is written (an upload to S3, GCS or Azure shows nothing until
+    it is complete). A download of the same destination running now loses its partial object too, and fails
+    when it would move it into place.
+    """
+    prefix = f".{target.name}."
+    try:
+        siblings = target.fs.ls(target.parent.path, detail=False)
+    except FileNotFoundError:
+        return
+    for sibling in siblings:
+        name = str(sibling).rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(prefix) and name.endswith(".part") and name != own.name:
+            log.info("Removing %s, left by an interrupted download.", path_url(target.parent / name))
+            remove_quietly(target.parent / name)
+
+
+def make_private_folders(folder: str) -> None:
+    """Create ``folder`` and its missing parents ``0700`` (owner only: they hold personal data; a umask can
+    only take bits away); folders that exist are left as they are."""
+    missing: list[str] = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, FOLDER_MODE)
+        except FileExistsError:  # another download made it meanwhile
+            if not os.path.isdir(created):
+                raise
 
 
 @contextlib.contextmanager
 def _local_partial(temporary: ObjectStoragePath) -> Iterator[IO[bytes]]:
     """Open the local partial file ``0600``, locked, empty; unlink it if the block raises."""
     path = str(temporary.path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    make_private_folders(os.path.dirname(path))
     while True:
         # No O_EXCL: a file left by a killed attempt is reused; O_NOFOLLOW: never write through a symlink.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)

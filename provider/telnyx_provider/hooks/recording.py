@@ -386,9 +386,10 @@ class RecordingHook(BaseHook):
 
         The recording is fetched right before (a fresh media link) and refused, before anything is written,
         unless it is final. The audio is streamed (never whole in memory), hashed (SHA-256) on the way and
-        written atomically: a partial object beside ``dst`` (``.<name>.part``, reused by a retry; local files
-        ``0600``), moved into place only once its length is proven (``Content-Length``, chunked framing or a
-        WAV's header; else :class:`~telnyx_provider.errors.RecordingIncompleteError`), removed on any failure.
+        written atomically: a partial object beside ``dst`` (locally ``.<name>.part``, ``0600``, locked and
+        reused by a retry; on object stores ``.<name>.<random>.part``, one per attempt), moved into place
+        only once its length is proven (``Content-Length``, chunked framing or a WAV's header; else
+        :class:`~telnyx_provider.errors.RecordingIncompleteError`), removed on any failure.
         An expired or refused link (403/404) is refreshed once. The API key goes with the media request only
         when the link is on the API's own origin as urllib3 reads it; links or redirects that could be read
         two ways are refused (``TelnyxApiError`` with ``failure="refused"``).

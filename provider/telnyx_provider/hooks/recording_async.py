@@ -9,6 +9,7 @@ a thousand waiting recordings do not open a thousand TCP connections.
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,9 +19,11 @@ import yarl
 from tenacity import AsyncRetrying
 
 from telnyx_provider import api
-from telnyx_provider.errors import transport_detail
+from telnyx_provider.errors import TelnyxApiError, transport_detail
+from telnyx_provider.hooks.rate_gate import GateClosed, RateGate
 from telnyx_provider.hooks.shared_clients import Lease
 from telnyx_provider.pages import PageGuard
+from telnyx_provider.retry import is_retryable
 
 if TYPE_CHECKING:
     import ssl
@@ -77,13 +80,27 @@ class ConnectionSlots:
         return bool(self._session.closed)
 
     async def exchange(
-        self, request: api.ApiRequest, config: TelnyxConnectionConfig
+        self,
+        request: api.ApiRequest,
+        config: TelnyxConnectionConfig,
+        gate: RateGate | None = None,
+        limit: float | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one request on the next free connection; returns the reply's status, headers and body.
 
-        :raises TelnyxApiError: no usable reply (refused, reset, timed out...), with ``status`` ``None``.
+        :param gate: the client's rate gate, passed once a connection is free (the requests queued for one
+            must not slip through while a reply closes it).
+        :param limit: monotonic time after which the request gives up waiting at the gate.
+        :raises TelnyxApiError: no usable reply (refused, reset, timed out...), with ``status`` ``None``;
+            or not sent, the gate being closed past ``limit``.
         """
         async with self._free:
+            probe = False
+            if gate is not None:
+                try:
+                    probe = await gate.enter(limit)
+                except GateClosed as closed:
+                    raise api.not_sent(request, closed.seconds) from None
             try:
                 async with self._session.request(
                     request.method,
@@ -95,6 +112,8 @@ class ConnectionSlots:
                     allow_redirects=False,
                     proxy=self._proxy,
                 ) as response:
+                    if gate is not None:
+                        gate.observe(response.status, response.headers)
                     return response.status, response.headers, await response.read()
             except Disconnected as error:  # reset or closed under the request, kept from aiohttp's re-send
                 failure, detail = "connection", transport_detail(error.cause)
@@ -106,6 +125,9 @@ class ConnectionSlots:
                 failure, detail = "timeout", transport_detail(error)
             except aiohttp.ClientError as error:  # reset, disconnected, broken payload
                 failure, detail = "connection", transport_detail(error)
+            finally:
+                if gate is not None:
+                    gate.leave(probe)
         raise api.no_reply(request, failure, detail) from None
 
     async def aclose(self) -> None:
@@ -169,6 +191,9 @@ class AsyncRecordingClient:
     def __init__(self, config: TelnyxConnectionConfig, retry_policy: RetryPolicy | None = None) -> None:
         self.config = config
         self.retry_policy = retry_policy or config.retry_policy()
+        #: Shared by every request of this client: a 429 holds them all
+        #: (see :mod:`telnyx_provider.hooks.rate_gate`).
+        self.rate_gate = RateGate()
         self._client = ConnectionSlots(
             config.pool_size,
             connect_timeout=config.connect_timeout,
@@ -229,15 +254,77 @@ class AsyncRecordingClient:
         self, request: api.ApiRequest, parse: Callable[..., T], policy: RetryPolicy | None = None
     ) -> T:
         policy = policy or self.retry_policy
+        # Almost every request succeeds at once: it is sent plainly, and the retry machinery is entered only
+        # after a failure the policy retries. Tenacity builds a retry state, a future with its own lock and
+        # closures for each call, which refer to one another: ~5 kB a request that only the cyclic garbage
+        # collector frees, and a thousand waits polling kept ~6 MB of it alive (benchmarks/RESULTS.md).
+        started = time.monotonic()
+        limit = started + policy.budget  # no request waits at the rate gate past its retry budget
+        try:
+            return await self._send(request, parse, limit)
+        except TelnyxApiError as error:
+            if not is_retryable(error):
+                raise
+            first_failure: TelnyxApiError | None = error
         async for attempt in AsyncRetrying(**policy.tenacity_kwargs(f"{request.method} {request.path}")):
             with attempt:
-                return await self._send(request, parse)
+                if first_failure is not None:
+                    # The failure is replayed as tenacity's first attempt, so the policy (attempts, waits,
+                    # log lines, the budget counted from the first try) is exactly the sync hook's.
+                    attempt.retry_state.start_time = started
+                    failure, first_failure = first_failure, None
+                    raise failure
+                return await self._send(request, parse, limit)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _send(self, request: api.ApiRequest, parse: Callable[..., T]) -> T:
-        return api.read_reply(
-            parse, request, *await self._client.exchange(request, self.config), api_key=self.config.api_key
+    async def _send(self, request: api.ApiRequest, parse: Callable[..., T], limit: float | None = None) -> T:
+        reply = await self._client.exchange(request, self.config, self.rate_gate, limit)
+        return api.read_reply(parse, request, *reply, api_key=self.config.api_key)
+
+    async def list_recordings_page(
+        self,
+        date_created_after: datetime,
+        *,
+        page: int = 0,
+        page_size: int | None = None,
+        date_created_before: datetime | None = None,
+        account_sid: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        guard: PageGuard | None = None,
+        recheck_since: bool = True,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the account's recordings created at or after ``date_created_after``
+        (``GET .../Recordings.json?DateCreated>=...``), read as
+        :meth:`~telnyx_provider.hooks.recording.RecordingHook.iter_recordings` reads it: the recordings (the
+        filters checked again on each) and whether another page follows.
+
+        :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
+            the bound itself dropped on our side).
+        :param retry_policy: retries of this request (default: the client's).
+        :param guard: the listing's :class:`~telnyx_provider.pages.PageGuard`: a page repeating the one
+            before it raises :class:`~telnyx_provider.errors.TelnyxApiError` (status 200).
+        :param recheck_since: drop, on our side too, recordings created before ``date_created_after`` (an
+            exact bound: with a fraction of a second, the recordings of that second are dropped).
+        """
+        account = self.config.resolve_account_sid(account_sid)
+        request = api.list_recordings(
+            account,
+            page=page,
+            page_size=page_size,
+            date_created_after=date_created_after,
+            date_created_before=date_created_before,
         )
+        reply = await self._call(request, api.parse_recording_page, retry_policy)
+        guard = guard or PageGuard("recordings")
+        guard.check(request, reply)
+        since = api.created_since(date_created_after) if recheck_since else None
+        before = None if date_created_before is None else api.created_before(date_created_before)
+        kept = [
+            item
+            for item in reply["recordings"]
+            if (since is None or since(item)) and (before is None or before(item))
+        ]
+        return kept, guard.has_next(request, reply)
 
     async def list_recordings_created_since(
         self,
@@ -252,39 +339,40 @@ class AsyncRecordingClient:
 
         One request per page (``GET .../Recordings.json?DateCreated>=...``); a failed page is retried by the
         client's policy, and fails the whole listing if it still fails. A page that repeats the one before
-        it (the same page number or the same recordings) fails it too, rather than another request.
+        it (the same page number or the same recordings) fails it too, rather than another request. The
+        lower bound is the service's (cut to the second): what the polling event trigger's feed expects.
 
         :param date_created_before: also only those created strictly before this moment (``DateCreated<=``,
             the bound itself dropped on our side).
         :param retry_policy: retries of each page (default: the client's).
         """
-        account = self.config.resolve_account_sid(account_sid)
-        before = None if date_created_before is None else api.created_before(date_created_before)
         guard = PageGuard("recordings")
         recordings: list[dict[str, Any]] = []
         page = 0
         while True:
-            request = api.list_recordings(
-                account,
+            found, more = await self.list_recordings_page(
+                date_created_after,
                 page=page,
                 page_size=page_size,
-                date_created_after=date_created_after,
                 date_created_before=date_created_before,
+                account_sid=account_sid,
+                retry_policy=retry_policy,
+                guard=guard,
+                recheck_since=False,
             )
-            reply = await self._call(request, api.parse_recording_page, retry_policy)
-            guard.check(request, reply)
-            recordings.extend(item for item in reply["recordings"] if before is None or before(item))
-            if not guard.has_next(request, reply):
+            recordings.extend(found)
+            if not more:
                 return recordings
             page += 1
 
 
 def shared_client(conn_id: str) -> AbstractAsyncContextManager[AsyncRecordingClient]:
-    """Borrow the event loop's shared client for ``conn_id`` (``async with``); the last borrower closes it.
+    """Borrow the event loop's shared client for ``conn_id``'s settings (``async with``); the last borrower
+    closes it.
 
-    The connection is read the async way (``BaseHook.aget_connection``), and read again by a new borrower
-    when it was last read :data:`~telnyx_provider.hooks.shared_clients.CONNECTION_RECHECK_SECONDS` ago or
-    more: changed settings (key, host, account, TLS...) get a new client, while the waits already holding
+    The connection is read the async way (``BaseHook.aget_connection``) each time a client is borrowed (reads
+    of one connection are pooled), and clients are keyed by the settings read (key, host, account, TLS...):
+    a borrower arriving after a change gets a client with the new settings, while the waits already holding
     the old one finish on it. See :mod:`telnyx_provider.hooks.shared_clients`.
     """
     return Lease(conn_id, AsyncRecordingClient)

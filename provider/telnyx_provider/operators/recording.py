@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +20,14 @@ from telnyx_provider.operators.lifecycle import (
 from telnyx_provider.operators.start_memory import StartMemory, StartRecord, StoredJournal
 from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
 from telnyx_provider.waiting import (
-    DEFERRAL_MARGIN,
+    EXECUTION_TIMEOUT,
     check_literal_arguments,
     check_recording,
     default_deferrable,
+    deferral_timeout,
+    deferred_deadline,
+    execution_timeout_error,
+    execution_timeout_reason,
     is_unresolved,
     recording_from_event,
     require_seconds,
@@ -33,6 +36,7 @@ from telnyx_provider.waiting import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import timedelta
 
     from airflow.sdk import Context
 
@@ -269,7 +273,8 @@ class StartCallRecordingOperator(BaseOperator):
         deadline = None if self.wait_timeout is None else started + self.wait_timeout
         not_found_until = started + self.not_found_grace_period
         if self.deferrable:
-            self._defer(recording_sid, account_sid, deadline, not_found_until)
+            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, started)
+            self._defer(recording_sid, account_sid, deadline, not_found_until, timed_out_by)
         while True:
             final = check_recording(
                 self.hook,
@@ -291,7 +296,12 @@ class StartCallRecordingOperator(BaseOperator):
             time.sleep(self.poll_interval if deadline is None else min(self.poll_interval, deadline - now))
 
     def _defer(
-        self, recording_sid: str, account_sid: str | None, deadline: float | None, not_found_until: float
+        self,
+        recording_sid: str,
+        account_sid: str | None,
+        deadline: float | None,
+        not_found_until: float,
+        timed_out_by: str | None,
     ) -> None:
         from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
@@ -309,20 +319,31 @@ class StartCallRecordingOperator(BaseOperator):
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            kwargs={"account_sid": account_sid},
-            timeout=None
-            if self.wait_timeout is None
-            else timedelta(seconds=self.wait_timeout) + DEFERRAL_MARGIN,
+            kwargs={"account_sid": account_sid, "timed_out_by": timed_out_by},
+            timeout=deferral_timeout(deadline),
         )
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], account_sid: str | None = None
+        self,
+        context: Context,
+        event: dict[str, Any],
+        account_sid: str | None = None,
+        timed_out_by: str | None = None,
     ) -> dict[str, Any]:
-        """Called when the trigger fires: the final recording, or stop it and fail on a timeout."""
+        """Called when the trigger fires: the final recording, or stop it and fail on a timeout.
+
+        :param timed_out_by: ``"execution_timeout"`` when the trigger's deadline was the task's
+            ``execution_timeout`` (which Airflow does not apply to a deferred task).
+        """
         self._memory = StartMemory.of(context)
         self._record = self._memory.load() if self._memory is not None else None
         if isinstance(event, dict) and event.get("status") == "timeout":
-            self._stop(event.get("recording_sid", ""), account_sid, reason="timeout")
+            sid = event.get("recording_sid", "")
+            if timed_out_by == EXECUTION_TIMEOUT:
+                why = execution_timeout_reason(self.execution_timeout)
+                self._stop(sid, account_sid, reason="timeout", why=why)
+                raise execution_timeout_error(f"Recording {sid} was not final when {why}; it was stopped.")
+            self._stop(sid, account_sid, reason="timeout")
         return recording_from_event(event)
 
     def on_kill(self) -> None:
@@ -335,7 +356,9 @@ class StartCallRecordingOperator(BaseOperator):
             recording = self._recording
             self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
 
-    def _stop(self, recording_sid: str, account_sid: str | None, *, reason: str) -> None:
+    def _stop(
+        self, recording_sid: str, account_sid: str | None, *, reason: str, why: str | None = None
+    ) -> None:
         from telnyx_provider.hooks.recording import RecordingHook
 
         stored = self._memory is not None and self._record is not None
@@ -354,7 +377,7 @@ class StartCallRecordingOperator(BaseOperator):
                 retry_budget=KILL_STOP_BUDGET,
                 request_timeout=KILL_STOP_TIMEOUT,
             )
-        why = "the wait timed out" if reason == "timeout" else "the task was killed"
+        why = why or ("the wait timed out" if reason == "timeout" else "the task was killed")
         self._recording = None
         try:
             hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)

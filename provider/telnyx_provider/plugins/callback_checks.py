@@ -15,7 +15,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("AccountSid", "RecordingSid", "RecordingStatus")
 #: The receiver's namespace in the shared store: the signatures it accepted, until they are stale anyway.
 REPLAY_NAMESPACE = "replay"
+#: Seconds the clocks of the hosts sharing the store (API servers) may differ by: a replay row is kept that
+#: much past the tolerance, so a host whose clock is ahead does not purge a row that a host whose clock is
+#: behind still needs (it still accepts the request's timestamp).
+MAX_CLOCK_SKEW = 60.0
 UNAUTHORIZED = "The request's Telnyx signature could not be verified."
 UNAVAILABLE = "The receiver cannot check this callback right now; send it again later."
 #: Airflow's own rule for connection ids (``airflow.models.connection.RE_SANITIZE_CONN_ID``, 250 at most).
@@ -99,17 +103,25 @@ async def verify_with_connection(
     signed: SignedRequest,
     connection_keys: Callable[[str], CallbackKey],
     lookups: asyncio.Semaphore,
+    known_lookups: asyncio.Semaphore | None = None,
 ) -> tuple[CallbackKey, VerifiedSignature]:
     """The connection's key and account (looked up in a worker thread, at most ``lookups`` at once), and
     the request's signature verified with that key; 401 otherwise, 503 if the lookup itself failed (a
-    secrets backend or the database unreachable: Telnyx delivers again later)."""
-    async with lookups:
-        # The failure comes back as a value, not raised across the thread: both answers cost the same.
-        try:
-            key = await run_in_threadpool(_look_up, connection_keys, conn_id)
-        except Exception as error:  # a secrets backend or the database failing: not the sender's fault
-            reason = f"looking up connection {conn_id!r} failed ({type(error).__name__}: {error})"
-            raise Refusal(503, UNAVAILABLE, reason) from None
+    secrets backend or the database unreachable: Telnyx delivers again later).
+
+    When ``connection_keys`` is a :class:`~telnyx_provider.plugins.recording_events.ConnectionKeys`' ``get``
+    (the default), a fresh cached answer is used without waiting for a lookup slot, and a connection whose
+    key this process has read before is read again under ``known_lookups``: requests naming made-up ids,
+    each a lookup, never hold up the callbacks of real connections.
+    """
+    cache: Any = getattr(connection_keys, "__self__", None)
+    key: CallbackKey | ReceiverConfigError | None = None
+    if callable(getattr(cache, "cached", None)):
+        key = cache.cached(conn_id)
+        if key is None and known_lookups is not None and cache.known(conn_id):
+            lookups = known_lookups
+    if key is None:
+        key = await _look_up_in_a_slot(conn_id, connection_keys, lookups)
     if not isinstance(key, ReceiverConfigError):
         try:
             return key, verify_signed_request(public_key=key.public_key, payload=payload, request=signed)
@@ -119,6 +131,18 @@ async def verify_with_connection(
     with suppress(SignatureError):
         verify_signed_request(public_key=_stand_in_key(), payload=payload, request=signed)
     raise Refusal(401, UNAUTHORIZED, str(key))
+
+
+async def _look_up_in_a_slot(
+    conn_id: str, connection_keys: Callable[[str], CallbackKey], lookups: asyncio.Semaphore
+) -> CallbackKey | ReceiverConfigError:
+    async with lookups:
+        # The failure comes back as a value, not raised across the thread: both answers cost the same.
+        try:
+            return await run_in_threadpool(_look_up, connection_keys, conn_id)
+        except Exception as error:  # a secrets backend or the database failing: not the sender's fault
+            reason = f"looking up connection {conn_id!r} failed ({type(error).__name__}: {error})"
+            raise Refusal(503, UNAVAILABLE, reason) from None
 
 
 def _look_up(
@@ -147,8 +171,9 @@ async def claim(store: ReceiverStore, tolerance: float, callback: VerifiedCallba
     or when the store fails (503). Returns the key to :func:`release` it by."""
     verified = callback.signature
     key = hashlib.sha256(verified.signature).hexdigest()
-    # Kept until the timestamp is past the tolerance on our side too (then the timestamp check refuses it).
-    ttl = max(1.0, verified.timestamp + tolerance + 1 - time.time())
+    # Kept until the timestamp is past the tolerance on every host (then the timestamp check refuses it),
+    # also on a host whose clock is behind the one that purges expired rows.
+    ttl = max(1.0, verified.timestamp + tolerance + MAX_CLOCK_SKEW + 1 - time.time())
     seen = {"conn_id": callback.conn_id, "recording_sid": callback.fields["RecordingSid"]}
     try:
         first = await run_in_threadpool(store.add_if_absent, REPLAY_NAMESPACE, key, seen, ttl)

@@ -9,12 +9,17 @@ Airflow does not authenticate plugin apps: the signature is the only gate, and i
 anything is parsed. In order:
 
 1. a POST whose ``Content-Type`` is not ``application/x-www-form-urlencoded``: 415;
-2. a body (or query string) over the limit: 413 (414 for a query string), refused before it is read;
+2. a body (or query string) declared over the limit: 413 (414 for a query string);
 3. the checks that need no connection: unsigned, a malformed timestamp or one outside the tolerance, a
-   signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup;
+   signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup, and
+   before the body is read; then the body, refused with 413 as soon as it passes the limit (a chunked
+   body declares no length) and with 408 if it has not all arrived ``body_timeout`` seconds after the
+   headers (a slow sender cannot hold a connection of the API server for ever);
 4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
    signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
-   same signature check as a wrong key, so neither the answer nor its work tells which ids exist;
+   same signature check as a wrong key, so neither the answer nor its work tells which ids exist. A
+   cached answer waits for no lookup slot, and connections whose key the worker read before are read
+   again in slots of their own: forged requests naming made-up ids never hold up real callbacks;
 5. a verified body that is not a form, or lacks ``AccountSid``, ``RecordingSid`` or ``RecordingStatus``: 400;
 6. an ``AccountSid`` other than the connection's login (one account's key vouches for its own account
    only), or a replay (a signature already accepted within the tolerance, by any API-server worker: the
@@ -27,7 +32,9 @@ anything is parsed. In order:
 8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
-   same delivery may come again.
+   same delivery may come again. An event that cannot be stored (the database failing), or a step that
+   fails: 503, and the log names the kind of error only (a database error's message quotes the event's
+   extra, ``RecordingUrl`` among it).
 
 ``GET /telnyx/starts/{token}`` tells an exact start what the callbacks carrying its token said;
 ``POST /telnyx/starts/settled`` takes a start's settlement (the recording it kept, every token it sent;
@@ -57,6 +64,7 @@ from telnyx_provider.plugins.callback_checks import (
     REPLAY_NAMESPACE,
     REQUIRED_FIELDS,
     UNAUTHORIZED,
+    UNAVAILABLE,
     Refusal,
     VerifiedCallback,
     check_headers,
@@ -101,10 +109,14 @@ SETTLE_ROUTE = "/starts/settled"
 DEFAULT_CONN_ID = "telnyx_default"
 #: A status callback is a few hundred bytes; anything much larger is not one.
 DEFAULT_MAX_BODY_BYTES = 8192
+#: Telnyx sends a few hundred bytes at once; a body still arriving after this many seconds is not a callback.
+DEFAULT_BODY_TIMEOUT = 10.0
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FINAL_STATUSES = frozenset({"completed", "absent"})
-#: Connection lookups one worker runs at once (they take threads of the API server's shared pool).
+#: Connection lookups one worker runs at once (they take threads of the API server's shared pool) for ids
+#: it never had a key of, and, apart from those, for connections whose key it read before (a refresh).
 MAX_CONCURRENT_LOOKUPS = 4
+MAX_CONCURRENT_KNOWN_LOOKUPS = 2
 
 
 @dataclass
@@ -113,6 +125,7 @@ class ReceiverSettings:
 
     :param tolerance: seconds a ``telnyx-timestamp`` may differ from the server's clock.
     :param max_body_bytes: the largest body (or query string) accepted.
+    :param body_timeout: seconds a POST's whole body may take to arrive once its headers passed the checks.
     :param connection_keys: reads a connection's key and account (``conn_id -> CallbackKey``; raises
         :class:`~telnyx_provider.plugins.recording_events.ReceiverConfigError`).
     :param store_event: stores an asset event (``account_sid, extra -> event id``).
@@ -126,6 +139,7 @@ class ReceiverSettings:
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     connection_keys: Callable[[str], CallbackKey] = field(default_factory=lambda: ConnectionKeys().get)
     store_event: Callable[[str, dict[str, str]], int] = store_recording_event
     store: ReceiverStore = field(default_factory=receiver_store)
@@ -135,12 +149,14 @@ class ReceiverSettings:
 
 
 def settings_from_airflow_config() -> ReceiverSettings:
-    """Settings from ``[telnyx] callback_tolerance_seconds`` and ``[telnyx] callback_max_body_bytes``."""
+    """Settings from ``[telnyx] callback_tolerance_seconds``, ``[telnyx] callback_max_body_bytes`` and
+    ``[telnyx] callback_body_timeout_seconds``."""
     from airflow.configuration import conf
 
     return ReceiverSettings(
         tolerance=conf.getfloat("telnyx", "callback_tolerance_seconds", fallback=DEFAULT_TOLERANCE_SECONDS),
         max_body_bytes=conf.getint("telnyx", "callback_max_body_bytes", fallback=DEFAULT_MAX_BODY_BYTES),
+        body_timeout=conf.getfloat("telnyx", "callback_body_timeout_seconds", fallback=DEFAULT_BODY_TIMEOUT),
     )
 
 
@@ -150,7 +166,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     :param settings: how to check and store; read from Airflow's configuration when ``None``.
     """
     settings = settings or settings_from_airflow_config()
-    lookups = asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS)
+    lookups = (asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS), asyncio.Semaphore(MAX_CONCURRENT_KNOWN_LOOKUPS))
     steps = (
         sighting_step(settings.store),
         supersede_step(settings.store, settings.stop_recording),
@@ -180,7 +196,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
         conn_id = request.query_params.get("conn_id") or DEFAULT_CONN_ID
         mac = request.headers.get(SETTLEMENT_MAC_HEADER)
-        async with lookups:
+        async with lookups[0]:
             status, answer_body = await run_in_threadpool(
                 settle_answer, settings.store, settings.connection_keys, conn_id, body, mac
             )
@@ -197,7 +213,7 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
 async def _handle(
     request: Request,
     settings: ReceiverSettings,
-    lookups: asyncio.Semaphore,
+    lookups: tuple[asyncio.Semaphore, asyncio.Semaphore],
     steps: Sequence[Callable[[VerifiedCallback], None]],
 ) -> Response:
     is_get = request.method == "GET"
@@ -205,14 +221,21 @@ async def _handle(
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             raise Refusal(415, f"Status callbacks must be sent as {FORM_CONTENT_TYPE}.")
-        payload = await _read_body(request, settings.max_body_bytes)
+        _check_declared_length(request, settings.max_body_bytes)
     else:
         payload = request.scope.get("query_string", b"")
         if len(payload) > settings.max_body_bytes:
             raise Refusal(414, f"The query string is over {settings.max_body_bytes} bytes.")
     conn_id = request.query_params.get("conn_id") or DEFAULT_CONN_ID
     signed = check_headers(request.headers, conn_id, settings.tolerance)
-    key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, lookups)
+    if not is_get:  # read only once the headers passed, and for a bounded time
+        try:
+            payload = await asyncio.wait_for(
+                _read_body(request, settings.max_body_bytes), timeout=settings.body_timeout
+            )
+        except asyncio.TimeoutError:
+            raise Refusal(408, f"The body did not arrive within {settings.body_timeout:g} s.") from None
+    key, verified = await verify_with_connection(conn_id, payload, signed, settings.connection_keys, *lookups)
     fields = parse_fields(payload, drop=settings.url_parameters if is_get else frozenset())
     if fields["AccountSid"] != key.account_sid:
         raise Refusal(
@@ -236,9 +259,25 @@ async def _handle(
             await run_in_threadpool(step, callback)
         done = await _deliver(settings, fields)
         return Response(status_code=204)
+    except Refusal:
+        raise
+    except Exception as error:  # the database failing, a step failing: Telnyx must deliver it again
+        # Only the kinds of error: a database error's message quotes the statement's parameters, and the
+        # event's extra among them holds RecordingUrl, a bearer link to the audio.
+        reason = f"the callback of recording {fields['RecordingSid']} could not be stored ({_kinds(error)})"
+        raise Refusal(503, UNAVAILABLE, reason) from None
     finally:
         if not done:  # nothing was stored: the same request may come again, and must then be accepted
             await release(settings.store, replay_key)
+
+
+def _kinds(error: BaseException) -> str:
+    """The class names of ``error`` and of the driver error it wraps, if any (never their messages)."""
+    kinds = [type(error).__name__]
+    cause = getattr(error, "orig", None) or error.__cause__
+    if isinstance(cause, BaseException):
+        kinds.append(f"{type(cause).__module__}.{type(cause).__name__}")
+    return ", from ".join(kinds)
 
 
 async def _deliver(settings: ReceiverSettings, fields: dict[str, str]) -> bool:
@@ -260,13 +299,16 @@ async def _deliver(settings: ReceiverSettings, fields: dict[str, str]) -> bool:
     return True
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise Refusal(400, "Malformed Content-Length header.")
         if int(declared) > limit:
             raise Refusal(413, f"The body is over {limit} bytes.")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # also bounds a chunked body, which declares no length

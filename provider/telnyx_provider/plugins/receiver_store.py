@@ -84,8 +84,10 @@ class ReceiverStore:
     """Expiring JSON values by ``(namespace, key)``, shared by every process that uses the same database.
 
     :param engine: the database; Airflow's metadata database (``airflow.settings.engine``) when ``None``.
-    :param clock: the current Unix time (``time.time``); every process sharing a store should agree on it
-        within a few seconds (expiries are absolute times).
+    :param clock: the current Unix time (``time.time``). Expiries are absolute times, and any process may
+        purge what its own clock calls expired: a value that must outlive the clocks' differences needs a
+        ttl that covers them (the receiver's replay rows add
+        ``callback_checks.MAX_CLOCK_SKEW``).
     """
 
     def __init__(self, engine: Engine | None = None, *, clock: Callable[[], float] = time.time) -> None:

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a connection's key (or the failure to read one) is reused before the connection is read again.
 KEY_CACHE_SECONDS = 30.0
-#: Connections (and failed lookups) kept at most, the least recently used dropped first: a flood of
-#: made-up connection ids cannot grow the cache without bound.
+#: Connections' keys, and failed lookups, kept at most (each on its own), the least recently used dropped
+#: first: a flood of made-up connection ids cannot grow the cache without bound, nor push a key out.
 KEY_CACHE_ENTRIES = 1024
 #: The only connection type whose key may verify a callback.
 CONNECTION_TYPE = "telnyx"
@@ -65,9 +65,11 @@ class ConnectionKeys:
     """The :class:`CallbackKey` of each Telnyx connection, read through Airflow's secrets backends.
 
     Keys and failed lookups are both kept :data:`KEY_CACHE_SECONDS` (at most :data:`KEY_CACHE_ENTRIES` of
-    each), so a flood of callbacks, forged or not, does not turn into a flood of secrets-backend lookups;
-    a changed key, or a connection created after a failed lookup, takes effect within that time. Per
-    process: each API-server worker has its own (a cache of the secrets backends, not state to share).
+    each, in separate caches: failed lookups of made-up ids never push a key out), so a flood of callbacks,
+    forged or not, does not turn into a flood of secrets-backend lookups; a changed key, or a connection
+    created after a failed lookup, takes effect within that time. Per process: each API-server worker has
+    its own (a cache of the secrets backends, not state to share). The receiver asks :meth:`cached` first,
+    and reads a connection it has had a key of (:meth:`known`) apart from ids never seen.
 
     :param ttl: seconds an answer is reused.
     :param load: reads one connection (:func:`load_connection_key`).
@@ -84,8 +86,26 @@ class ConnectionKeys:
         self._ttl = ttl
         self._load = load or load_connection_key
         self._clock = clock
-        self._answers: OrderedDict[str, tuple[float, CallbackKey | ReceiverConfigError]] = OrderedDict()
+        self._keys: OrderedDict[str, tuple[float, CallbackKey]] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[float, ReceiverConfigError]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def cached(self, conn_id: str) -> CallbackKey | ReceiverConfigError | None:
+        """The answer for ``conn_id`` while it is fresh (a key, or the failure to read one), else ``None``;
+        never reads the connection."""
+        now = self._clock()
+        with self._lock:
+            for answers in (self._keys, self._failures):
+                entry = answers.get(conn_id)
+                if entry is not None and entry[0] > now:
+                    answers.move_to_end(conn_id)
+                    return entry[1]
+        return None
+
+    def known(self, conn_id: str) -> bool:
+        """Whether this process has read a key of ``conn_id`` (still cached, fresh or not)."""
+        with self._lock:
+            return conn_id in self._keys
 
     def get(self, conn_id: str) -> CallbackKey:
         """The key of ``conn_id`` (from the cache while it is fresh).
@@ -94,27 +114,28 @@ class ConnectionKeys:
             ``public_key`` or login (also when that was found within the cache time).
         """
         now = self._clock()
-        with self._lock:
-            cached = self._answers.get(conn_id)
-            if cached is not None and cached[0] > now:
-                self._answers.move_to_end(conn_id)
-                answer = cached[1]
-                if isinstance(answer, ReceiverConfigError):
-                    raise ReceiverConfigError(f"{answer} (cached)")
-                return answer
-        result: CallbackKey | ReceiverConfigError
+        answer = self.cached(conn_id)
+        if isinstance(answer, ReceiverConfigError):
+            raise ReceiverConfigError(f"{answer} (cached)")
+        if answer is not None:
+            return answer
         try:
-            result = self._load(conn_id)
+            key = self._load(conn_id)
         except ReceiverConfigError as error:
-            result = error
+            self._keep(self._failures, conn_id, (now + self._ttl, error), drop=self._keys)
+            raise
+        self._keep(self._keys, conn_id, (now + self._ttl, key), drop=self._failures)
+        return key
+
+    def _keep(
+        self, answers: OrderedDict[str, Any], conn_id: str, entry: Any, *, drop: OrderedDict[str, Any]
+    ) -> None:
         with self._lock:
-            self._answers[conn_id] = (now + self._ttl, result)
-            self._answers.move_to_end(conn_id)
-            while len(self._answers) > KEY_CACHE_ENTRIES:
-                self._answers.popitem(last=False)
-        if isinstance(result, ReceiverConfigError):
-            raise result
-        return result
+            drop.pop(conn_id, None)
+            answers[conn_id] = entry
+            answers.move_to_end(conn_id)
+            while len(answers) > KEY_CACHE_ENTRIES:
+                answers.popitem(last=False)
 
 
 #: The name this class had when it returned the public key alone.

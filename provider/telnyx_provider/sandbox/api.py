@@ -172,6 +172,13 @@ class RecordingApi:
             ),
         ]
 
+    def rotate_key(self, api_key: str) -> None:
+        """Accept ``api_key`` from now on, and no longer the key accepted so far (a revoked key gets 401).
+
+        :param api_key: the new bearer token.
+        """
+        self._expected_auth = api_key.encode()
+
     @property
     def route_keys(self) -> list[str]:
         """Return every route key (as in stats), e.g. ``"GET /Recordings/{sid}"``."""

@@ -302,6 +302,16 @@ class Sandbox:
             raise ValueError(f"Route {route!r} has no call sid in its path; call_sid cannot restrict it")
         self._injector.inject(route, kind, count, call_sid)
 
+    def rotate_api_key(self, api_key: str | None = None) -> str:
+        """Revoke the API key and accept a new one, as a user rotating a key in the Telnyx portal does.
+
+        :param api_key: the new key; generated if None.
+        :return: the new key (also ``api_key``).
+        """
+        self.api_key = api_key or "KEYsandbox_" + secrets.token_hex(16)
+        self._api.rotate_key(self.api_key)
+        return self.api_key
+
     def replay_callback(self, recording_sid: str) -> int | None:
         """Send the last status callback of a recording again, byte for byte with the same headers (the same
         signature and timestamp): a real replay, for testing a receiver's replay protection. Synchronous.
@@ -380,7 +390,8 @@ class Sandbox:
 
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
-        ``starts_per_call``, ``connections_accepted``, ``faults_injected``, ``resets_after_handling``,
+        ``updates_per_recording`` (pauses, resumes and stops), ``starts_per_call``, ``connections_accepted``,
+        ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
         ``faults``, ``injections_pending``, ``media_requests``, ``media_requests_with_auth``,
         ``media_faults_injected``, ``media_injections_pending``, ``callbacks_by_recording`` and

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
+#: Pause, resume and stop of one recording: counted per recording too.
+_UPDATE_ONE = "POST /Calls/{call_sid}/Recordings/{sid}"
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 _AT_ONCE = Transfer()
 
@@ -164,7 +166,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if self._read_body() is not None:
                 self._send(error_reply(error))
             return
-        srv.stats.request(resolved.route_key, resolved.args[1] if resolved.route_key == _GET_ONE else None)
+        srv.stats.request(
+            resolved.route_key, resolved.args[-1] if resolved.route_key in (_GET_ONE, _UPDATE_ONE) else None
+        )
         call_sid = resolved.args[1] if "{call_sid}" in resolved.route_key else None
         kind, reset_after = srv.injector.decide(resolved.route_key, call_sid)
         if kind in RESET_KINDS and not reset_after:
@@ -189,6 +193,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             srv.stats.fault(kind, after_handling=True)
             self._reset()
             return
+        if kind == "slow_after":  # carried out; the reply is held (a client may die waiting for it)
+            time.sleep(srv.injector.slow_seconds)
         self._send(error_reply(fault) if fault is not None else reply)
 
     def _read_body(self) -> bytes | None:

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "503", "reset", "slow")  # the default random set
-EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after")  # deterministic kinds, for inject() or faults=
+# Deterministic kinds, for inject() or faults=. ``slow_after``: carried out, then the reply held slow_seconds.
+EXTRA_FAULT_KINDS = ("504", "reset_before", "reset_after", "slow_after")
 ALL_FAULT_KINDS = FAULT_KINDS + EXTRA_FAULT_KINDS
 
 
@@ -18,6 +19,7 @@ class Stats:
         self._lock = threading.Lock()
         self._routes: Counter[str] = Counter()
         self._gets: Counter[str] = Counter()
+        self._updates: Counter[str] = Counter()
         self._faults: Counter[str] = Counter({kind: 0 for kind in ALL_FAULT_KINDS})
         self._resets_after = 0
         self._connections = 0
@@ -33,12 +35,13 @@ class Stats:
         """Count one request to an API route (faulted and refused ones included).
 
         :param route_key: e.g. ``"GET /Recordings/{sid}"``.
-        :param recording_sid: for a single-recording GET, the sid to count in ``gets_per_recording``.
+        :param recording_sid: for a single-recording GET, the sid to count in ``gets_per_recording``; for
+            an update (pause, resume, stop: a ``POST``), the sid to count in ``updates_per_recording``.
         """
         with self._lock:
             self._routes[route_key] += 1
             if recording_sid is not None:
-                self._gets[recording_sid] += 1
+                (self._updates if route_key.startswith("POST") else self._gets)[recording_sid] += 1
 
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
@@ -92,6 +95,7 @@ class Stats:
                 "requests_by_route": dict(self._routes),
                 "requests_total": sum(self._routes.values()),
                 "gets_per_recording": dict(self._gets),
+                "updates_per_recording": dict(self._updates),
                 "connections_accepted": self._connections,
                 "faults_injected": dict(self._faults),
                 "resets_after_handling": self._resets_after,

@@ -13,10 +13,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from telnyx_provider._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from telnyx_provider.params import require_identifier, resolve_recording
 from telnyx_provider.waiting import (
-    DEFERRAL_MARGIN,
+    EXECUTION_TIMEOUT,
     check_literal_arguments,
     check_recording,
     default_deferrable,
+    deferral_timeout,
+    deferred_deadline,
+    execution_timeout_error,
+    execution_timeout_reason,
     is_unresolved,
     recording_from_event,
     require_seconds,
@@ -136,19 +140,22 @@ class RecordingCompletedSensor(BaseSensorOperator):
         from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 
         recording_sid, account_sid = target
+        now = time.time()
+        deadline, timed_out_by = deferred_deadline(now + self.timeout, self.execution_timeout, now)
         self.defer(
             trigger=RecordingCompletedTrigger(
                 recording_sid,
                 account_sid=account_sid,
                 telnyx_conn_id=self.telnyx_conn_id,
                 poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
+                deadline=deadline,
                 not_found_deadline=self._not_found_until,
                 stop_on_kill=False,  # the sensor did not start the recording: a kill leaves it alone
                 **self.retry_overrides,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFERRAL_MARGIN,
+            kwargs={"timed_out_by": timed_out_by},
+            timeout=deferral_timeout(deadline),
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -189,8 +196,19 @@ class RecordingCompletedSensor(BaseSensorOperator):
                 raise AirflowSkipException(f"Skipping as never_fail is set: {error}") from error
             raise
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Called when the trigger fires: return the final recording or raise what went wrong."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], timed_out_by: str | None = None
+    ) -> dict[str, Any]:
+        """Called when the trigger fires: return the final recording or raise what went wrong.
+
+        :param timed_out_by: ``"execution_timeout"`` when the trigger's deadline was the task's
+            ``execution_timeout`` (which Airflow does not apply to a deferred task).
+        """
+        if timed_out_by == EXECUTION_TIMEOUT and isinstance(event, dict) and event.get("status") == "timeout":
+            sid = event.get("recording_sid")
+            why = execution_timeout_reason(self.execution_timeout)
+            self.log.warning("Recording %s is left running (this sensor did not start it): %s.", sid, why)
+            raise execution_timeout_error(f"Recording {sid} was not final when {why}.")
         recording = recording_from_event(event)
         self.log.info("Recording %s completed (%s s).", recording.get("sid"), recording.get("duration"))
         return recording

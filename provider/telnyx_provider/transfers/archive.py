@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from telnyx_provider.waiting import (
     DEFERRAL_MARGIN,
     default_deferrable,
     is_unresolved,
+    require_seconds,
     retry_overrides,
     seconds,
 )
@@ -35,6 +36,8 @@ NOT_FINAL_CHOICES = ("skip", "wait")
 VERIFY_CHOICES = ("sha256", "size")
 #: Most copies in flight at once (each is a thread with its own connection pool).
 MAX_ACTIVE_DOWNLOADS = 64
+#: How long after ``date_to`` an interval is listed, by default (see ``settle``).
+DEFAULT_SETTLE = timedelta(minutes=10)
 
 
 class RecordingsArchiveOperator(BaseOperator):
@@ -56,6 +59,10 @@ class RecordingsArchiveOperator(BaseOperator):
     triggerer with one listing per poll for all of them when ``deferrable``, else in the task), up to
     ``not_final_timeout``. Recordings that ended without audio (``absent``) are named in the manifest.
 
+    An interval is listed only ``settle`` after ``date_to`` (the task defers until then when
+    ``deferrable``, else waits): Telnyx's list is eventually consistent and its clock is not ours, so a
+    recording created just before ``date_to`` may show up late, and no run of another interval holds it.
+
     With ``delete_after_archive``, a recording is deleted from Telnyx only once its stored copy was read
     back and matched; the manifest records ``deletion`` (``pending``, ``deleted``, ``failed``) and a failed
     delete fails the task after the manifest is written (a retry deletes again; the copy is never touched).
@@ -72,6 +79,8 @@ class RecordingsArchiveOperator(BaseOperator):
     :param max_active_downloads: copies in flight at once (1 to 64).
     :param delete_after_archive: delete each recording from Telnyx once its copy is proven.
     :param not_final: ``"skip"`` or ``"wait"`` for recordings not final yet.
+    :param settle: how long after ``date_to`` the interval is listed (seconds or ``timedelta``; default 10
+        minutes; 0 lists at once): longer than Telnyx's list lag plus how far its clock may be behind ours.
     :param deferrable: wait on the triggerer (default ``[operators] default_deferrable``).
     :param poll_interval: seconds between two listings while waiting.
     :param not_final_timeout: how long to wait for them once the final ones are stored (seconds or
@@ -102,6 +111,7 @@ class RecordingsArchiveOperator(BaseOperator):
         max_active_downloads: int = 4,
         delete_after_archive: bool = False,
         not_final: str = "skip",
+        settle: float | timedelta = DEFAULT_SETTLE,
         deferrable: bool | None = None,
         poll_interval: float = 60.0,
         not_final_timeout: float | timedelta = timedelta(hours=6),
@@ -126,6 +136,7 @@ class RecordingsArchiveOperator(BaseOperator):
         self.max_active_downloads = max_active_downloads
         self.delete_after_archive = require_bool("delete_after_archive", delete_after_archive)
         self.not_final = require_choice("not_final", not_final, NOT_FINAL_CHOICES)
+        self.settle = require_seconds("settle", settle, allow_zero=True)
         self.deferrable = (
             default_deferrable() if deferrable is None else require_bool("deferrable", deferrable)
         )
@@ -165,7 +176,29 @@ class RecordingsArchiveOperator(BaseOperator):
         check_destination(self.dst, ids, rendered=rendered)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Archive the interval; defer when told to wait for recordings not final yet."""
+        """Archive the interval once it has settled; defer when told to wait for recordings not final yet."""
+        self._check(rendered=True)
+        interval = parse_interval(self.date_from, self.date_to)
+        settled_at = interval.end + timedelta(seconds=self.settle)
+        wait = (settled_at - datetime.now(timezone.utc)).total_seconds()
+        if wait > 0:
+            self.log.info(
+                "Listing [%s, %s) at %s, once it has settled (settle=%s s): recordings listed late are in.",
+                interval.start.isoformat(),
+                interval.end.isoformat(),
+                settled_at.isoformat(),
+                self.settle,
+            )
+            if self.deferrable:
+                from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+                self.defer(trigger=DateTimeTrigger(settled_at), method_name="execute_settled")
+            if self._stop.wait(wait):
+                raise AirflowException("Stopped while the interval settled; nothing was archived.")
+        return self._archive(context, resumed=False)
+
+    def execute_settled(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """Back from waiting for the interval to settle: archive it."""
         return self._archive(context, resumed=False)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:

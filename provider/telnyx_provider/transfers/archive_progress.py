@@ -4,8 +4,9 @@
 records each stored recording there as soon as its copy is in place, before the next one is counted, so a
 retry after a crash knows what the dead try stored (and checks each copy again before trusting it) although
 no manifest was written. Entries go in chunks of :data:`CHUNK_SIZE` under keys
-``telnyx_archive:{identity}:{n}``: a write carries at most one chunk, whatever the interval's size, and a
-reader takes chunks until the first missing key. ``identity`` hashes the account, the interval, the
+``telnyx_archive:{identity}:{n}``: a write carries at most one chunk, whatever the interval's size (and at
+most :data:`CHUNK_BYTES`, whatever the paths' length), and a reader takes chunks until the first missing
+key. ``identity`` hashes the account, the interval, the
 destination and the layout, so a run with other arguments never reads another's progress.
 
 On Airflow 3.1/3.2 there is no such store: :meth:`ArchiveProgress.of` returns ``None`` and a killed try's
@@ -16,6 +17,7 @@ bytes).
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.archive_manifest import ManifestError, check_entry
@@ -28,8 +30,11 @@ if TYPE_CHECKING:
     from telnyx_provider.archive_manifest import Manifest
 
 KEY_PREFIX = "telnyx_archive"
-#: Entries per state store value.
+#: Entries per state store value, at most.
 CHUNK_SIZE = 50
+#: Bytes (JSON) per state store value, at most: half of Airflow's default ``[state_store]
+#: max_value_storage_bytes`` (64 kB), whatever the paths' length (a chunk closes early).
+CHUNK_BYTES = 32 * 1024
 #: An entry is stored as a list in this order (half the bytes of a dict).
 _FIELDS = (
     "recording_sid",
@@ -61,6 +66,7 @@ class ArchiveProgress:
         self._store = store
         self._key = key
         self._chunks: list[list[list[Any]]] = []
+        self._last_bytes = 0
 
     @classmethod
     def of(cls, context: Context | Mapping[str, Any], run_identity: str) -> ArchiveProgress | None:
@@ -84,6 +90,7 @@ class ArchiveProgress:
                         )
                     except ManifestError:
                         continue
+        self._last_bytes = len(json.dumps(self._chunks[-1])) if self._chunks else 0
         return entries
 
     def recover(self, manifest: Manifest) -> int:
@@ -100,9 +107,16 @@ class ArchiveProgress:
         """Record stored recordings (one write per chunk touched), before the run goes on."""
         touched: set[int] = set()
         for entry in entries:
-            if not self._chunks or len(self._chunks[-1]) >= CHUNK_SIZE:
+            row = [entry.get(name) for name in _FIELDS]
+            size = len(json.dumps(row)) + 2  # and its separator
+            full = self._chunks and (
+                len(self._chunks[-1]) >= CHUNK_SIZE or self._last_bytes + size > CHUNK_BYTES
+            )
+            if not self._chunks or full:
                 self._chunks.append([])
-            self._chunks[-1].append([entry.get(name) for name in _FIELDS])
+                self._last_bytes = 2  # the brackets
+            self._chunks[-1].append(row)
+            self._last_bytes += size
             touched.add(len(self._chunks) - 1)
         for index in sorted(touched):
             self._store.set(f"{self._key}:{index}", self._chunks[index])

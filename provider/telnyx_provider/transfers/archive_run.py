@@ -21,6 +21,7 @@ from telnyx_provider.archive_manifest import archived_entry, brief
 from telnyx_provider.archive_plan import LAYOUT_FIELDS, Disposition, disposition
 from telnyx_provider.errors import RecordingFailedError, RecordingStorageError, TelnyxApiError
 from telnyx_provider.hooks import media
+from telnyx_provider.media_api import is_media_failure
 from telnyx_provider.transfers.archive_report import PassOutcome
 
 if TYPE_CHECKING:
@@ -149,19 +150,19 @@ class ArchivePass:
             for recording in recordings
             if recording["sid"] not in self.verified
         )
-        for recording, result in self._run(self._copy_one, todo, "copy"):
+        for recording, result in self._run(self._copy_one, todo, "copy", failed=_copy_failure):
             if isinstance(result, BaseException):
                 self._copy_failed(recording, result)
                 continue
-            entry, how = result
+            entry, downloaded = result
             fresh = (
                 entry.get("deletion") is None and self.manifest.archived.get(entry["recording_sid"]) != entry
             )
             self.manifest.add_archived(entry)
             self.verified.add(entry["recording_sid"])
-            if how == "read_back":
+            if self.rehash:
                 self.read_back.add(entry["recording_sid"])
-            if how == "downloaded":
+            if downloaded:
                 self.outcome.downloaded += 1
                 self.outcome.downloaded_bytes += int(entry["size"])
             else:
@@ -192,12 +193,15 @@ class ArchivePass:
 
     def _copy_one(
         self, recording: dict[str, Any], entry: dict[str, Any] | None
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The recording's manifest entry once its stored copy checks out (read back whole, or its size
+        only), and whether it was downloaded now. A fresh copy is checked the same way before it is put on
+        record: the stream was whole, but only the store's own bytes are an archive."""
         sid = recording["sid"]
         if entry is not None:
             why = self.root.matches(entry, rehash=self.rehash)
             if why is None:
-                return entry, "read_back" if self.rehash else "size_checked"
+                return entry, False
             log.warning("Copying recording %s again: %s (%s).", sid, why, entry["path"])
         hook = self.hooks.get()
         stored = media.download_recording(
@@ -209,7 +213,13 @@ class ArchivePass:
             overwrite=True,  # an object a killed try stored without recording it: the same audio again
             object_name=lambda fetched, ext: self.layout.render({**recording, **fetched}, ext),
         )
-        return archived_entry(stored, recording), "downloaded"
+        entry = archived_entry(stored, recording)
+        why = self.root.matches(entry, rehash=self.rehash)
+        if why is not None:
+            raise RecordingStorageError(
+                f"the copy at {entry['path']} does not read back as it was written ({why}): not on record"
+            )
+        return entry, True
 
     def _delete_one(self, entry: dict[str, Any], _: None) -> None:
         sid = entry["recording_sid"]
@@ -227,11 +237,15 @@ class ArchivePass:
     # -- plumbing -----------------------------------------------------------------------------------------
 
     def _run(
-        self, work: Callable[..., Any], items: Iterator[tuple[dict[str, Any], Any]], what: str
+        self,
+        work: Callable[..., Any],
+        items: Iterator[tuple[dict[str, Any], Any]],
+        what: str,
+        failed: Callable[[BaseException], bool] = lambda _: True,
     ) -> Iterator[tuple[dict[str, Any], Any]]:
         """Run ``work(item, extra)`` on the pool, at most ``workers`` at once; yield ``(item, result or
         exception)`` on this thread as they finish. Stops starting new ones after ``workers`` failures in a
-        row, or once :attr:`stop` is set."""
+        row (exceptions for which ``failed`` is true), or once :attr:`stop` is set."""
         in_flight: dict[Future[Any], dict[str, Any]] = {}
         failures_in_row = 0
         with ThreadPoolExecutor(
@@ -249,7 +263,7 @@ class ArchivePass:
                 for future in sorted(done, key=lambda each: str(in_flight[each].get("sid", ""))):
                     item = in_flight.pop(future)
                     error = future.exception()
-                    failures_in_row = failures_in_row + 1 if error is not None else 0
+                    failures_in_row = failures_in_row + 1 if error is not None and failed(error) else 0
                     yield item, error if error is not None else future.result()
 
     def _stopping(self, failures_in_row: int, what: str) -> bool:
@@ -268,9 +282,7 @@ class ArchivePass:
 
     def _copy_failed(self, recording: dict[str, Any], error: BaseException) -> None:
         sid = recording["sid"]
-        if isinstance(error, RecordingFailedError) or (
-            isinstance(error, TelnyxApiError) and error.status == 404
-        ):
+        if not _copy_failure(error):
             # It ended without audio, or was deleted, after it was listed: nothing to copy.
             gone = {**recording, "status": "deleted" if isinstance(error, TelnyxApiError) else "absent"}
             self.manifest.no_audio[sid] = brief(gone)
@@ -278,6 +290,14 @@ class ArchivePass:
             return
         self.outcome.failed[sid] = _reason(error)
         log.error("Could not copy recording %s: %s", sid, _reason(error))
+
+
+def _copy_failure(error: BaseException) -> bool:
+    """Whether a copy's exception is a failure; not when the recording ended without audio, or was deleted
+    (by someone else: the API's 404, not a media link's), after it was listed: there is nothing to copy,
+    and nothing is wrong."""
+    gone = isinstance(error, TelnyxApiError) and error.status == 404 and not is_media_failure(error)
+    return not (gone or isinstance(error, RecordingFailedError))
 
 
 def _reason(error: BaseException) -> str:

@@ -8,18 +8,21 @@ new one, never a part.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from telnyx_provider.archive_manifest import Manifest, ManifestError
-from telnyx_provider.archive_plan import MANIFEST_FOLDER
+from telnyx_provider.archive_plan import MANIFEST_FOLDER, interval_of_manifest, names_recording
 from telnyx_provider.errors import RecordingStorageError, TelnyxValidationError
 from telnyx_provider.hooks.media import path_url, read_back, resolve_destination, storage_conn_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from datetime import datetime
     from typing import Any
 
     from airflow.sdk import ObjectStoragePath
@@ -100,8 +103,16 @@ class ArchiveRoot:
         return manifest
 
     def write_manifest(self, manifest: Manifest) -> str:
-        """Write the manifest atomically (temporary object, then moved into place); returns its URL."""
+        """Write the manifest atomically (temporary object, then moved into place) after merging what is
+        stored now into it (:meth:`Manifest.merge`: another run of the interval may have written since);
+        returns its URL.
+
+        :raises RecordingStorageError: the stored manifest cannot be used (it is not overwritten).
+        """
         path = self.manifest_path(manifest.interval)
+        stored = self.read_manifest(manifest.interval, manifest.account_sid)
+        if stored is not None:
+            manifest.merge(stored)
         write_atomically(path, manifest.dumps())
         return path_url(path)
 
@@ -122,10 +133,17 @@ class ArchiveRoot:
     def matches(self, entry: Mapping[str, Any], *, rehash: bool) -> str | None:
         """Why the stored copy of a manifest entry does not match it (``None``: it does).
 
-        :param entry: the manifest entry (``path``, ``size``, ``sha256``).
+        The object must lie below this prefix and be named for the entry's recording
+        (:func:`~telnyx_provider.archive_plan.names_recording`): an entry pointing at another recording's
+        copy, or at a copy outside the archive, proves nothing.
+
+        :param entry: the manifest entry (``recording_sid``, ``path``, ``size``, ``sha256``).
         :param rehash: read the object back and compare its SHA-256 too (else existence and size only).
         """
-        path = resolve_destination(entry["path"], self.conn_id)[0]
+        url, root = str(entry["path"]), self.url
+        if not url.startswith(root) or not names_recording(url[len(root) :], str(entry["recording_sid"])):
+            return f"its copy {url} is not an object of recording {entry['recording_sid']} below {root}"
+        path = resolve_destination(url, self.conn_id)[0]
         try:
             if not path.exists():
                 return "the stored copy is missing"
@@ -136,9 +154,9 @@ class ArchiveRoot:
         except OSError as error:
             return f"the stored copy cannot be read ({type(error).__name__}: {error})"
         if size != entry["size"]:
-            return f"the stored copy has {size} bytes, the manifest {entry['size']}"
+            return f"the stored copy has {size} bytes, not {entry['size']}"
         if sha256 != entry["sha256"]:
-            return "the stored copy's sha256 differs from the manifest's"
+            return f"the stored copy's sha256 is not {entry['sha256']}"
         return None
 
 
@@ -158,3 +176,63 @@ def write_atomically(path: ObjectStoragePath, data: bytes) -> None:
         except Exception:  # keep the original failure
             log.warning("Could not remove the temporary manifest %s.", path_url(temporary), exc_info=True)
         raise
+
+
+class ManifestCatalog:
+    """The manifests below an archive's prefix, found by the interval their names give and each read only
+    when a recording of that interval needs it (retention over years of manifests reads a handful).
+
+    :param root: the archive's prefix.
+    :param account_sid: the account; a manifest of another account (or that cannot be read) is named in the
+        log once and proves nothing.
+    :param logger: where to say so (the task's log).
+    """
+
+    def __init__(self, root: ArchiveRoot, account_sid: str, logger: Any = None) -> None:
+        self.root, self.account_sid, self.log = root, account_sid, logger or log
+        self._by_start: list[tuple[datetime, datetime, str]] = []
+        self._paths: dict[str, ObjectStoragePath] = {}
+        for path in root.manifests():
+            interval = interval_of_manifest(path.name)
+            if interval is None:
+                self.log.warning("Skipping %s: not a manifest name the archive writes.", path_url(path))
+                continue
+            self._by_start.append((interval.start, interval.end, path.name))
+            self._paths[path.name] = path
+        self._by_start.sort()
+        self._starts = [start for start, _, _ in self._by_start]
+        self._longest = max((end - start for start, end, _ in self._by_start), default=timedelta(0))
+        #: The manifests read so far, by file name.
+        self.loaded: dict[str, Manifest] = {}
+        self._unusable: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._by_start)
+
+    def covering(self, moment: datetime) -> list[tuple[str, Manifest]]:
+        """The usable manifests whose interval holds ``moment``, by file name (read on first use)."""
+        found = []
+        index = bisect.bisect_right(self._starts, moment)
+        while index > 0:
+            index -= 1
+            start, end, name = self._by_start[index]
+            if start < moment - self._longest:
+                break
+            if moment < end and (manifest := self._load(name)) is not None:
+                found.append((name, manifest))
+        return found
+
+    def _load(self, name: str) -> Manifest | None:
+        if name in self.loaded or name in self._unusable:
+            return self.loaded.get(name)
+        path = self._paths[name]
+        try:
+            manifest = Manifest.loads(
+                path.read_bytes(), account_sid=self.account_sid, interval=interval_of_manifest(name)
+            )
+        except ManifestError as error:
+            self.log.warning("Skipping %s: %s.", path_url(path), error)
+            self._unusable.add(name)
+            return None
+        self.loaded[name] = manifest
+        return manifest

@@ -17,6 +17,7 @@ from telnyx_provider.retry import RetryPolicy, failure_reason, is_retryable, req
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from telnyx_provider.connection import TelnyxConnectionConfig
     from telnyx_provider.hooks.recording_async import AsyncRecordingClient
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,18 @@ class RecordingCompletedTrigger(BaseTrigger):
     (with ``recording``), ``failed`` (with ``recording``), ``timeout`` and ``error`` (with ``message``);
     an error never turns into a busy loop.
 
-    Its first look comes one ``poll_interval`` after it starts: the task has just looked before
+    Its first look comes about one ``poll_interval`` after it starts: the task has just looked before
     deferring. A retryable failure (429, 5xx, no reply) that outlasts one request's retry budget does not
     end the wait: it is logged and the trigger keeps polling (waiting at least what the service asked) until
     ``deadline``; each look's retry budget is capped at the time left, so the ``timeout`` event comes at most
-    one request timeout after the deadline. Only replies that will not change (401, 403, 422, a 404 after
-    the grace period, a failed TLS verification) end the wait with an ``error`` event.
+    one request timeout after the deadline. Only replies that will not change (403, 422, a 404 after the
+    grace period, a failed TLS verification) end the wait with an ``error`` event; a 401 first makes it read
+    the connection again, and it goes on if the connection changed (a rotated key).
+
+    By default the waits of one triggerer that use the same connection settings, account, interval and retry
+    settings share one poll (:mod:`telnyx_provider.triggers.shared_polls`): one listing of the account per
+    interval, or one GET per recording where that is cheaper, never more requests than each polling on its
+    own. The connection extra ``shared_polls`` set to ``false`` makes each wait poll on its own.
 
     When the task is killed by a user (marked failed or succeeded, or cleared) while deferred, Airflow 3.3+
     calls :meth:`on_kill`: a trigger that owns its recording (``stop_on_kill``, set by
@@ -121,65 +128,105 @@ class RecordingCompletedTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())
 
     async def on_kill(self) -> None:
-        """Stop the recording when a user kills the deferred task and this wait owns it (Airflow 3.3+).
+        """Stop the recording when a user ended the deferred task and this wait owns it (Airflow 3.3+).
 
-        Runs after :meth:`run` was cancelled. The stop has a short retry budget of its own
+        Runs after :meth:`run` was cancelled. Airflow also calls it when the trigger moved to another
+        triggerer or the task resumed on another triggerer's event: the wait then asks Airflow for its
+        task's state and stops the recording only if the task ended (see
+        :mod:`telnyx_provider.triggers.recording_kill`). The stop has a short retry budget of its own
         (:data:`KILL_STOP_BUDGET`); a failure is logged, never raised.
         """
         if not (self.stop_on_kill and self.call_sid):
             log.info("Wait for recording %s killed; the recording is left as it is.", self.recording_sid)
             return
-        from telnyx_provider.hooks.recording_async import shared_client
+        from telnyx_provider.triggers.recording_kill import run_shielded
 
-        try:
-            async with shared_client(self.telnyx_conn_id) as client:
-                policy = self._policy(client)
-                policy = policy.replace(
-                    budget=min(policy.budget, KILL_STOP_BUDGET),
-                    max_wait=min(policy.max_wait, KILL_STOP_MAX_WAIT),
-                )
-                await client.stop_call_recording(
-                    self.call_sid, self.recording_sid, account_sid=self.account_sid, retry_policy=policy
-                )
-        except Exception as error:  # on_kill must never raise: say what happened instead
-            log.error(
-                "Could not stop recording %s on call %s after its wait was killed: %s",
-                self.recording_sid,
-                self.call_sid,
-                error,
-            )
-        else:
-            log.warning(
-                "Stopped recording %s on call %s because its wait was killed.",
-                self.recording_sid,
-                self.call_sid,
-            )
+        await run_shielded(self)
 
     async def _wait(self) -> dict[str, Any]:
         # aiohttp and the client stay out of DAG-parse time: the triggerer alone imports them.
         from telnyx_provider.hooks.recording_async import shared_client
 
-        # The task looked just before deferring: the first look comes one interval later.
-        await asyncio.sleep(self._pause(self.poll_interval))
+        refused: tuple[TelnyxConnectionConfig, TelnyxApiError] | None = None
         try:
-            async with shared_client(self.telnyx_conn_id) as client:
-                while True:
-                    outcome = await self._look(client)
-                    if isinstance(outcome, dict):
-                        return outcome
-                    if self.deadline is not None and time.time() >= self.deadline:
-                        return self._event("timeout", message=self._timeout_message())
-                    await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
+            while True:
+                # Each borrow reads the connection: after a 401, a rotated key is picked up here.
+                async with shared_client(self.telnyx_conn_id) as client:
+                    if refused is not None:
+                        if client.config == refused[0]:  # the same settings: the 401 stands
+                            return self._event("error", message=str(refused[1]))
+                        log.info(
+                            "Connection %s changed since its key was refused: the wait for recording %s "
+                            "goes on with the new settings.",
+                            self.telnyx_conn_id,
+                            self.recording_sid,
+                        )
+                    if client.config.shared_polls:
+                        outcome = await self._poll_shared(client)
+                    else:
+                        outcome = await self._poll(client, first=refused is None)
+                if isinstance(outcome, dict):
+                    return outcome
+                refused = (client.config, outcome)
         except Exception as error:  # any failure ends in one error event, never a retry loop here
             return self._event("error", message=f"{type(error).__name__}: {error}")
 
-    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float:
-        """One look: the final event, or the seconds the service asked us to wait (0.0: keep polling)."""
-        try:
-            recording = await client.get_recording(
-                self.recording_sid, account_sid=self.account_sid, retry_policy=self._look_policy(client)
-            )
-        except TelnyxApiError as error:
+    async def _poll_shared(self, client: AsyncRecordingClient) -> dict[str, Any] | TelnyxApiError:
+        """Wait on the poll shared with the triggerer's other waits of the same connection and account."""
+        from telnyx_provider.triggers.shared_polls import SharedPollLease
+
+        account = client.config.resolve_account_sid(self.account_sid)
+        lease = SharedPollLease(
+            client, account, self.poll_interval, self._policy(client), self.recording_sid, self.deadline
+        )
+        async with lease as waiter:
+            while True:
+                outcome = await waiter.next()
+                if outcome is None:
+                    return self._event("timeout", message=self._timeout_message())
+                if not isinstance(outcome, dict | TelnyxApiError):
+                    raise outcome  # not the API's answer: the wait ends with an error event
+                verdict = self._judge(outcome)
+                if isinstance(verdict, dict | TelnyxApiError):
+                    return verdict
+                if self.deadline is not None and time.time() >= self.deadline:
+                    return self._event("timeout", message=self._timeout_message())
+
+    async def _poll(self, client: AsyncRecordingClient, *, first: bool) -> dict[str, Any] | TelnyxApiError:
+        """Look on its own until the event, or until the key is refused (a 401: the connection is read
+        again). The task looked just before deferring: the first look comes one interval later."""
+        if first:
+            await asyncio.sleep(self._pause(self.poll_interval))
+        while True:
+            try:
+                outcome = self._judge(
+                    await client.get_recording(
+                        self.recording_sid,
+                        account_sid=self.account_sid,
+                        retry_policy=self._look_policy(client),
+                    )
+                )
+            except TelnyxApiError as error:
+                outcome = self._judge(error)
+            if isinstance(outcome, dict | TelnyxApiError):
+                return outcome
+            if self.deadline is not None and time.time() >= self.deadline:
+                return self._event("timeout", message=self._timeout_message())
+            await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
+
+    def _judge(self, outcome: dict[str, Any] | TelnyxApiError) -> dict[str, Any] | float | TelnyxApiError:
+        """What one look's outcome (the recording, or the error of the request) means: the final event, a
+        refused key (401), or the seconds the service asked us to wait (0.0: keep polling)."""
+        if isinstance(outcome, TelnyxApiError):
+            error = outcome
+            if error.status == 401:
+                log.warning(
+                    "Telnyx refused the key of connection %s (HTTP 401) looking at recording %s; reading "
+                    "the connection again.",
+                    self.telnyx_conn_id,
+                    self.recording_sid,
+                )
+                return error
             if (
                 error.status == 404
                 and self.not_found_deadline is not None
@@ -196,11 +243,11 @@ class RecordingCompletedTrigger(BaseTrigger):
                 )
                 return requested_wait(error) or 0.0
             return self._event("error", message=str(error))
-        assessment = assess_recording(recording)
+        assessment = assess_recording(outcome)
         if assessment.verdict is Verdict.DONE:
-            return self._event("success", recording=recording, message=assessment.reason)
+            return self._event("success", recording=outcome, message=assessment.reason)
         if assessment.verdict is Verdict.FAIL:
-            return self._event("failed", recording=recording, message=assessment.reason)
+            return self._event("failed", recording=outcome, message=assessment.reason)
         if assessment.unknown_status:
             log.warning("%s", assessment.reason)
         return 0.0

@@ -217,18 +217,22 @@ async def feed_events(
 
     The state is saved *before* a listing's events leave, so a restart never reports them again. If the
     consumer stops midway through a listing's events (the generator is closed), those not handed over are
-    put back and saved, so the next run reports them. A listing that starts after the window ``feed``
+    put back and saved, so the next run reports them. An event counts as handed over once the consumer
+    asks for the next one: Airflow's triggerer takes an event, awaits its log line and only then queues
+    it, so a trigger cancelled there (a triggerer shutting down, the trigger moved or replaced) had not
+    queued the event it was holding. A listing that starts after the window ``feed``
     needs (made for other watchers before this one joined a shared poll) is passed over: it cannot show
     everything this feed waits for.
     """
     async for listing in listings:
+        window = feed.window_start(listing.listed_at)
         recordings = within_window(feed, listing)
         if recordings is None:
             log.debug(
                 "A shared listing from %s misses part of this watcher's window; passed over.", listing.start
             )
             continue
-        batch = feed.observe(recordings)
+        batch = feed.observe(recordings, listed_from=window)
         if feed.abandoned:
             log.warning(
                 "Gave up on %s recording(s) of account %s still not final %.3g h after they were created "
@@ -247,8 +251,8 @@ async def feed_events(
         for index, recording in enumerate(batch):
             try:
                 yield TriggerEvent(event_payload(recording))
-            except GeneratorExit:
-                feed.unreport(batch[index + 1 :])
+            except GeneratorExit:  # the consumer may not have kept this one: it did not ask for the next
+                feed.unreport(batch[index:])
                 await store.save(feed)
                 raise
 
