@@ -133,8 +133,9 @@ class ReceiverSettings:
     :param url_parameters: names in the URL's query that are the receiver's, never callback fields.
     :param on_verified: steps run (in a worker thread) for each verified, first-seen callback before its
         event is stored; one raises :class:`Refusal` to refuse the callback.
-    :param stop_recording: stops a superseded recording, ``(conn_id, account_sid, call_sid, recording_sid)``
-        (default: with the connection's API key, ``start_settlements.stop_with_connection``).
+    :param stop_recording: stops a superseded recording, ``(conn_id, account_sid, call_sid, recording_sid)``;
+        returns ``False`` when it had ended already (default: with the connection's API key,
+        ``start_settlements.stop_with_connection``).
     """
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
@@ -145,7 +146,7 @@ class ReceiverSettings:
     store: ReceiverStore = field(default_factory=receiver_store)
     url_parameters: frozenset[str] = frozenset({"conn_id", TOKEN_PARAMETER})
     on_verified: Sequence[Callable[[VerifiedCallback], None]] = ()
-    stop_recording: Callable[[str, str, str, str], None] = stop_with_connection
+    stop_recording: Callable[[str, str, str, str], bool | None] = stop_with_connection
 
 
 def settings_from_airflow_config() -> ReceiverSettings:

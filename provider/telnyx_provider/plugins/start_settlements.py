@@ -119,7 +119,7 @@ def settled_on(store: ReceiverStore, token: str) -> list[dict[str, Any]]:
 
 
 def supersede_step(
-    store: ReceiverStore, stop: Callable[[str, str, str, str], None]
+    store: ReceiverStore, stop: Callable[[str, str, str, str], bool | None]
 ) -> Callable[[VerifiedCallback], None]:
     """The receiver's step after a sighting is kept: stop the recording if its start settled on another.
 
@@ -149,7 +149,7 @@ def supersede_step(
             return
         if status in ACTIVE_STATUSES:
             try:
-                stop(callback.conn_id, callback.account_sid, call, sid)
+                stopped = stop(callback.conn_id, callback.account_sid, call, sid)
             except Exception as error:
                 raise Refusal(
                     503,
@@ -157,8 +157,9 @@ def supersede_step(
                     f"stopping superseded recording {sid}: {error}",
                 ) from None
             log.warning(
-                "Stopped recording %s on call %s: superseded (an earlier attempt of a start that settled on "
+                "%s recording %s on call %s: superseded (an earlier attempt of a start that settled on "
                 "recording %s; the start token proves it the start's).",
+                "Stopped" if stopped is not False else "Nothing to stop: it had already ended,",
                 sid,
                 call,
                 kept[0].get("kept"),
@@ -182,10 +183,10 @@ def _seen_active(store: ReceiverStore, token: str, sid: str) -> bool:
     )
 
 
-def stop_with_connection(conn_id: str, account_sid: str, call_sid: str, recording_sid: str) -> None:
+def stop_with_connection(conn_id: str, account_sid: str, call_sid: str, recording_sid: str) -> bool:
     """Stop a recording with the API key of the Airflow connection ``conn_id`` (read on the API server).
 
-    A 422 (it has ended already) is success.
+    :return: ``True`` once stopped; ``False`` when it had ended already (a 422: nothing to stop).
 
     :raises TelnyxApiError: the stop failed within ``STOP_BUDGET`` seconds.
     """
@@ -213,5 +214,7 @@ def stop_with_connection(conn_id: str, account_sid: str, call_sid: str, recordin
     except TelnyxApiError as error:
         if error.status != 422:
             raise
+        return False
     finally:
         hook.close()
+    return True
