@@ -23,26 +23,6 @@ from tests.reliability.test_reliability_waits import _kill as cancelled  # what 
 RUN_ID = "manual__2026-12-04T21:41:40+00:00"
 
 
-@pytest.fixture
-def task_states(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Airflow's answer to the triggerer's task-state query (``["state"]``); ``["queries"]`` records them."""
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    answer: dict[str, Any] = {"state": "failed", "queries": [], "error": None}
-
-    def get_task_states(dag_id: str, map_index: int | None = None, task_ids: Any = None,
-                        task_group_id: Any = None, logical_dates: Any = None,
-                        run_ids: Any = None) -> dict[str, Any]:  # fmt: skip
-        answer["queries"].append({"dag_id": dag_id, "map_index": map_index, "task_ids": task_ids})
-        if answer["error"] is not None:
-            raise answer["error"]
-        key = task_ids[0] if map_index is None or map_index < 0 else f"{task_ids[0]}_{map_index}"
-        return {run_ids[0]: {key: answer["state"]}}
-
-    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
-    return answer
-
-
 def owning_wait(sandbox: Any, map_index: int = -1) -> tuple[RecordingCompletedTrigger, str]:
     """The operator's wait on a live recording, with the task instance a triggerer attaches."""
     call_sid, sid = started_recording(sandbox)
