@@ -165,6 +165,7 @@ class StartCallRecordingOperator(BaseOperator):
         self._record: StartRecord | None = None
         self._restart: Restart | None = None
         self._identity: TaskIdentity | None = None
+        self._entered = 0.0
         validate_start_arguments({name: getattr(self, name) for name in _VALIDATED})
 
     @classmethod
@@ -188,6 +189,7 @@ class StartCallRecordingOperator(BaseOperator):
         params = validate_start_arguments({name: getattr(self, name) for name in _VALIDATED}, rendered=True)
         from telnyx_provider.operators.kill_decision import TaskIdentity
 
+        self._entered = time.time()  # execution_timeout counts from here, as Airflow's own timer does
         self._memory = StartMemory.of(context)
         self._identity = TaskIdentity.of(context)
         recording, final = self._recording_of_earlier_try(context, params)
@@ -279,7 +281,7 @@ class StartCallRecordingOperator(BaseOperator):
         deadline = None if self.wait_timeout is None else started + self.wait_timeout
         not_found_until = started + self.not_found_grace_period
         if self.deferrable:
-            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, started)
+            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, self._entered)
             self._defer(recording_sid, account_sid, deadline, not_found_until, timed_out_by)
         try:
             return self._poll(recording_sid, account_sid, deadline, not_found_until)
