@@ -34,6 +34,7 @@ from telnyx_provider.waiting import (
     recording_from_event,
     require_seconds,
     retry_overrides,
+    task_timeout_error,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from telnyx_provider.hooks.recording import RecordingHook
+    from telnyx_provider.operators.kill_decision import TaskIdentity
     from telnyx_provider.operators.recording_retry import Restart
     from telnyx_provider.operators.start_steps import TaskStart
     from telnyx_provider.params import StartRecordingParams
@@ -157,6 +159,8 @@ class StartCallRecordingOperator(BaseOperator):
         self._record: StartRecord | None = None
         self._restart: Restart | None = None
         self._steps: TaskStart | None = None
+        self._identity: TaskIdentity | None = None
+        self._entered = 0.0
         validate_start_arguments({name: getattr(self, name) for name in _VALIDATED})
 
     @classmethod
@@ -178,7 +182,11 @@ class StartCallRecordingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Start the recording (or carry on with an earlier try's); return it, or the final one."""
         params = validate_start_arguments({name: getattr(self, name) for name in _VALIDATED}, rendered=True)
+        from telnyx_provider.operators.kill_decision import TaskIdentity
+
+        self._entered = time.time()  # execution_timeout counts from here, as Airflow's own timer does
         self._memory = StartMemory.of(context)
+        self._identity = TaskIdentity.of(context)
         recording, final = self._recording_of_earlier_try(context, params)
         if recording is None:
             recording = self._start(params, self._restart or _fresh_start())
@@ -223,8 +231,21 @@ class StartCallRecordingOperator(BaseOperator):
         deadline = None if self.wait_timeout is None else started + self.wait_timeout
         not_found_until = started + self.not_found_grace_period
         if self.deferrable:
-            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, started)
+            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, self._entered)
             self._defer(recording_sid, account_sid, deadline, not_found_until, timed_out_by)
+        try:
+            return self._poll(recording_sid, account_sid, deadline, not_found_until)
+        except task_timeout_error():
+            # Airflow raised execution_timeout inside the wait (it calls on_kill next, with the task still
+            # running, which on_kill would take for a task that goes on): the timeout ends the recording.
+            if self._recording is not None:
+                why = f"the task's execution_timeout ({self.execution_timeout}) was reached"
+                self._stop(recording_sid, account_sid, reason="timeout", why=why)
+            raise
+
+    def _poll(
+        self, recording_sid: str, account_sid: str | None, deadline: float | None, not_found_until: float
+    ) -> dict[str, Any]:
         while True:
             final = check_recording(
                 self.hook,
@@ -297,14 +318,30 @@ class StartCallRecordingOperator(BaseOperator):
         return recording_from_event(event)
 
     def on_kill(self) -> None:
-        """Stop the recording this task started if the task is killed while waiting for it.
+        """Stop the recording this task started if the task is ended while waiting for it (poke mode).
 
-        The stop has a short budget of its own (``KILL_STOP_BUDGET`` seconds): the task supervisor follows
-        its SIGTERM with a SIGKILL a few seconds later.
+        Airflow calls this on every SIGTERM to the task, also when the task goes on: cleared, failed for
+        missed heartbeats with a retry to come, its worker shutting down. So it first asks Airflow for the
+        task's state (:mod:`telnyx_provider.operators.kill_decision`) and stops the recording only when the
+        task ended (a user marked it failed or succeeded); otherwise, or when the state cannot be read within
+        a second, it leaves the recording running (the next try resumes it) and says why. The stop has a
+        short budget of its own (``KILL_STOP_BUDGET`` seconds): the task supervisor follows its SIGTERM with
+        a SIGKILL a few seconds later.
         """
-        if self._recording is not None and self.wait_for_completion:
-            recording = self._recording
-            self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
+        if self._recording is None or not self.wait_for_completion:
+            return
+        from telnyx_provider.operators.kill_decision import reason_to_leave_running
+
+        recording = self._recording
+        reason = reason_to_leave_running(self._identity)
+        if reason is not None:
+            self.log.warning(
+                "The task waiting for recording %s was killed; the recording is left running: %s.",
+                recording["sid"],
+                reason,
+            )
+            return
+        self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
 
     def _stop(
         self, recording_sid: str, account_sid: str | None, *, reason: str, why: str | None = None

@@ -14,7 +14,8 @@ anything is parsed. In order:
    signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup, and
    before the body is read; then the body, refused with 413 as soon as it passes the limit (a chunked
    body declares no length) and with 408 if it has not all arrived ``body_timeout`` seconds after the
-   headers (a slow sender cannot hold a connection of the API server for ever);
+   headers (a slow sender cannot hold a connection of the API server for ever); a sender that goes away
+   before its body has arrived: 400, logged in one line (no traceback);
 4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
    signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
    same signature check as a wrong key, so neither the answer nor its work tells which ids exist. A
@@ -58,6 +59,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from telnyx_provider.exact_start import SETTLEMENT_MAC_HEADER
 from telnyx_provider.plugins.callback_checks import (
@@ -312,11 +314,14 @@ def _check_declared_length(request: Request, limit: int) -> None:
 async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():  # also bounds a chunked body, which declares no length
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, f"The body is over {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():  # also bounds a chunked body, which declares no length
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, f"The body is over {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads the answer; a refusal keeps it to one line in the log
+        raise Refusal(400, "The sender went away before its body arrived.") from None
     return b"".join(chunks)
 
 
