@@ -6,12 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timezone
 
 import pytest
 
 from telnyx_provider.hooks.recording import RecordingHook
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
+from tests.conftest import ACCOUNT_SID
+from tests.hooks.test_recording_hook import DOCS_REPLY
 from tests.sandbox.conftest import wait_for
+from tests.scripted_api import Reply
+
+#: A date no ``datetime`` in UTC can hold (year 1, one hour ahead of UTC).
+OUT_OF_RANGE = "0001-01-01T00:00:00+01:00"
 
 
 @pytest.fixture
@@ -55,3 +62,22 @@ async def test_a_wait_looks_once_at_its_deadline_before_timing_out(sandbox, shar
     event = await first_event(trigger)
     assert event["status"] == "success", event
     assert event["recording"]["sid"] == sid
+
+
+async def test_a_foreign_recording_with_an_unreadable_date_ends_no_wait(scripted_api):
+    """Another recording of the account whose date is out of datetime's range (year 1 ahead of UTC) is in
+    the listing: each wait polling on its own never sees it, so a shared poll must not end every wait."""
+    base = f"/texml/Accounts/{ACCOUNT_SID}/Recordings"
+    sids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(3)]
+    now = datetime.now(timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    ours = [{**DOCS_REPLY, "sid": sid, "status": "completed", "date_created": now} for sid in sids]
+    foreign = {**DOCS_REPLY, "sid": "ffffffff-0000-4000-8000-000000000000", "date_updated": OUT_OF_RANGE}
+    page = {"recordings": [foreign, *ours], "page": 0, "page_size": 250, "next_page_uri": None}
+    scripted_api.script("GET", f"{base}.json", Reply(200, page))
+    for recording in ours:
+        scripted_api.script("GET", f"{base}/{recording['sid']}.json", Reply(200, recording))
+    events = await asyncio.gather(
+        *(first_event(RecordingCompletedTrigger(sid, poll_interval=0.3)) for sid in sids)
+    )
+    assert [event["status"] for event in events] == ["success"] * 3, events
+    assert scripted_api.count("GET", f"{base}.json") >= 1  # the listing was read, foreign recording and all
