@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from telnyx_provider.hooks.recording import RecordingHook
+from telnyx_provider.triggers import shared_polls
 from telnyx_provider.triggers.recording import RecordingCompletedTrigger
 from tests.conftest import ACCOUNT_SID
 from tests.hooks.test_recording_hook import DOCS_REPLY
@@ -22,20 +23,34 @@ OUT_OF_RANGE = "0001-01-01T00:00:00+01:00"
 
 
 @pytest.fixture
-def sandbox(monkeypatch):
-    """A sandbox ``telnyx_default`` points at; ``shared_polls`` set per test through ``use``."""
+def make_sandbox(monkeypatch):
+    """``make(**Sandbox kwargs)``: a sandbox ``telnyx_default`` points at (``sb.use(shared)`` sets the
+    connection's ``shared_polls``, true at first), stopped at the end."""
     from telnyx_provider.sandbox import Sandbox
 
-    sb = Sandbox(port=0, processing_delay=0.1).start()
-    base = json.loads(sb.airflow_conn_json())
+    started = []
 
-    def use(shared: bool) -> None:
-        conn = {**base, "extra": {**base["extra"], "shared_polls": shared}}
-        monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+    def make(**kwargs):
+        sb = Sandbox(port=0, processing_delay=0.1, **kwargs).start()
+        started.append(sb)
+        base = json.loads(sb.airflow_conn_json())
 
-    sb.use = use
-    yield sb
-    sb.stop()
+        def use(shared: bool) -> None:
+            conn = {**base, "extra": {**base["extra"], "shared_polls": shared}}
+            monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", json.dumps(conn))
+
+        sb.use = use
+        use(True)
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox):
+    return make_sandbox()
 
 
 def completed_recording(sb) -> str:
@@ -44,6 +59,14 @@ def completed_recording(sb) -> str:
     sb.hangup(call)
     wait_for(lambda: RecordingHook().get_recording(sid)["status"] == "completed")
     return str(sid)
+
+
+async def until(condition, limit: float = 30.0) -> None:
+    """Let the event loop run until ``condition()`` holds (an assertion error after ``limit`` seconds)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 async def first_event(trigger: RecordingCompletedTrigger, limit: float = 30.0) -> dict:
@@ -81,3 +104,31 @@ async def test_a_foreign_recording_with_an_unreadable_date_ends_no_wait(scripted
     )
     assert [event["status"] for event in events] == ["success"] * 3, events
     assert scripted_api.count("GET", f"{base}.json") >= 1  # the listing was read, foreign recording and all
+
+
+async def test_a_wait_that_leaves_while_its_get_is_under_way_leaves_nothing_in_the_poll(make_sandbox):
+    """A contact centre's poll never stops (some wait is always there): what it keeps of a wait that left
+    (cancelled: the task was killed or the trigger moved) must go with it, also when its GET was under way."""
+    sb = make_sandbox(list_lag=60.0, slow_seconds=1.0)  # the listings miss them: each is fetched
+    hook = RecordingHook()
+    left, stays = (hook.start_call_recording(sb.create_call(), play_beep=False)["sid"] for _ in range(2))
+    sb.inject("GET /Recordings/{sid}", "slow", count=100)
+    waits = {
+        sid: asyncio.ensure_future(RecordingCompletedTrigger(sid, poll_interval=0.2).run().__anext__())
+        for sid in (left, stays)
+    }
+    try:
+        await until(lambda: sb.stats()["gets_per_recording"].get(left, 0) >= 1)
+        (poll,) = shared_polls._POLLS.values()
+        assert left in poll._busy  # its GET is under way (the reply is held 1 s)
+        waits[left].cancel()
+        await asyncio.gather(waits[left], return_exceptions=True)
+        while left in poll._busy:  # the GET's reply came
+            await asyncio.sleep(0.01)
+        assert left not in poll._looked
+        assert left not in poll._created
+        assert stays in poll._waiters
+    finally:
+        for wait in waits.values():
+            wait.cancel()
+        await asyncio.gather(*waits.values(), return_exceptions=True)
