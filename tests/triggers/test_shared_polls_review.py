@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from datetime import datetime, timezone
 
@@ -132,3 +133,26 @@ async def test_a_wait_that_leaves_while_its_get_is_under_way_leaves_nothing_in_t
         for wait in waits.values():
             wait.cancel()
         await asyncio.gather(*waits.values(), return_exceptions=True)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+@pytest.mark.parametrize("asked", ["inf", "Infinity", "nan", "1e400"])
+async def test_a_rate_limit_reply_asking_for_no_finite_wait_holds_nobody_for_ever(
+    scripted_api, shared, asked
+):
+    """A 429 whose ``Retry-After`` is no finite number of seconds: read as not said (the backoff, one second
+    at the rate gate), never as "wait for ever" (which held every wait sharing the client, for ever)."""
+    if not shared:
+        conn = json.loads(os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"])
+        os.environ["AIRFLOW_CONN_TELNYX_DEFAULT"] = json.dumps({**conn, "extra": {"shared_polls": False}})
+    sid = "00000000-0000-4000-8000-000000000001"
+    path = f"/texml/Accounts/{ACCOUNT_SID}/Recordings/{sid}.json"
+    scripted_api.script(
+        "GET",
+        path,
+        Reply(429, {"errors": [{"code": "10011"}]}, {"Retry-After": asked}),
+        Reply(200, {**DOCS_REPLY, "sid": sid, "status": "completed"}),
+    )
+    event = await first_event(RecordingCompletedTrigger(sid, poll_interval=0.2), limit=20)
+    assert event["status"] == "success", event
+    assert scripted_api.count("GET", path) == 2
