@@ -390,6 +390,7 @@ class Sandbox:
 
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
+        ``listings_per_recording`` (how many list pages served each recording),
         ``updates_per_recording`` (pauses, resumes and stops), ``starts_per_call``, ``connections_accepted``,
         ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,
