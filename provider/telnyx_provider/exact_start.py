@@ -7,10 +7,19 @@ signed ``in-progress`` callback to that URL as soon as the recording exists; the
 under the token, and the start asks for it at ``{receiver}/starts/{token}``. A recording named there is the
 attempt's own: no other start knows the token. The list of the call's recordings is not needed, so a
 lagging list or a skewed clock changes nothing.
+
+A start that was sent more than once **settles**: it tells the receiver which recording it kept and every
+token it sent (``POST {receiver}/starts/settled``, authenticated with an HMAC of the body under the
+connection's API key). A callback carrying one of those tokens that names another recording of the call
+(an earlier attempt's, whose callback came late, maybe after the task ended) is then stopped by the
+receiver itself: a superseded recording is never left running.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -29,6 +38,12 @@ TOKEN_PARAMETER = "start_token"
 #: What a token looks like: 43 URL-safe characters (32 random bytes).
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 _CALLBACK_ROUTE = "/recording-status"
+#: Where a start settles (``POST``), below the receiver's base.
+SETTLE_ROUTE = "/starts/settled"
+#: The header carrying the settlement's HMAC (SHA-256, hex) under the connection's API key.
+SETTLEMENT_MAC_HEADER = "telnyx-provider-mac"
+#: The most tokens one settlement names (a start sends a handful; a task's retries add theirs).
+MAX_SETTLED_TOKENS = 64
 
 
 def new_token() -> str:
@@ -65,6 +80,26 @@ def receiver_base(callback_url: str, receiver_url: str | None = None) -> str:
 def sightings_url(base: str, token: str) -> str:
     """The receiver's answer about one token: ``{base}/starts/{token}``."""
     return f"{base}/starts/{token}"
+
+
+def settle_url(base: str, callback_url: str) -> str:
+    """``{base}/starts/settled``, with the callback URL's ``conn_id`` (the connection the receiver checks the
+    start's callbacks with, and whose API key authenticates the settlement)."""
+    conn_id = dict(parse_qsl(urlsplit(callback_url).query)).get("conn_id")
+    return f"{base}{SETTLE_ROUTE}" + (f"?{urlencode({'conn_id': conn_id})}" if conn_id else "")
+
+
+def settlement_body(call_sid: str, kept: str, tokens: list[str]) -> bytes:
+    """A settlement as sent: the call, the recording the start kept, and every token it sent."""
+    return json.dumps(
+        {"call_sid": call_sid, "kept": kept, "tokens": tokens}, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def settlement_mac(api_key: str, body: bytes) -> str:
+    """The HMAC-SHA256 (hex) of a settlement's body under the API key: proof the sender holds the key,
+    which itself never leaves."""
+    return hmac.new(api_key.strip().encode(), body, hashlib.sha256).hexdigest()
 
 
 def with_token(callback_url: str, token: str) -> str:

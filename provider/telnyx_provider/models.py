@@ -98,7 +98,10 @@ def parse_timestamp(value: object) -> str | None:
             moment = parsed
     if moment.tzinfo is None:  # no zone (or RFC 2822's -0000): UTC, as the API's dates are
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+    try:
+        return moment.astimezone(timezone.utc).isoformat()
+    except OverflowError:  # no UTC datetime holds it (year 1 ahead of UTC, year 9999 behind)
+        return value
 
 
 def parse_duration(value: object) -> int | None:

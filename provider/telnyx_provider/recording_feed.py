@@ -62,15 +62,18 @@ def parse_moment(value: object) -> datetime | None:
             except (TypeError, ValueError, IndexError):
                 quick = None
         if quick is not None and quick.tzinfo is not None:
-            return quick.astimezone(timezone.utc)
+            try:
+                return quick.astimezone(timezone.utc)
+            except OverflowError:  # no UTC datetime holds it
+                return None
     text = parse_timestamp(value)
     if not isinstance(text, str):
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return moment.astimezone(timezone.utc) if moment.tzinfo else None
 
 
 def _iso(moment: datetime) -> str:

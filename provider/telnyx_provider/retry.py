@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -52,21 +53,29 @@ def requested_wait(error: BaseException, now: float | None = None) -> float | No
     now = time.time() if now is None else now
     retry_after = error.headers.get("retry-after")
     if retry_after is not None:
+        seconds = _finite(retry_after)
+        if seconds is not None:
+            return max(0.0, seconds)
         try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
-            except (TypeError, ValueError, IndexError):
-                pass
+            return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
     reset = error.headers.get("x-ratelimit-reset")
     if reset is not None:
-        try:
-            value = float(reset)
-        except ValueError:
+        value = _finite(reset)
+        if value is None:
             return None
         return max(0.0, value - now) if value > _EPOCH_THRESHOLD else max(0.0, value)
     return None
+
+
+def _finite(text: str) -> float | None:
+    """A header's number of seconds; ``inf``, ``nan``, ``1e400`` and non-numbers are read as not said."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def failure_reason(error: BaseException | None) -> str:

@@ -120,7 +120,8 @@ def deferred_deadline(
 
     Airflow 3.3 does not apply a task's ``execution_timeout`` while the task is deferred (only the timeout
     given to ``defer()`` counts), so a wait carries it itself: its deadline is the earlier of its own
-    ``timeout`` and ``execution_timeout`` after ``started`` (Unix time the task began).
+    ``timeout`` and ``execution_timeout`` after ``started`` (Unix time ``execute`` began, where Airflow's own
+    timer starts: the start request or the first look already used part of it).
     """
     if execution_timeout is None:
         return wait_deadline, None

@@ -199,3 +199,16 @@ def test_parse_recording_uri(uri, call_sid):
 )
 def test_parse_recording_uri_of_other_uris_is_none(uri):
     assert parse_recording_uri(uri) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "Fri, 31 Dec 9999 23:59:59 -0100"],
+)
+def test_a_date_no_utc_datetime_holds_is_kept_as_given(value):
+    """Review of issue 17: one such date in a listing ended every shared wait (OverflowError)."""
+    from telnyx_provider.recording_feed import parse_moment
+
+    assert parse_timestamp(value) == value  # neither format we can place in UTC: kept rather than lost
+    assert normalize_recording({"sid": RECORDING, "date_created": value})["date_created"] == value
+    assert parse_moment(value) is None

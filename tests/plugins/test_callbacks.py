@@ -295,4 +295,8 @@ def test_airflow_finds_the_receiver_among_its_fastapi_plugins():
         plugins_manager.initialize_fastapi_plugins()
         apps = plugins_manager.fastapi_apps or []
     (mounted,) = [app for app in apps if app["url_prefix"] == "/telnyx"]
-    assert [route.path for route in mounted["app"].routes] == ["/recording-status", "/starts/{token}"]
+    assert [route.path for route in mounted["app"].routes] == [
+        "/recording-status",
+        "/starts/settled",
+        "/starts/{token}",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import socket
 import threading
@@ -124,3 +125,44 @@ def test_a_body_that_does_not_arrive_in_time_is_refused(signer):
     with serve(ReceiverSettings(body_timeout=1.0)) as port:
         status = _status_within(port, head, [b"AccountSid=a"], seconds=10)
     assert status == b"HTTP/1.1 408 Request Timeout"
+
+
+# --- a sender that goes away mid-body (review finding): uvicorn logged an unhandled exception (500) with its
+# traceback for every such request; it is a refusal like the others, logged in one line -------------------
+class _Records(logging.Handler):
+    """Collects what a logger emits, and tells a waiting test when a record arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.arrived = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.arrived.set()
+
+
+def test_a_sender_that_disconnects_mid_body_is_refused_without_a_traceback(signer):
+    head = (
+        b"POST /recording-status HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n"
+        + _well_formed_signature_headers()
+        + b"\r\n"
+    )
+    seen = _Records()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "telnyx_provider.plugins.callbacks")]
+    with serve(ReceiverSettings(body_timeout=30.0)) as port:
+        for logger in loggers:
+            logger.addHandler(seen)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(head + b"AccountSid=AC0123&RecordingUrl=https%3A%2F%2Fmedia.example%2Fsecret")
+            # The connection is closed with 150 bytes of the body still owed.
+            assert seen.arrived.wait(20), "the receiver said nothing about the request"
+        finally:
+            for logger in loggers:
+                logger.removeHandler(seen)
+    assert [r.levelno for r in seen.records if r.exc_info] == [], "an unhandled exception was logged"
+    lines = [r.getMessage() for r in seen.records]
+    assert any("went away before its body arrived" in line for line in lines), lines
+    assert not any("media.example" in line for line in lines)

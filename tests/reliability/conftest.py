@@ -167,3 +167,24 @@ def receiver() -> Iterator[Any]:
 def started_on(sandbox: Sandbox, call_sid: str) -> dict[str, str]:
     """recording sid -> track, as the sandbox started them (the service's side: replies carry no track)."""
     return {item["sid"]: item["track"] for item in sandbox.started_on(call_sid)}
+
+
+@pytest.fixture
+def task_states(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Airflow's answer to a task-state query, the triggerer's or a killed task's (``["state"]``, or
+    ``["error"]`` raised); ``["queries"]`` records them."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    answer: dict[str, Any] = {"state": "failed", "queries": [], "error": None}
+
+    def get_task_states(dag_id: str, map_index: int | None = None, task_ids: Any = None,
+                        task_group_id: Any = None, logical_dates: Any = None,
+                        run_ids: Any = None) -> dict[str, Any]:  # fmt: skip
+        answer["queries"].append({"dag_id": dag_id, "map_index": map_index, "task_ids": task_ids})
+        if answer["error"] is not None:
+            raise answer["error"]
+        key = task_ids[0] if map_index is None or map_index < 0 else f"{task_ids[0]}_{map_index}"
+        return {run_ids[0]: {key: answer["state"]}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
+    return answer

@@ -92,3 +92,35 @@ async def test_the_sensor_leaves_the_recording_alone_at_execution_timeout(sandbo
         f"Recording {sid} is left running (this sensor did not start it): the task's execution_timeout"
         in logged
     )
+
+
+# --- review of issue 16: the deadline counted from the start of the wait, after the start request (or the
+# sensor's first look) had already used part of execution_timeout; a slow start (Telnyx answering in 1 s here,
+# a retry budget in an outage) pushed the deadline past the task's declared timeout by that much ----------
+def test_the_operators_deadline_counts_from_the_start_of_the_task(sandbox):
+    call_sid = sandbox.create_call()
+    sandbox.inject("POST /Calls/{call_sid}/Recordings", "slow")  # the start's reply takes a second
+    op = StartCallRecordingOperator(
+        task_id="record", call_sid=call_sid, wait_for_completion=True, deferrable=True, timeout=3600,
+        execution_timeout=EXECUTION_TIMEOUT,
+    )  # fmt: skip
+    began = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context={})
+    assert sandbox.stats()["faults_injected"]["slow"] == 1
+    # execute began a moment after `began`; the slow reply alone took a second
+    assert deferred.value.trigger.deadline <= began + EXECUTION_TIMEOUT.total_seconds() + 0.1
+
+
+def test_the_sensors_deadline_counts_from_the_start_of_the_task(sandbox):
+    _call_sid, sid = started_recording(sandbox)
+    sandbox.inject("GET /Recordings/{sid}", "slow")  # the sensor's first look takes a second
+    sensor = RecordingCompletedSensor(
+        task_id="wait", recording_sid=sid, deferrable=True, poke_interval=0.2, timeout=3600,
+        execution_timeout=EXECUTION_TIMEOUT,
+    )  # fmt: skip
+    began = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    # execute began a moment after `began`; the slow reply alone took a second
+    assert deferred.value.trigger.deadline <= began + EXECUTION_TIMEOUT.total_seconds() + 0.1

@@ -9,6 +9,7 @@ execution API shapes it) and the sandbox counts the stops it receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -21,26 +22,6 @@ from tests.reliability.test_reliability_waits import STOP, rebuilt, started_reco
 from tests.reliability.test_reliability_waits import _kill as cancelled  # what the triggerer does
 
 RUN_ID = "manual__2026-12-04T21:41:40+00:00"
-
-
-@pytest.fixture
-def task_states(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Airflow's answer to the triggerer's task-state query (``["state"]``); ``["queries"]`` records them."""
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    answer: dict[str, Any] = {"state": "failed", "queries": [], "error": None}
-
-    def get_task_states(dag_id: str, map_index: int | None = None, task_ids: Any = None,
-                        task_group_id: Any = None, logical_dates: Any = None,
-                        run_ids: Any = None) -> dict[str, Any]:  # fmt: skip
-        answer["queries"].append({"dag_id": dag_id, "map_index": map_index, "task_ids": task_ids})
-        if answer["error"] is not None:
-            raise answer["error"]
-        key = task_ids[0] if map_index is None or map_index < 0 else f"{task_ids[0]}_{map_index}"
-        return {run_ids[0]: {key: answer["state"]}}
-
-    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
-    return answer
 
 
 def owning_wait(sandbox: Any, map_index: int = -1) -> tuple[RecordingCompletedTrigger, str]:
@@ -135,3 +116,112 @@ async def test_a_kill_interrupted_by_airflows_repeated_cancel_still_stops(sandbo
             break
         await asyncio.sleep(0.05)
     assert sandbox.stats()["updates_per_recording"] == {sid: 1}
+
+
+# --- review of issue 16: the same decisions through Airflow's own TriggerRunner.run_trigger (3.3), which
+# tells a user's action (cancel message "__airflow_user_action__": on_kill) from a shutdown (a bare cancel:
+# no on_kill), and cancels the trigger's task again at every exchange with its supervisor -----------------
+class AirflowRunner:
+    """One trigger run by Airflow 3.3's ``TriggerRunner.run_trigger``, cancelled as its triggerer does."""
+
+    def __init__(self, trigger: RecordingCompletedTrigger) -> None:
+        from airflow.jobs import triggerer_job_runner as module
+
+        if not hasattr(module, "_USER_ACTION_CANCEL_MSG"):
+            pytest.skip("Airflow before 3.3 never calls a trigger's on_kill")
+        self.user_action = module._USER_ACTION_CANCEL_MSG
+        self.runner = module.TriggerRunner()
+        self.runner.triggers[1] = {"task": None, "is_watcher": False, "name": "wait", "events": 0}
+        self.task = asyncio.ensure_future(self.runner.run_trigger(1, trigger, None, None))
+        self.runner.triggers[1]["task"] = self.task
+
+    async def cancel(self, *, user_action: bool, again_every: float | None = None) -> None:
+        """Cancel as ``cancel_triggers`` does (user action) or as a shutdown does; optionally cancel the task
+        again every ``again_every`` seconds until it is done, as Airflow 3.3.2 does at each supervisor
+        exchange while the trigger is listed to cancel."""
+        self.task.cancel(self.user_action if user_action else None)
+        while again_every is not None and not self.task.done():
+            await asyncio.sleep(again_every)
+            self.task.cancel(self.user_action)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def attached(trigger: RecordingCompletedTrigger) -> RecordingCompletedTrigger:
+    """The task instance as Airflow 3.3's triggerer attaches it: its ``TaskInstanceDTO``."""
+    import uuid
+
+    from airflow.executors.workloads.task import TaskInstanceDTO
+
+    ti = trigger.task_instance
+    trigger.task_instance = TaskInstanceDTO(  # type: ignore[assignment]
+        id=uuid.uuid4(), dag_version_id=uuid.uuid4(), dag_id=ti.dag_id, task_id=ti.task_id,
+        run_id=ti.run_id, map_index=ti.map_index, try_number=1, pool_slots=1, priority_weight=1,
+    )  # fmt: skip
+    return trigger
+
+
+async def _running(sandbox) -> None:
+    await asyncio.sleep(0.2)  # run() is in its first pause; nothing to await from the sandbox yet
+
+
+async def test_a_triggerer_shutdown_leaves_the_recording_and_asks_nothing(sandbox, task_states):
+    trigger, sid = owning_wait(sandbox)
+    airflow = AirflowRunner(attached(trigger))
+    await _running(sandbox)
+    await airflow.cancel(user_action=False)
+    assert task_states["queries"] == []  # on_kill was not called
+    assert STOP not in sandbox.stats()["requests_by_route"]
+    assert RecordingHook().get_recording(sid)["status"] == "in-progress"
+
+
+async def test_a_reassigned_wait_cancelled_on_the_user_action_path_leaves_the_recording(sandbox, task_states):
+    task_states["state"] = "deferred"  # the other triggerer holds the wait now
+    trigger, sid = owning_wait(sandbox)
+    airflow = AirflowRunner(attached(trigger))
+    await _running(sandbox)
+    await airflow.cancel(user_action=True, again_every=0.05)
+    await asyncio.sleep(0)
+    from telnyx_provider.triggers import recording_kill
+
+    await asyncio.gather(*recording_kill._RUNNING)  # the shielded decision, wherever it got to
+    assert len(task_states["queries"]) == 1
+    assert STOP not in sandbox.stats()["requests_by_route"]
+    assert RecordingHook().get_recording(sid)["status"] == "in-progress"
+
+
+async def test_a_user_mark_through_airflows_runner_stops_once_despite_repeated_cancels(
+    sandbox, task_states, monkeypatch
+):
+    import time as clock
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    answer = RuntimeTaskInstance.get_task_states
+
+    def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        clock.sleep(0.3)  # a busy supervisor: several more cancels land while on_kill awaits this
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(slow))
+    trigger, sid = owning_wait(sandbox)
+    airflow = AirflowRunner(attached(trigger))
+    await _running(sandbox)
+    await airflow.cancel(user_action=True, again_every=0.05)
+    from telnyx_provider.triggers import recording_kill
+
+    await asyncio.gather(*recording_kill._RUNNING)
+    assert sandbox.stats()["updates_per_recording"] == {sid: 1}
+    assert RecordingHook().get_recording(sid)["status"] in ("stopped", "completed")
+
+
+async def test_a_wait_whose_dag_run_was_deleted_leaves_the_recording(sandbox, monkeypatch, caplog):
+    """Airflow answers the state query of a deleted run (or task instance) with no entry at all."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(lambda **_: {}))
+    trigger, sid = owning_wait(sandbox)
+    await cancelled(trigger)
+    assert STOP not in sandbox.stats()["requests_by_route"]
+    assert RecordingHook().get_recording(sid)["status"] == "in-progress"
+    assert any("could not be read" in r.getMessage() for r in caplog.records)

@@ -173,25 +173,3 @@ def sandbox_make() -> Iterator[Callable[..., SandboxClient]]:
     for client in started:
         client.session.close()
         client.sandbox.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fuller_replies_for_sandbox_mechanics(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The sandbox's own tests read its state through its older, fuller replies (``status`` on a start
-    reply, ``track`` in lists): in-process sandboxes here default to ``strict_schema=False``. The provider's
-    suite, the contract tests and the strict-mode tests of this folder run on spec-shaped replies.
-    """
-    if request.node.get_closest_marker("spec_shaped") or "schema_options" in request.node.nodeid:
-        yield
-        return
-    from telnyx_provider.sandbox import Sandbox
-
-    original = Sandbox.__init__
-
-    def init(self: Sandbox, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("strict_schema", False)
-        original(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Sandbox, "__init__", init)
-        yield

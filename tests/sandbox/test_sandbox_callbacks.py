@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 
+import pytest
 import requests
 
 
@@ -104,3 +106,57 @@ def test_failed_callbacks_are_counted(sandbox_client, sandbox_receiver, sandbox_
     )
     assert sandbox_wait(lambda: sandbox.stats()["callbacks_failed"] == 2)
     assert sandbox.stats()["callbacks_sent"] == 0
+
+
+def test_held_callbacks_come_late_and_in_order_signed_when_they_go_out(
+    sandbox_client, sandbox_receiver, sandbox_wait
+):
+    sandbox = sandbox_client.sandbox
+    call = sandbox.create_call()
+    sandbox.hold_callbacks()
+    first = sandbox_client.start_ok(
+        call, RecordingStatusCallback=f"{sandbox_receiver.url}/cb", RecordingStatusCallbackEvent="in-progress"
+    )["sid"]
+    second = sandbox_client.start_ok(
+        call, RecordingStatusCallback=f"{sandbox_receiver.url}/cb", RecordingStatusCallbackEvent="in-progress"
+    )["sid"]
+    # Held: the service has both recordings, the receiver has heard of neither.
+    assert sandbox_client.status(first) == sandbox_client.status(second) == "in-progress"
+    assert sandbox_receiver.items() == []
+    assert sandbox.stats()["callbacks_sent"] == 0
+    held_at = int(time.time())
+    sandbox.release_callbacks()
+    got = sandbox_wait(lambda: len(sandbox_receiver.items()) == 2 and sandbox_receiver.items())
+    assert [item.form["RecordingSid"] for item in got] == [first, second]
+    assert all(int(item.headers["telnyx-timestamp"]) >= held_at for item in got)
+
+
+def test_dropped_callbacks_never_arrive_and_count_as_failed(sandbox_client, sandbox_receiver, sandbox_wait):
+    sandbox = sandbox_client.sandbox
+    call = sandbox.create_call()
+    sandbox.drop_callbacks(1)
+    form = {
+        "RecordingStatusCallback": f"{sandbox_receiver.url}/cb",
+        "RecordingStatusCallbackEvent": "in-progress",
+    }
+    dropped = sandbox_client.start_ok(call, **form)["sid"]
+    kept = sandbox_client.start_ok(call, **form)["sid"]
+    sandbox_wait(lambda: sandbox.stats()["callbacks_sent"] == 1)
+    assert [item.form["RecordingSid"] for item in sandbox_receiver.items()] == [kept]
+    assert sandbox.stats()["callbacks_failed"] == 1
+    assert dropped != kept
+    with pytest.raises(ValueError, match="count"):
+        sandbox.drop_callbacks(0)
+
+
+def test_stopping_a_sandbox_with_held_callbacks_does_not_hang(sandbox_make, sandbox_receiver):
+    client = sandbox_make(processing_delay=0.1)
+    call = client.sandbox.create_call()
+    client.sandbox.hold_callbacks()
+    client.start_ok(
+        call, RecordingStatusCallback=f"{sandbox_receiver.url}/cb", RecordingStatusCallbackEvent="in-progress"
+    )
+    began = time.monotonic()
+    client.sandbox.stop()
+    assert time.monotonic() - began < 2.0
+    assert sandbox_receiver.items() == []

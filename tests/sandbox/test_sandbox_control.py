@@ -73,6 +73,7 @@ def test_stats_counts(sandbox_client, sandbox_wait):
     assert stats["requests_by_route"]["GET /Recordings"] == 2
     assert stats["requests_total"] == 11
     assert stats["gets_per_recording"] == {first: 3, second: 1}
+    assert stats["listings_per_recording"] == {first: 2, second: 2}  # call list + account list
     assert stats["updates_per_recording"] == {first: 1}  # the stop
     assert stats["starts_per_call"] == {call: 2}
     assert stats["connections_accepted"] == 2

@@ -60,7 +60,7 @@ def test_slow_fault_replies_normally_after_the_delay(sandbox_make):
     reply = client.start(call)
     assert time.monotonic() - began >= 0.3
     assert reply.status_code == 200
-    assert reply.json()["status"] == "in-progress"
+    assert reply.json()["call_sid"] == call
     assert client.sandbox.stats()["faults_injected"]["slow"] == 1
 
 
@@ -70,7 +70,7 @@ def test_faults_spare_control_routes_and_media(sandbox_make, sandbox_wait):
     call = sandbox.create_call()
     sid = client.start_ok(call)["sid"]
     sandbox.hangup(call)
-    media_url = sandbox_wait(lambda: client.get(sid).json()["media_url"])
+    media_url = sandbox_wait(lambda: client.get(sid).json().get("media_url"))
     sandbox.set_faults(1.0, ["429", "500", "503", "reset", "slow"])
     origin = sandbox.origin
     for _ in range(5):

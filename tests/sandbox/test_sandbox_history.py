@@ -16,13 +16,8 @@ from telnyx_provider.archive_plan import created_at
 from telnyx_provider.sandbox import cli
 from telnyx_provider.sandbox.history import SOURCES, plan_history
 from tests.sandbox.test_sandbox_cli import read_lines_until
+from tests.spec_conformance import SPEC_PATH as SPEC
 
-SPEC = (
-    Path(__file__).resolve().parents[2].parent.parent
-    / "shared"
-    / "reference"
-    / "texml-recordings-openapi.json"
-)
 DAY = 86400
 
 
@@ -102,7 +97,6 @@ def test_the_plan_is_reproducible_and_checks_its_arguments():
             plan_history(**arguments)
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="the shared reference spec is not on this machine")
 def test_every_source_is_one_the_spec_lists():
     spec = json.loads(SPEC.read_text())
     assert set(SOURCES) == set(spec["components"]["schemas"]["RecordingSource"]["enum"])

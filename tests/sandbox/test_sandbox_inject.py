@@ -72,7 +72,8 @@ def test_reset_after_carries_the_start_out_but_returns_no_reply(sandbox_client):
     assert stats["faults_injected"]["reset_after"] == 1
     assert stats["resets_after_handling"] == 1
     listed = sandbox_client.session.get(sandbox_client.call_recordings_url(call), timeout=5).json()
-    assert [rec["track"] for rec in listed["recordings"]] == ["inbound"]
+    assert [rec["sid"] for rec in listed["recordings"]] == [item["sid"] for item in sandbox.started_on(call)]
+    assert [item["track"] for item in sandbox.started_on(call)] == ["inbound"]  # lists have no track
 
 
 def test_reset_before_drops_the_request_before_it_is_carried_out(sandbox_client):

@@ -105,7 +105,7 @@ def test_transcriptions_over_http(sandbox_make, sandbox_wait):
     )  # absent: nothing to say
 
     page = sandbox_wait(lambda: (body := listed(client))["transcriptions"] and body)
-    assert set(page) == LIST_KEYS
+    assert set(page) == LIST_KEYS - {"next_page_uri", "previous_page_uri"}  # no such pages: left out
     (item,) = page["transcriptions"]
     assert set(item) == TRANSCRIPTION_KEYS
     assert (item["recording_sid"], item["call_sid"]) == (recording["sid"], transcribed)
@@ -123,7 +123,7 @@ def test_transcriptions_over_http(sandbox_make, sandbox_wait):
     assert {key: done[key] for key in ("sid", "recording_sid", "uri")} == {
         key: item[key] for key in ("sid", "recording_sid", "uri")
     }
-    assert (page["page"], page["start"], page["end"], page["next_page_uri"]) == (0, 0, 0, None)
+    assert (page["page"], page["start"], page["end"], page.get("next_page_uri")) == (0, 0, 0, None)
 
     assert requests.get(transcriptions_url(client), timeout=5).status_code == 401
     deleted = client.session.delete(transcription_url(client, item["sid"]), timeout=5)
@@ -146,10 +146,10 @@ def test_transcription_list_pages_with_page_tokens(sandbox_make, sandbox_wait):
     first = listed(client, PageSize=2)
     assert [item["recording_sid"] for item in first["transcriptions"]] == recordings[:2]
     assert re.search(r"/Transcriptions\.json\?PageToken=\w+&PageSize=2$", first["next_page_uri"])
-    assert first["previous_page_uri"] is None
+    assert "previous_page_uri" not in first
     second = client.session.get(client.sandbox.origin + first["next_page_uri"], timeout=5).json()
     assert [item["recording_sid"] for item in second["transcriptions"]] == recordings[2:]
-    assert (second["page"], second["start"], second["next_page_uri"]) == (1, 2, None)
+    assert (second["page"], second["start"], second.get("next_page_uri")) == (1, 2, None)
     assert second["previous_page_uri"].endswith("/Transcriptions.json?PageSize=2")
     bad = client.session.get(transcriptions_url(client), params={"PageToken": "nope!"}, timeout=5)
     assert (bad.status_code, bad.json()["errors"][0]["code"]) == (422, "10026")

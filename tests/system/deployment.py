@@ -34,6 +34,10 @@ COMPONENTS = {
 }
 
 
+#: Seconds a process group gets to exit after its stop signal, before SIGKILL.
+STOP_GRACE = 15.0
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:
@@ -80,6 +84,8 @@ class Deployment:
         self.services: dict[str, int] = {}
         self.env = self._environment()
         self.env.update(settings or {})
+        #: Set once a stop of everything began: further SIGINT/SIGTERM must not cut it short.
+        self._stopping = False
         atexit.register(self.stop_all)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._interrupted)
@@ -112,6 +118,9 @@ class Deployment:
         return env
 
     def _interrupted(self, signum: int, frame: object) -> None:
+        if self._stopping:  # an impatient second Ctrl-C: the teardown already under way must finish
+            print(f"system test: stopping every process already (signal {signum} ignored)", file=sys.stderr)
+            return
         self.stop_all()
         raise SystemExit(128 + signum)
 
@@ -186,7 +195,11 @@ class Deployment:
         return self.start(name, argv, generation=generation)
 
     def kill(self, name: str, sig: int = signal.SIGKILL, wait: float = 30) -> None:
-        """Send ``sig`` to a component's whole process group and wait for its leader to exit."""
+        """Send ``sig`` to a component's whole process group and wait for its leader to exit.
+
+        What the component started is then SIGKILLed too, also the processes that moved to a group of their
+        own (a Celery worker's task processes): a worker that is lost takes its tasks with it.
+        """
         process = self.processes[name]
         _signal_group(process.pid, sig)
         try:
@@ -194,8 +207,10 @@ class Deployment:
         except subprocess.TimeoutExpired:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait(10)
-        # Children of the group may outlive the leader for a moment: make sure none is left.
+        # Children of the group may outlive the leader for a moment: make sure none is left (also those
+        # that moved to a group of their own, as Airflow's task processes do: same session).
         _signal_group(process.pid, signal.SIGKILL)
+        _kill_session(process.pid)
         self._running = [(n, p) for n, p in self._running if p is not process]
 
     def pause(self, name: str) -> None:
@@ -211,10 +226,12 @@ class Deployment:
 
         Services (:attr:`services`) go last, with their own signal, once their clients are gone.
         """
-        running, self._running = self._running, []
+        self._stopping = True  # from here on, a signal leaves the teardown to finish (see _interrupted)
+        running = list(self._running)
         clients = [(n, p) for n, p in running if not any(p is self.processes.get(s) for s in self.services)]
         _stop_groups(clients, {})
         _stop_groups([(n, p) for n, p in running if (n, p) not in clients], self.services)
+        self._running = [(n, p) for n, p in self._running if (n, p) not in running]
 
     def tails(self, lines: int = 25) -> str:
         """The last ``lines`` of every component log, for a failed run."""
@@ -226,17 +243,23 @@ class Deployment:
 
 
 def _stop_groups(processes: list[tuple[str, subprocess.Popen[bytes]]], signals: dict[str, int]) -> None:
-    """Signal each process group (SIGTERM unless ``signals`` names another), wait, then SIGKILL."""
+    """Signal each process group (SIGTERM unless ``signals`` names another), wait, then SIGKILL.
+
+    Each process was started in a session of its own, and everything it starts stays in that session even
+    when it moves to a process group of its own (Airflow's task supervisor puts every task process in its
+    own group): the SIGKILL goes to every process of the session too, so no task outlives its worker.
+    """
     for name, process in processes:
         # A stopped (SIGSTOP) group must be continued to act on the signal.
         _signal_group(process.pid, signals.get(name, signal.SIGTERM))
         _signal_group(process.pid, signal.SIGCONT)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STOP_GRACE
     for _, process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(max(0.1, deadline - time.monotonic()))
     for name, process in processes:
         _signal_group(process.pid, signal.SIGKILL)
+        _kill_session(process.pid)
         try:
             process.wait(5)
         except subprocess.TimeoutExpired:
@@ -246,3 +269,23 @@ def _stop_groups(processes: list[tuple[str, subprocess.Popen[bytes]]], signals: 
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def session_members(sid: int) -> list[int]:
+    """PIDs of the live processes in session ``sid`` (read from ``/proc``; empty where there is none)."""
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (the processes a component started, by their PIDs)."""
+    for pid in session_members(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

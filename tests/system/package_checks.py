@@ -24,6 +24,8 @@ EXTRA_FIELDS = {
     "pool_size",
     "ca_bundle",
     "shared_polls",
+    "adoption_wait",
+    "receiver_url",
 }
 
 

@@ -202,21 +202,21 @@ class Scenario:
     def _restart_triggerer(self, deferred: list[tuple[Run, str, int, str]]) -> None:
         """SIGKILL the triggerer's process group while the waits are deferred; start a new triggerer.
 
-        Then wait until the new triggerer polls every deferred recording (its GET count grows).
+        Then wait until the new triggerer polls every deferred recording (a GET, or a shared listing).
         """
         sids = [self.recordings_of(call_sid)[0]["sid"] for *_, call_sid in deferred]
         print(f"  killing the triggerer (SIGKILL) with {len(sids)} waits deferred", flush=True)
         self.deployment.kill("triggerer")
-        before = self.sandbox.stats()["gets_per_recording"]
+        before = self._looks(sids)
         killed_at = time.monotonic()
         self.deployment.start_airflow("triggerer", generation=2)
 
         def all_polled_again() -> bool:
-            now = self.sandbox.stats()["gets_per_recording"]
-            return all(now.get(sid, 0) > before.get(sid, 0) for sid in sids)
+            now = self._looks(sids)
+            return all(now[sid] > before[sid] for sid in sids)
 
         print(
-            f"  GETs per deferred recording before the kill: {[before.get(sid, 0) for sid in sids]}",
+            f"  looks per deferred recording before the kill: {[before[sid] for sid in sids]}",
             flush=True,
         )
         try:
@@ -233,6 +233,12 @@ class Scenario:
             f"  new triggerer polling again: {resumed_after and round(resumed_after, 1)} s after the kill",
             flush=True,
         )
+
+    def _looks(self, sids: list[str]) -> dict[str, int]:
+        """How often the service showed each recording: by a GET or on a list page (shared polls)."""
+        stats = self.sandbox.stats()
+        gets, listed = stats["gets_per_recording"], stats["listings_per_recording"]
+        return {sid: gets.get(sid, 0) + listed.get(sid, 0) for sid in sids}
 
     def _mark_failed(self) -> None:
         run = self.runs["marked_failed"]

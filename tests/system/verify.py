@@ -76,7 +76,8 @@ def _recording(checks: Checks, scenario: Scenario) -> None:
     checks.check(run.was_seen("wait_for_recording", "deferred"), "the sensor was seen deferred", run.seen)
     started = api.xcom(run.dag_id, run.run_id, "start_recording")
     checks.check(
-        isinstance(started, dict) and started.get("status") == "in-progress",
+        # Telnyx's create reply (TexmlCreateCallRecordingResponseBody): the SID and track, no status.
+        isinstance(started, dict) and bool(started.get("sid")) and started.get("track") == "both",
         "start_recording: the started recording in XCom",
         started,
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tenacity import Retrying
 
 from telnyx_provider import api
+from telnyx_provider._compat import mask_secret
 from telnyx_provider.adoption import (
     Evidence,
     Outcome,
@@ -56,6 +57,8 @@ DEFAULT_ADOPTION_WAIT = 5.0
 #: reply: 100 pages of 100, ten thousand recordings on one call. A list that runs past them (or never ends)
 #: fails the start with an error saying so; before the snapshot, nothing was sent.
 SNAPSHOT_MAX_PAGES = 100
+#: Seconds the look at the call that an error names may take (its retries included).
+LOOK_FOR_MESSAGE = 5.0
 EXACT_HINT = (
     "To make starts exact, send the status callback to this provider's receiver "
     "(recording_status_callback='https://<airflow api server>/telnyx/recording-status'), or record the call "
@@ -123,6 +126,8 @@ class RecordingStart:
         self.exact = exact
         self.journal = journal
         self.tokens = list(earlier_tokens)
+        for token in self.tokens:
+            mask_secret(token)  # a capability: Airflow's masker redacts it from anything the task logs
 
     @property
     def policy(self) -> RetryPolicy:
@@ -146,7 +151,7 @@ class RecordingStart:
                     if failure is not None and may_have_started(failure):
                         adopted = self._after_lost_reply(failure, deadline)
                         if adopted is not None:
-                            return self._settle(adopted)
+                            return self.settle(adopted)
                     if self.exact is not None and (failure is None or may_have_started(failure)):
                         token = new_token()  # a refused attempt started nothing: its token is reused
                     try:
@@ -155,7 +160,7 @@ class RecordingStart:
                         failure = error
                         raise
                     self._log_adoption(recording, Evidence.REPLY, level=logging.INFO)
-                    return self._settle(recording)
+                    return self.settle(recording)
         except _Decided as decided:
             raise decided.error from None
         except TelnyxApiError as error:
@@ -170,6 +175,7 @@ class RecordingStart:
         params = self.params
         if token is not None:
             if token not in self.tokens:
+                mask_secret(token)
                 self.tokens.append(token)
             params = token_params(params, token)
         if self.journal is not None:
@@ -214,7 +220,7 @@ class RecordingStart:
                 f"nothing new matching it showed up on the call in {self.adoption_wait:g} s (recordings "
                 f"there: {describe_recordings(seen)})"
             )
-        raise _Decided(self._uncertain(failure, reason))
+        raise _Decided(self._uncertain(failure, reason, look=False))
 
     def await_sightings(self, until: float) -> tuple[list[dict[str, Any]], bool]:
         """Ask the receiver until a token's recording is found or ``until``: (found, whether it answered)."""
@@ -278,24 +284,52 @@ class RecordingStart:
             self.tokens
         )
 
-    def _settle(self, recording: dict[str, Any]) -> dict[str, Any]:
-        """Stop what the start's other attempts created, as the receiver sees it within ``adoption_wait``.
+    def settle(self, recording: dict[str, Any]) -> dict[str, Any]:
+        """After a re-send (exact mode): stop what the start's other attempts created, now and later.
 
-        Only after a re-send (exact mode): an earlier attempt whose callback came late is proven this start's
-        by its token, and superseded.
+        An earlier attempt whose callback comes late is proven this start's by its token, and superseded. The
+        start first tells the receiver which recording it kept and every token it sent (the receiver then
+        stops any other recording a later callback with one of them names, also once this task has ended),
+        then stops those already sighted. A stop that fails is sent again on the next look, within
+        ``adoption_wait``; one still failing is logged as an error naming the recording left running. If the
+        receiver cannot take the settlement, the start watches for late ones for ``adoption_wait`` seconds
+        itself and says so.
         """
         if self.exact is None or len(self.tokens) < 2:
             return recording
+        kept = str(recording.get("sid"))
+        settled = TokenSightings(self.hook, self.call_sid, self.account_sid, self.params, self.exact).settle(
+            recording, self.tokens
+        )
+        if not settled:
+            log.warning(
+                "A recording of an earlier attempt of this start whose callback comes more than %.1f s from "
+                "now will not be stopped (the receiver could not take the settlement).",
+                self.adoption_wait,
+            )
         stopped: set[str] = set()
+        failing: dict[str, dict[str, Any]] = {}
         for _ in self._pauses(time.monotonic() + self.adoption_wait):
             found, _ = self.sighted()
             for other in found:
                 sid = str(other.get("sid"))
-                if sid != recording.get("sid") and sid not in stopped:
-                    stop_superseded(self.hook, other, recording, account_sid=self.account_sid)
+                if sid == kept or sid in stopped:
+                    continue
+                if stop_superseded(self.hook, other, recording, account_sid=self.account_sid):
                     stopped.add(sid)
-            if len(stopped) >= len(self.tokens) - 1:
-                break
+                    failing.pop(sid, None)
+                else:
+                    failing[sid] = other
+            if not failing and (settled or len(stopped) >= len(self.tokens) - 1):
+                break  # settled: the receiver stops whatever comes later
+        for sid in failing:
+            log.error(
+                "Recording %s on call %s, created by an earlier attempt of this start (its token proves it) "
+                "and superseded by recording %s, could not be stopped: it is still running. Stop it by hand.",
+                sid,
+                self.call_sid,
+                kept,
+            )
         return recording
 
     # -- messages ------------------------------------------------------------------------------------
@@ -322,7 +356,17 @@ class RecordingStart:
             evidence.value,
         )
 
-    def _uncertain(self, failure: TelnyxApiError, reason: str) -> UncertainStartError:
+    def seen_on_call(self) -> str:
+        """What is on the call now, for the message of a start that may have gone through (one short look)."""
+        try:
+            seen = self._recordings(time.monotonic() + LOOK_FOR_MESSAGE)
+        except TelnyxApiError as error:
+            return f"the call's recordings could not be read ({error.status or error.failure})"
+        return f"recordings on the call now: {describe_recordings(seen)}"
+
+    def _uncertain(self, failure: TelnyxApiError, reason: str, *, look: bool = True) -> UncertainStartError:
+        if look:  # the error names what was seen on the call, so the user can check it
+            reason = f"{reason}; {self.seen_on_call()}"
         return UncertainStartError(
             status=failure.status,
             method=failure.method,

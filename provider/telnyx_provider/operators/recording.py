@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from telnyx_provider._compat import AirflowFailException, AirflowSensorTimeout
-from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider._compat import AirflowSensorTimeout
 from telnyx_provider.links import TelnyxRecordingLink
 from telnyx_provider.operators.lifecycle import (
     DeleteRecordingOperator,
@@ -17,8 +16,12 @@ from telnyx_provider.operators.lifecycle import (
     ResumeCallRecordingOperator,
     StopCallRecordingOperator,
 )
-from telnyx_provider.operators.start_memory import StartMemory, StartRecord, StoredJournal
-from telnyx_provider.params import StartRecordingParams, require_identifier, require_positive_number
+from telnyx_provider.operators.start_arguments import DURATIONS as _DURATIONS
+from telnyx_provider.operators.start_arguments import RECORDING_PARAMETERS as RECORDING_PARAMETERS
+from telnyx_provider.operators.start_arguments import VALIDATED as _VALIDATED
+from telnyx_provider.operators.start_arguments import validate_start_arguments as validate_start_arguments
+from telnyx_provider.operators.start_memory import StartMemory, StartRecord
+from telnyx_provider.params import require_positive_number
 from telnyx_provider.waiting import (
     EXECUTION_TIMEOUT,
     check_literal_arguments,
@@ -28,10 +31,10 @@ from telnyx_provider.waiting import (
     deferred_deadline,
     execution_timeout_error,
     execution_timeout_reason,
-    is_unresolved,
     recording_from_event,
     require_seconds,
     retry_overrides,
+    task_timeout_error,
 )
 
 if TYPE_CHECKING:
@@ -41,18 +44,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from telnyx_provider.hooks.recording import RecordingHook
+    from telnyx_provider.operators.kill_decision import TaskIdentity
     from telnyx_provider.operators.recording_retry import Restart
+    from telnyx_provider.operators.start_steps import TaskStart
+    from telnyx_provider.params import StartRecordingParams
 
-#: Operator arguments sent as the API's recording parameters.
-RECORDING_PARAMETERS = (
-    "play_beep",
-    "recording_status_callback",
-    "recording_status_callback_event",
-    "recording_status_callback_method",
-    "recording_channels",
-    "recording_track",
-    "send_recording_url",
-)
 #: A stop on kill must finish before the task supervisor's SIGKILL follows its SIGTERM.
 KILL_STOP_TIMEOUT = 2.0
 KILL_STOP_BUDGET = 4.0
@@ -162,6 +158,9 @@ class StartCallRecordingOperator(BaseOperator):
         self._memory: StartMemory | None = None
         self._record: StartRecord | None = None
         self._restart: Restart | None = None
+        self._steps: TaskStart | None = None
+        self._identity: TaskIdentity | None = None
+        self._entered = 0.0
         validate_start_arguments({name: getattr(self, name) for name in _VALIDATED})
 
     @classmethod
@@ -183,7 +182,11 @@ class StartCallRecordingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Start the recording (or carry on with an earlier try's); return it, or the final one."""
         params = validate_start_arguments({name: getattr(self, name) for name in _VALIDATED}, rendered=True)
+        from telnyx_provider.operators.kill_decision import TaskIdentity
+
+        self._entered = time.time()  # execution_timeout counts from here, as Airflow's own timer does
         self._memory = StartMemory.of(context)
+        self._identity = TaskIdentity.of(context)
         recording, final = self._recording_of_earlier_try(context, params)
         if recording is None:
             recording = self._start(params, self._restart or _fresh_start())
@@ -196,67 +199,22 @@ class StartCallRecordingOperator(BaseOperator):
     def _recording_of_earlier_try(
         self, context: Context, params: StartRecordingParams
     ) -> tuple[dict[str, Any] | None, bool]:
-        from telnyx_provider.operators import recording_retry
+        from telnyx_provider.operators.start_steps import TaskStart
 
-        self._restart = recording_retry.Restart()
-        if self._memory is None:
-            ti = context.get("ti")
-            if ti is not None and getattr(ti, "try_number", 1) > 1:
-                raise AirflowFailException(
-                    "This is a retry of a recording start, and Airflow gives this task no task state store "
-                    "(Airflow 3.3+), so whether an earlier try started a recording cannot be known: not "
-                    "starting another (it could record the call twice)."
-                )
-            return None, False
-        record = self._memory.load()
-        if record is None or record.call_sid != self.call_sid:
-            return None, False
-        self._record = record
-        outcome = recording_retry.carry_on(
-            self.hook,
-            self._memory,
-            record,
-            params,
-            account_sid=self.account_sid,
-            exact_start=self.exact_start,
-        )
-        if isinstance(outcome, recording_retry.Restart):
-            self._restart = outcome
-            return None, False
-        self._record = self._memory.update(
-            self._memory.load() or record,
-            state="started",
-            recording_sid=outcome.recording["sid"],
-            stop_requested=None,
-            stopped_by=None,
-        )
-        return outcome.recording, outcome.final
+        self._steps = TaskStart(self.hook, self._memory, self.call_sid, self.account_sid, self.exact_start)
+        recording, final = self._steps.earlier_try(context, params)
+        self._record, self._restart = self._steps.record, self._steps.restart
+        return recording, final
 
     def _start(self, params: StartRecordingParams, restart: Restart) -> dict[str, Any]:
-        from telnyx_provider.exact_start import exact_start_for
+        from telnyx_provider.operators.start_steps import TaskStart
 
-        arguments = {name: getattr(params, name) for name in RECORDING_PARAMETERS}
-        start = {"account_sid": self.account_sid, "exact_start": self.exact_start, **arguments}
-        if self._memory is None:
-            return self.hook.start_call_recording(self.call_sid, **start)
-        exact = exact_start_for(params, self.exact_start, self.hook.config.receiver_url)
-        snapshot: list[str] = []
-        if exact is None:
-            snapshot = (
-                restart.snapshot
-                if restart.snapshot is not None
-                else self.hook.call_recording_sids(self.call_sid, account_sid=self.account_sid)
-            )
-        # Stored before anything is sent: a worker that dies at any point after this line leaves its retry
-        # what it needs (the snapshot, then each attempt's state and token) to find what the start did.
-        record = self._memory.save(
-            StartRecord(call_sid=self.call_sid, snapshot=list(snapshot), tokens=list(restart.tokens))
+        steps = self._steps or TaskStart(
+            self.hook, self._memory, self.call_sid, self.account_sid, self.exact_start
         )
-        journal = StoredJournal(self._memory, record)
-        recording = self.hook.start_call_recording(
-            self.call_sid, snapshot=snapshot, journal=journal, start_tokens=restart.tokens, **start
-        )
-        self._record = journal.started(recording["sid"])
+        steps.restart = restart
+        recording = steps.start(params)
+        self._record = steps.record
         return recording
 
     def _announce(self, context: Context, recording: Mapping[str, Any]) -> None:
@@ -273,8 +231,21 @@ class StartCallRecordingOperator(BaseOperator):
         deadline = None if self.wait_timeout is None else started + self.wait_timeout
         not_found_until = started + self.not_found_grace_period
         if self.deferrable:
-            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, started)
+            deadline, timed_out_by = deferred_deadline(deadline, self.execution_timeout, self._entered)
             self._defer(recording_sid, account_sid, deadline, not_found_until, timed_out_by)
+        try:
+            return self._poll(recording_sid, account_sid, deadline, not_found_until)
+        except task_timeout_error():
+            # Airflow raised execution_timeout inside the wait (it calls on_kill next, with the task still
+            # running, which on_kill would take for a task that goes on): the timeout ends the recording.
+            if self._recording is not None:
+                why = f"the task's execution_timeout ({self.execution_timeout}) was reached"
+                self._stop(recording_sid, account_sid, reason="timeout", why=why)
+            raise
+
+    def _poll(
+        self, recording_sid: str, account_sid: str | None, deadline: float | None, not_found_until: float
+    ) -> dict[str, Any]:
         while True:
             final = check_recording(
                 self.hook,
@@ -347,27 +318,37 @@ class StartCallRecordingOperator(BaseOperator):
         return recording_from_event(event)
 
     def on_kill(self) -> None:
-        """Stop the recording this task started if the task is killed while waiting for it.
+        """Stop the recording this task started if the task is ended while waiting for it (poke mode).
 
-        The stop has a short budget of its own (``KILL_STOP_BUDGET`` seconds): the task supervisor follows
-        its SIGTERM with a SIGKILL a few seconds later.
+        Airflow calls this on every SIGTERM to the task, also when the task goes on: cleared, failed for
+        missed heartbeats with a retry to come, its worker shutting down. So it first asks Airflow for the
+        task's state (:mod:`telnyx_provider.operators.kill_decision`) and stops the recording only when the
+        task ended (a user marked it failed or succeeded); otherwise, or when the state cannot be read within
+        a second, it leaves the recording running (the next try resumes it) and says why. The stop has a
+        short budget of its own (``KILL_STOP_BUDGET`` seconds): the task supervisor follows its SIGTERM with
+        a SIGKILL a few seconds later.
         """
-        if self._recording is not None and self.wait_for_completion:
-            recording = self._recording
-            self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
+        if self._recording is None or not self.wait_for_completion:
+            return
+        from telnyx_provider.operators.kill_decision import reason_to_leave_running
+
+        recording = self._recording
+        reason = reason_to_leave_running(self._identity)
+        if reason is not None:
+            self.log.warning(
+                "The task waiting for recording %s was killed; the recording is left running: %s.",
+                recording["sid"],
+                reason,
+            )
+            return
+        self._stop(recording["sid"], recording.get("account_sid") or self.account_sid, reason="kill")
 
     def _stop(
         self, recording_sid: str, account_sid: str | None, *, reason: str, why: str | None = None
     ) -> None:
         from telnyx_provider.hooks.recording import RecordingHook
+        from telnyx_provider.operators.recording_stop import stop_journalled
 
-        stored = self._memory is not None and self._record is not None
-        if self._memory is not None and self._record is not None:
-            try:  # first: a retry then knows a stop was sent, and sends it again if it was not confirmed
-                self._record = self._memory.update(self._record, stop_requested=reason)
-            except Exception as error:  # the store may be gone with a dying worker; the stop matters more
-                self.log.warning("Could not record the stop of recording %s: %s", recording_sid, error)
-                stored = False
         hook = self.hook
         if reason == "kill":
             hook = RecordingHook(
@@ -377,59 +358,24 @@ class StartCallRecordingOperator(BaseOperator):
                 retry_budget=KILL_STOP_BUDGET,
                 request_timeout=KILL_STOP_TIMEOUT,
             )
-        why = why or ("the wait timed out" if reason == "timeout" else "the task was killed")
         self._recording = None
-        try:
-            hook.stop_call_recording(self.call_sid, recording_sid, account_sid=account_sid)
-        except TelnyxApiError as error:
-            if error.status != 422:
-                self.log.error(
-                    "Could not stop recording %s after %s: %s (not confirmed: a retry sends the stop again)",
-                    recording_sid,
-                    why,
-                    error,
-                )
-                return
-            # 422: it had ended already; nothing was stopped, and a retry reads how it ended.
-            self.log.warning("Recording %s had already ended when %s.", recording_sid, why)
-            confirmed: dict[str, str | None] = {"stop_requested": None}
-        else:
-            self.log.warning("Stopped recording %s on call %s because %s.", recording_sid, self.call_sid, why)
-            confirmed = {"stop_requested": None, "stopped_by": reason}
-        if stored and self._memory is not None and self._record is not None:
-            try:
-                self._record = self._memory.update(self._record, **confirmed)
-            except Exception as error:
-                self.log.warning(
-                    "Could not record the confirmed stop of recording %s: %s", recording_sid, error
-                )
+        self._record = stop_journalled(
+            hook,
+            self._memory,
+            self._record,
+            call_sid=self.call_sid,
+            recording_sid=recording_sid,
+            account_sid=account_sid,
+            reason=reason,
+            why=why or ("the wait timed out" if reason == "timeout" else "the task was killed"),
+            log=self.log,
+        )
 
 
 def _fresh_start() -> Restart:
     from telnyx_provider.operators.recording_retry import Restart
 
     return Restart()
-
-
-#: The duration arguments, and whether each may be 0.
-_DURATIONS = {"poll_interval": False, "timeout": False, "not_found_grace_period": True}
-#: The arguments :func:`validate_start_arguments` checks.
-_VALIDATED = ("call_sid", "account_sid", *RECORDING_PARAMETERS)
-
-
-def validate_start_arguments(values: Mapping[str, Any], *, rendered: bool = False) -> StartRecordingParams:
-    """Check the start operator's arguments; before rendering, values not known yet are left for later.
-
-    :param values: argument name -> value (``call_sid``, ``account_sid`` and the recording parameters).
-    :param rendered: every value is final (``execute``): nothing may be left unchecked.
-    """
-    known = {name: value for name, value in values.items() if rendered or not is_unresolved(value)}
-    for name in ("call_sid", "account_sid"):
-        if name in known and (name == "call_sid" or known[name] is not None):
-            require_identifier(name, known[name])
-    return StartRecordingParams.from_arguments(
-        **{name: value for name, value in known.items() if name in RECORDING_PARAMETERS}
-    )
 
 
 __all__ = [

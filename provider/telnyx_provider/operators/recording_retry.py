@@ -8,9 +8,11 @@ service says what is true now. A retry reads the recording's actual status befor
 - one still recording or being processed is **resumed** (waited for);
 - one this task **stopped, confirmed by the service**, or that failed, ended ``absent`` or is gone:
   a new recording is started; a stop that was sent but never confirmed is sent again first;
-- no SID: after ``prepared`` or ``refused`` nothing started, so it starts afresh (new snapshot); after
-  ``sending`` or ``reply_lost`` a recording may exist, and only the ownership rule decides: the start's
-  tokens (exact mode) or the visible-fields rule against the stored snapshot (default mode).
+- no SID: after ``sending`` or ``reply_lost`` a recording may exist, and only the ownership rule decides:
+  the start's tokens (exact mode) or the visible-fields rule against the stored snapshot (default mode).
+  After ``prepared`` or ``refused`` the last POST started nothing: default mode starts afresh (new
+  snapshot); exact mode still asks for every stored token once (an earlier attempt of the same try may have
+  lost its reply) and starts anew carrying them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from telnyx_provider.adoption import Evidence, Outcome, describe_recordings, is_
 from telnyx_provider.errors import AmbiguousStartError, TelnyxApiError, UncertainStartError
 from telnyx_provider.exact_start import exact_start_for
 from telnyx_provider.hooks.recording_start import EXACT_HINT, RecordingStart
-from telnyx_provider.hooks.start_sightings import stop_superseded
 from telnyx_provider.models import Verdict, assess_recording
 
 if TYPE_CHECKING:
@@ -152,18 +153,32 @@ def _without_sid(
     account_sid: str | None,
     exact_start: bool | None,
 ) -> Resumed | Restart:
-    if record.state in ("prepared", "refused"):
+    nothing_sent_last = record.state in ("prepared", "refused")
+    if nothing_sent_last and not record.tokens:
         log.info("The earlier try's start %s; starting afresh.", _NOTHING_STARTED[record.state])
         return Restart()
     account = hook.config.resolve_account_sid(account_sid)
     if record.tokens:
+        # Every token is watched, whatever the last state: an attempt refused (or never sent) last may come
+        # after one whose reply was lost, and whose recording may be this task's.
         exact = exact_start_for(
             params, True if exact_start is None else exact_start, hook.config.receiver_url
         )
         start = RecordingStart(
             hook, record.call_sid, account, params, None, exact=exact, earlier_tokens=record.tokens
         )
-        found, answered = start.await_sightings(time.monotonic() + hook.adoption_wait)
+        # After a refusal the earlier try had already looked for adoption_wait: one look is enough.
+        found, answered = start.await_sightings(
+            time.monotonic() + (0.0 if nothing_sent_last else hook.adoption_wait)
+        )
+        if not answered and nothing_sent_last:
+            log.warning(
+                "The receiver at %s did not answer; the earlier try's last start %s, and it had found no "
+                "recording of its earlier attempts: starting a new one, still watching their tokens.",
+                start.exact_receiver,
+                _NOTHING_STARTED[record.state],
+            )
+            return Restart(tokens=record.tokens)
         if not answered:
             raise UncertainStartError(
                 status=None,
@@ -171,14 +186,12 @@ def _without_sid(
                 path=f"call {record.call_sid}",
                 detail="an earlier try sent the start and its outcome is unknown",
                 hint=f"The receiver at {start.exact_receiver} did not answer, so whether that start "
-                "created a recording cannot be told: not starting another.",
+                f"created a recording cannot be told: not starting another; {start.seen_on_call()}.",
             )
         if found:
             ours = found[-1]
-            for other in found[:-1]:
-                stop_superseded(hook, other, ours, account_sid=account)
             _log_adoption(ours, record, Evidence.TOKEN)
-            return Resumed(ours, final=False)
+            return Resumed(start.settle(ours), final=False)
         log.warning(
             "No callback carried the tokens of the earlier try's start on call %s within %.1f s: it started "
             "nothing; starting a new recording (a late one of the earlier try is recognised by its token).",

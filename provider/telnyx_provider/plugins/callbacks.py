@@ -14,7 +14,8 @@ anything is parsed. In order:
    signature that is not base64 of 64 bytes, a malformed ``conn_id``: 401, without any lookup, and
    before the body is read; then the body, refused with 413 as soon as it passes the limit (a chunked
    body declares no length) and with 408 if it has not all arrived ``body_timeout`` seconds after the
-   headers (a slow sender cannot hold a connection of the API server for ever);
+   headers (a slow sender cannot hold a connection of the API server for ever); a sender that goes away
+   before its body has arrived: 400, logged in one line (no traceback);
 4. the connection: unknown, not of type ``telnyx``, without ``public_key`` or login; then a bad
    signature: 401. Answers (and failed lookups) are cached per worker; a failed lookup still costs the
    same signature check as a wrong key, so neither the answer nor its work tells which ids exist. A
@@ -26,8 +27,9 @@ anything is parsed. In order:
    accepted signatures are kept in the metadata database, :mod:`~telnyx_provider.plugins.receiver_store`):
    401. Every 401 has the same body; the API server's log says which;
 7. a URL carrying ``start_token`` (an exact start's): the sighting is kept in the shared store, whatever the
-   status (:mod:`telnyx_provider.plugins.start_tokens`; 503 if it cannot be); then the steps of
-   ``ReceiverSettings.on_verified``, in order (a step may refuse);
+   status (:mod:`telnyx_provider.plugins.start_tokens`; 503 if it cannot be); if that token's start
+   settled on another recording of the call, this one is stopped (superseded; 503 if the stop fails); then
+   the steps of ``ReceiverSettings.on_verified``, in order (a step may refuse);
 8. ``completed`` or ``absent``: an event of the Asset ``telnyx://{AccountSid}/recordings`` whose extra is the
    callback's fields, then 204; 404 if no DAG uses that Asset. Other statuses (``in-progress``): 204 and
    no event. A request refused after its replay check (404, a step, a failure) is forgotten again, so the
@@ -35,7 +37,11 @@ anything is parsed. In order:
    fails: 503, and the log names the kind of error only (a database error's message quotes the event's
    extra, ``RecordingUrl`` among it).
 
-``GET /telnyx/starts/{token}`` tells an exact start what the callbacks carrying its token said.
+``GET /telnyx/starts/{token}`` tells an exact start what the callbacks carrying its token said;
+``POST /telnyx/starts/settled`` takes a start's settlement (the recording it kept, every token it sent;
+authenticated by an HMAC under the connection's API key): a later callback carrying one of those tokens
+that names another recording of the call is stopped by the receiver
+(:mod:`~telnyx_provider.plugins.start_settlements`).
 
 The GET signature is assumed to cover the raw query string as received (Telnyx does not document it). The
 URL's own query (``conn_id``, ``start_token``, ``ReceiverSettings.url_parameters``) of a POST is not signed.
@@ -53,7 +59,9 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from telnyx_provider.exact_start import SETTLEMENT_MAC_HEADER
 from telnyx_provider.plugins.callback_checks import (
     REPLAY_NAMESPACE,
     REQUIRED_FIELDS,
@@ -74,6 +82,7 @@ from telnyx_provider.plugins.recording_events import (
     UnknownAssetError,
     store_recording_event,
 )
+from telnyx_provider.plugins.start_settlements import settle_answer, stop_with_connection, supersede_step
 from telnyx_provider.plugins.start_tokens import TOKEN_PARAMETER, answer, sighting_step
 from telnyx_provider.signatures import DEFAULT_TOLERANCE_SECONDS
 
@@ -97,6 +106,8 @@ URL_PREFIX = "/telnyx"
 ROUTE = "/recording-status"
 #: Exact starts ask here what the callbacks carrying their token said (see ``plugins.start_tokens``).
 STARTS_ROUTE = "/starts/{token}"
+#: Exact starts sent more than once settle here (see ``plugins.start_settlements``).
+SETTLE_ROUTE = "/starts/settled"
 DEFAULT_CONN_ID = "telnyx_default"
 #: A status callback is a few hundred bytes; anything much larger is not one.
 DEFAULT_MAX_BODY_BYTES = 8192
@@ -124,6 +135,9 @@ class ReceiverSettings:
     :param url_parameters: names in the URL's query that are the receiver's, never callback fields.
     :param on_verified: steps run (in a worker thread) for each verified, first-seen callback before its
         event is stored; one raises :class:`Refusal` to refuse the callback.
+    :param stop_recording: stops a superseded recording, ``(conn_id, account_sid, call_sid, recording_sid)``;
+        returns ``False`` when it had ended already (default: with the connection's API key,
+        ``start_settlements.stop_with_connection``).
     """
 
     tolerance: float = DEFAULT_TOLERANCE_SECONDS
@@ -134,6 +148,7 @@ class ReceiverSettings:
     store: ReceiverStore = field(default_factory=receiver_store)
     url_parameters: frozenset[str] = frozenset({"conn_id", TOKEN_PARAMETER})
     on_verified: Sequence[Callable[[VerifiedCallback], None]] = ()
+    stop_recording: Callable[[str, str, str, str], bool | None] = stop_with_connection
 
 
 def settings_from_airflow_config() -> ReceiverSettings:
@@ -155,7 +170,11 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
     """
     settings = settings or settings_from_airflow_config()
     lookups = (asyncio.Semaphore(MAX_CONCURRENT_LOOKUPS), asyncio.Semaphore(MAX_CONCURRENT_KNOWN_LOOKUPS))
-    steps = (sighting_step(settings.store), *settings.on_verified)
+    steps = (
+        sighting_step(settings.store),
+        supersede_step(settings.store, settings.stop_recording),
+        *settings.on_verified,
+    )
     app = FastAPI(
         title="Telnyx recording status callbacks",
         description="Signed Telnyx recording status callbacks become events of telnyx://{account}/recordings.",
@@ -171,6 +190,20 @@ def create_app(settings: ReceiverSettings | None = None) -> FastAPI:
         except Refusal as refusal:
             log.warning("Refused a Telnyx status callback (HTTP %s): %s", refusal.status, refusal)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
+
+    @app.post(SETTLE_ROUTE)
+    async def start_settlement(request: Request) -> Response:
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+        except Refusal as refusal:
+            return JSONResponse({"detail": refusal.detail}, status_code=refusal.status)
+        conn_id = request.query_params.get("conn_id") or DEFAULT_CONN_ID
+        mac = request.headers.get(SETTLEMENT_MAC_HEADER)
+        async with lookups[0]:
+            status, answer_body = await run_in_threadpool(
+                settle_answer, settings.store, settings.connection_keys, conn_id, body, mac
+            )
+        return JSONResponse(answer_body, status_code=status, headers={"Cache-Control": "no-store"})
 
     @app.get(STARTS_ROUTE)
     async def start_sightings(token: str) -> Response:
@@ -281,11 +314,14 @@ def _check_declared_length(request: Request, limit: int) -> None:
 async def _read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():  # also bounds a chunked body, which declares no length
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, f"The body is over {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():  # also bounds a chunked body, which declares no length
+            size += len(chunk)
+            if size > limit:
+                raise Refusal(413, f"The body is over {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody reads the answer; a refusal keeps it to one line in the log
+        raise Refusal(400, "The sender went away before its body arrived.") from None
     return b"".join(chunks)
 
 

@@ -14,6 +14,11 @@ recording (the operator's ``wait_for_completion``). The trigger's own ``on_kill`
 later, finds the recording already stopped and does not stop it again. Airflow 3.3.2 fires these hooks for
 a task marked through the REST API or the UI and for the deferred tasks of a DAG run marked failed or
 succeeded; a cleared task needs no stop (its next try resumes the recording).
+
+A stop that does not get through within the request's few seconds (a Telnyx outage) is sent again from a
+thread of the API-server worker (:mod:`telnyx_provider.plugins.stop_retries`, for up to 15 minutes); while
+one waits, further marks through the same connection queue their stops there at once instead of holding
+their requests (a DAG run marked failed with many deferred waits would otherwise take a stop budget each).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from typing import Any
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
+from telnyx_provider.errors import TelnyxApiError
+from telnyx_provider.plugins.stop_retries import StopRetrier
+from telnyx_provider.retry import is_retryable
+
 log = logging.getLogger(__name__)
 
 #: The trigger whose recordings this listener may stop.
@@ -32,6 +41,8 @@ TRIGGER_CLASSPATH = "telnyx_provider.triggers.recording.RecordingCompletedTrigge
 #: A stop from the API server must not hold the user's request (and its row lock) for long.
 STOP_BUDGET = 4.0
 STOP_TIMEOUT = 2.0
+#: Stops that did not get through in the request, sent again from a thread of this API-server worker.
+RETRIER = StopRetrier()
 
 
 def owned_wait(task_instance: Any) -> dict[str, Any] | None:
@@ -61,21 +72,44 @@ def stop_owned_recording(task_instance: Any, new_state: str) -> None:
     if kwargs is None:
         return
     from telnyx_provider.hooks.recording import RecordingHook
+    from telnyx_provider.plugins.stop_retries import PendingStop
 
     sid, call_sid = kwargs["recording_sid"], kwargs["call_sid"]
+    conn_id = kwargs.get("telnyx_conn_id") or "telnyx_default"
+    pending = PendingStop(conn_id, call_sid, sid, kwargs.get("account_sid"), f"marked {new_state}")
+    if RETRIER.failing(conn_id):  # Telnyx is not answering stops now: do not hold the request for nothing
+        log.error(
+            "Not stopping recording %s now (its deferred task was marked %s): Telnyx did not answer the "
+            "last stops through %s; trying in the background.",
+            sid,
+            new_state,
+            conn_id,
+        )
+        RETRIER.add(pending)
+        return
     hook = RecordingHook(
-        telnyx_conn_id=kwargs.get("telnyx_conn_id") or "telnyx_default",
+        telnyx_conn_id=conn_id,
         max_retries=2,
         retry_max_wait=1.0,
         retry_budget=STOP_BUDGET,
         request_timeout=STOP_TIMEOUT,
     )
     try:
-        hook.stop_call_recording(call_sid, sid, account_sid=kwargs.get("account_sid"))
+        hook.stop_call_recording(call_sid, sid, account_sid=pending.account_sid)
     except Exception as error:
+        if isinstance(error, TelnyxApiError) and error.status == 422:
+            log.info("Recording %s had already ended when its deferred task was marked %s.", sid, new_state)
+            return
+        retried = not isinstance(error, TelnyxApiError) or is_retryable(error)
         log.error(
-            "Could not stop recording %s after its deferred task was marked %s: %s", sid, new_state, error
+            "Could not stop recording %s after its deferred task was marked %s: %s%s",
+            sid,
+            new_state,
+            error,
+            "; trying again in the background" if retried else "",
         )
+        if retried:
+            RETRIER.add(pending)
     else:
         log.warning(
             "Stopped recording %s on call %s: its deferred task was marked %s.", sid, call_sid, new_state

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telnyx_provider.assets import recordings_asset_uri
@@ -51,11 +51,14 @@ class CallbackKey:
     :param conn_id: the connection.
     :param public_key: the account's raw Ed25519 public key (the extra's ``public_key``).
     :param account_sid: the connection's login: the only ``AccountSid`` its key may vouch for.
+    :param api_key: the connection's password (the API key): it authenticates an exact start's
+        settlement (:mod:`~telnyx_provider.plugins.start_settlements`); never in a repr or a log line.
     """
 
     conn_id: str
     public_key: bytes
     account_sid: str
+    api_key: str | None = field(default=None, repr=False)
 
 
 class ConnectionKeys:
@@ -177,7 +180,8 @@ def load_connection_key(conn_id: str) -> CallbackKey:
             f"connection {conn_id!r} has no login: set it to the account SID whose callbacks its key "
             "verifies (a callback's AccountSid must equal it)"
         )
-    return CallbackKey(conn_id=conn_id, public_key=public_key, account_sid=account_sid)
+    api_key = (connection.password or "").strip() or None
+    return CallbackKey(conn_id=conn_id, public_key=public_key, account_sid=account_sid, api_key=api_key)
 
 
 def store_recording_event(account_sid: str, extra: dict[str, str]) -> int:

@@ -113,6 +113,11 @@ class CallbackSender:
         self._thread: threading.Thread | None = None
         self._last: dict[str, SignedCallback] = {}
         self._last_lock = threading.Lock()
+        # Delivery faults a real service has too: callbacks that come late (held), or never (dropped).
+        self._open = threading.Event()
+        self._open.set()
+        self._stopping = False
+        self._to_drop = 0
 
     def start(self) -> None:
         """Start the delivery thread (daemon)."""
@@ -126,12 +131,33 @@ class CallbackSender:
         """
         self._queue.put(request)
 
+    def hold(self) -> None:
+        """Keep every callback queued from now on, undelivered, until :meth:`release` (a late callback)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Deliver the held callbacks (signed as they go out, as a late delivery is) and the next ones."""
+        self._open.set()
+
+    def drop(self, count: int = 1) -> None:
+        """Never deliver the next ``count`` callbacks (counted as failed): a callback that never arrives.
+
+        :param count: how many (>= 1).
+        :raises ValueError: for a count below 1.
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        with self._last_lock:
+            self._to_drop += count
+
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop after the callbacks already queued (waits at most ``timeout`` seconds).
+        """Stop after the callbacks already queued (waits at most ``timeout`` s); held ones are never sent.
 
         :param timeout: seconds to wait for the thread.
         """
         if self._thread is not None:
+            self._stopping = True
+            self._open.set()
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
@@ -184,6 +210,14 @@ class CallbackSender:
 
     def _run(self) -> None:
         while (request := self._queue.get()) is not None:
+            self._open.wait()
+            if self._stopping:
+                return
+            with self._last_lock:
+                dropped, self._to_drop = self._to_drop > 0, max(self._to_drop - 1, 0)
+            if dropped:
+                self._on_result(False, request.fields["RecordingSid"], False)
+                continue
             signed = self.prepare(request)
             with self._last_lock:
                 self._last[signed.recording_sid] = signed

@@ -325,6 +325,24 @@ class Sandbox:
         except KeyError:
             raise KeyError(f"No status callback was sent for recording {recording_sid}") from None
 
+    def hold_callbacks(self) -> None:
+        """Hold every status callback from now on until :meth:`release_callbacks`: they come late, as a
+        real service's may (signed when they finally go out)."""
+        self._sender.hold()
+
+    def release_callbacks(self) -> None:
+        """Deliver the held status callbacks, in order, and the next ones as they come."""
+        self._sender.release()
+
+    def drop_callbacks(self, count: int = 1) -> None:
+        """Never deliver the next ``count`` status callbacks (``callbacks_failed`` counts them): callbacks
+        that never arrive.
+
+        :param count: how many (>= 1).
+        :raises ValueError: for a count below 1.
+        """
+        self._sender.drop(count)
+
     def inject_media(self, kind: str, count: int = 1, location: str | None = None) -> None:
         """Give the next ``count`` media requests a fault: ``cut`` (the transfer stops midway: half the bytes,
         connection closed; HEADs and refused links do not use it up), ``403`` or ``404`` (the link is refused
@@ -372,6 +390,7 @@ class Sandbox:
 
     def stats(self) -> dict[str, Any]:
         """Return counters: ``requests_by_route``, ``requests_total``, ``gets_per_recording``,
+        ``listings_per_recording`` (how many list pages served each recording),
         ``updates_per_recording`` (pauses, resumes and stops), ``starts_per_call``, ``connections_accepted``,
         ``faults_injected``, ``resets_after_handling``,
         ``callbacks_sent``, ``callbacks_failed``, ``completed_at``, ``calls``, ``recordings``, ``fault_rate``,

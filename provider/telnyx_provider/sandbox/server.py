@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import socketserver
@@ -33,6 +34,8 @@ CHUNK = 16 * 1024  # media bodies go out in writes of this size
 _GET_ONE = "GET /Recordings/{sid}"
 #: Pause, resume and stop of one recording: counted per recording too.
 _UPDATE_ONE = "POST /Calls/{call_sid}/Recordings/{sid}"
+#: Listings: the recordings each page served are counted per recording.
+_LISTS = ("GET /Recordings", "GET /Calls/{call_sid}/Recordings")
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 _AT_ONCE = Transfer()
 
@@ -195,6 +198,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return
         if kind == "slow_after":  # carried out; the reply is held (a client may die waiting for it)
             time.sleep(srv.injector.slow_seconds)
+        if fault is None and reply.status == 200 and resolved.route_key in _LISTS:
+            srv.stats.listed([str(item.get("sid")) for item in json.loads(reply.body).get("recordings", [])])
         self._send(error_reply(fault) if fault is not None else reply)
 
     def _read_body(self) -> bytes | None:

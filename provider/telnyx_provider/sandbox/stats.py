@@ -19,6 +19,7 @@ class Stats:
         self._lock = threading.Lock()
         self._routes: Counter[str] = Counter()
         self._gets: Counter[str] = Counter()
+        self._listed: Counter[str] = Counter()
         self._updates: Counter[str] = Counter()
         self._faults: Counter[str] = Counter({kind: 0 for kind in ALL_FAULT_KINDS})
         self._resets_after = 0
@@ -42,6 +43,11 @@ class Stats:
             self._routes[route_key] += 1
             if recording_sid is not None:
                 (self._updates if route_key.startswith("POST") else self._gets)[recording_sid] += 1
+
+    def listed(self, recording_sids: list[str]) -> None:
+        """Count the recordings one list page served (each in ``listings_per_recording``)."""
+        with self._lock:
+            self._listed.update(recording_sids)
 
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
@@ -95,6 +101,7 @@ class Stats:
                 "requests_by_route": dict(self._routes),
                 "requests_total": sum(self._routes.values()),
                 "gets_per_recording": dict(self._gets),
+                "listings_per_recording": dict(self._listed),
                 "updates_per_recording": dict(self._updates),
                 "connections_accepted": self._connections,
                 "faults_injected": dict(self._faults),

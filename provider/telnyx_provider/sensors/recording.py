@@ -128,6 +128,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait for the recording: poke or reschedule through Airflow, or check once and defer."""
+        entered = time.time()  # execution_timeout counts from here, as Airflow's own timer does
         target = self._resolve_target()  # values resolved only now are checked before any request
         started = self._wait_started_at(context)
         self._not_found_until = started + self.not_found_grace_period
@@ -141,7 +142,7 @@ class RecordingCompletedSensor(BaseSensorOperator):
 
         recording_sid, account_sid = target
         now = time.time()
-        deadline, timed_out_by = deferred_deadline(now + self.timeout, self.execution_timeout, now)
+        deadline, timed_out_by = deferred_deadline(now + self.timeout, self.execution_timeout, entered)
         self.defer(
             trigger=RecordingCompletedTrigger(
                 recording_sid,

@@ -183,6 +183,11 @@ class RecordingCompletedTrigger(BaseTrigger):
             while True:
                 outcome = await waiter.next()
                 if outcome is None:
+                    # The deadline came before the poll's next look (or had passed when a restarted
+                    # triggerer rebuilt the wait): one last look, as a wait polling on its own takes.
+                    last = await self._look(client)
+                    if isinstance(last, dict | TelnyxApiError):
+                        return last
                     return self._event("timeout", message=self._timeout_message())
                 if not isinstance(outcome, dict | TelnyxApiError):
                     raise outcome  # not the API's answer: the wait ends with an error event
@@ -198,21 +203,22 @@ class RecordingCompletedTrigger(BaseTrigger):
         if first:
             await asyncio.sleep(self._pause(self.poll_interval))
         while True:
-            try:
-                outcome = self._judge(
-                    await client.get_recording(
-                        self.recording_sid,
-                        account_sid=self.account_sid,
-                        retry_policy=self._look_policy(client),
-                    )
-                )
-            except TelnyxApiError as error:
-                outcome = self._judge(error)
+            outcome = await self._look(client)
             if isinstance(outcome, dict | TelnyxApiError):
                 return outcome
             if self.deadline is not None and time.time() >= self.deadline:
                 return self._event("timeout", message=self._timeout_message())
             await asyncio.sleep(self._pause(max(self.poll_interval, outcome)))
+
+    async def _look(self, client: AsyncRecordingClient) -> dict[str, Any] | float | TelnyxApiError:
+        """One look of this wait's own at its recording (its budget capped at the deadline), judged."""
+        try:
+            recording = await client.get_recording(
+                self.recording_sid, account_sid=self.account_sid, retry_policy=self._look_policy(client)
+            )
+        except TelnyxApiError as error:
+            return self._judge(error)
+        return self._judge(recording)
 
     def _judge(self, outcome: dict[str, Any] | TelnyxApiError) -> dict[str, Any] | float | TelnyxApiError:
         """What one look's outcome (the recording, or the error of the request) means: the final event, a

@@ -67,9 +67,8 @@ async def task_state(task_instance: Any) -> str | None:
     states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
         dag_id=ti.dag_id, map_index=ti.map_index, task_ids=[ti.task_id], run_ids=[ti.run_id]
     )
-    key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
     found: dict[str, Any] = states[ti.run_id]
-    state = found[key]
+    state = found[state_key(ti.task_id, ti.map_index)]
     return None if state is None else str(state)
 
 
@@ -85,6 +84,16 @@ async def reason_to_leave_running(task_instance: Any) -> str | None:
         state = await task_state(task_instance)
     except Exception as error:  # unsure: a wrongful stop loses audio for good, a missed one does not
         return f"its task's state could not be read ({type(error).__name__}: {error})"
+    return reason_for_state(state)
+
+
+def reason_for_state(state: str | None) -> str | None:
+    """Why a killed wait whose task is in ``state`` must leave its recording running (``None``: stop it).
+
+    Shared by the trigger's ``on_kill`` and the operator's (poke mode).
+
+    :param state: the task instance's state as Airflow reports it (``None``: cleared).
+    """
     if state in ENDED_STATES:
         return None
     if state == "deferred":
@@ -92,6 +101,11 @@ async def reason_to_leave_running(task_instance: Any) -> str | None:
     if state is None:
         return "its task was cleared: its next try resumes the same recording"
     return f"its task is {state}: it goes on, and its own code decides what happens to the recording"
+
+
+def state_key(task_id: str, map_index: int | None) -> str:
+    """The key of a task instance in Airflow's ``get_task_states`` answer (``task_id_3`` when mapped)."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}_{map_index}"
 
 
 async def stop_killed_recording(trigger: RecordingCompletedTrigger) -> None:

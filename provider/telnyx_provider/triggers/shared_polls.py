@@ -288,7 +288,8 @@ class SharedPoll:
             outcome = error
         finally:
             self._busy.discard(sid)
-            self._looked[sid] = asyncio.get_running_loop().time()
+            if sid in self._waiters:  # its waits may have left meanwhile (and taken what it kept with them)
+                self._looked[sid] = asyncio.get_running_loop().time()
         if isinstance(outcome, dict):
             moment = _creation_time(outcome)
             if moment is not None and sid in self._waiters:

@@ -50,3 +50,12 @@ with DAG("test_telnyx_sensor_reschedule", schedule=None, start_date=_START, catc
         timeout=60,
     )
     start >> wait
+
+with DAG("test_telnyx_operator_poke_wait", schedule=None, start_date=_START, catchup=False):
+    StartCallRecordingOperator(
+        task_id="record",
+        call_sid="{{ params.call_sid }}",
+        wait_for_completion=True,
+        deferrable=False,
+        poll_interval=0.2,
+    )
