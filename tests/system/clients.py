@@ -162,6 +162,11 @@ class SandboxClient:
             "POST", "inject", json={"route": route, "kind": kind, "count": count, "call_sid": call_sid}
         )
 
+    def started_on(self, call_sid: str) -> list[dict[str, Any]]:
+        """What the service started on the call, as it knows it: ``sid``, ``track``, ``channels`` and the
+        ``callback_url`` each start asked for (a start token included), oldest first."""
+        return self._control("GET", f"calls/{quote(call_sid, safe='')}/started")["started"]  # type: ignore[no-any-return]
+
     def stats(self) -> dict[str, Any]:
         """The sandbox's counters."""
         return self._control("GET", "stats")  # type: ignore[no-any-return]

@@ -115,6 +115,13 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
         ("telnyx_default", sandbox, {}),
         ("telnyx_poll", poll_sandbox, {"max_retries": 1, "retry_max_wait": 1}),
         ("telnyx_events", sandbox, {"public_key": sandbox.public_key}),
+        # Exact starts (scenario 3): the API server checks their callbacks with the public key, and the
+        # workers ask its receiver what those callbacks said at receiver_url.
+        (
+            "telnyx_exact",
+            sandbox,
+            {"public_key": sandbox.public_key, "receiver_url": receiver_url(deployment)},
+        ),
     )
     for conn_id, box, extra in connections:
         deployment.airflow(
@@ -141,6 +148,11 @@ def deploy(deployment: Deployment, services: Services, clock: Clock) -> Cluster:
     wait_for(lambda: len(celery_workers(deployment)) == len(WORKERS), "both Celery workers ready", 120)
     clock.phase(f"{len(files)} DAG files processed, {len(WORKERS)} Celery workers ready")
     return cluster
+
+
+def receiver_url(deployment: Deployment) -> str:
+    """The receiver plugin's ``/telnyx`` base on the API server (its workers share its state)."""
+    return f"{deployment.api_url}/telnyx"
 
 
 def start_worker(deployment: Deployment, name: str, generation: int) -> None:
