@@ -15,7 +15,7 @@ Figures, measured from the benchmark's side:
 ``--media-seconds`` caps the audio served per recording (the sandbox's ``--media-seconds-cap``): 60 s of
 8 kHz 16-bit audio is 0.96 MB per channel, 1.4 MB on average here (channels are drawn single or dual), so
 10,000 recordings write ~14 GB per run; a smaller cap keeps the recordings' 60 s duration and shrinks the
-files (the README says which cap the figures used). Run it ``nice``d on a shared machine::
+files (docs/guides/archiving.md says which cap the figures used). Run it ``nice``d on a shared machine::
 
     nice python benchmarks/archive_throughput.py                            # 10,000 x 60 s, 1/4/16
     nice python benchmarks/archive_throughput.py --recordings 2000 --media-seconds 10 --workers 4

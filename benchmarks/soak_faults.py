@@ -555,7 +555,8 @@ def markdown(args: argparse.Namespace, command: str, results: list[dict[str, Any
     lines = [
         "# Soak: two recordings per call in a harsh world",
         "",
-        "Produced by `benchmarks/soak_faults.py` (see its docstring); the README carries the main rows.",
+        "Produced by `benchmarks/soak_faults.py` (see its docstring); docs/guides/exactly-once.md carries the"
+        " main rows.",
         "",
         "```bash",
         command,

@@ -44,12 +44,13 @@ CALL_RECORDINGS = Asset(name="telnyx_call_recordings", uri="telnyx://call-record
     },
     # [START howto_dag_retries]
     # Retries, as production DAGs should have: they also recover from Airflow's reschedule/defer race
-    # (apache/airflow #71172; see the README's Troubleshooting section).
+    # (apache/airflow #71172; see docs/troubleshooting.md).
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     # [END howto_dag_retries]
     tags=["telnyx", "example"],
 )
 def example_telnyx_call_recording() -> None:
+    # [START quickstart_tasks]
     # [START howto_operator_start]
     start = StartCallRecordingOperator(
         task_id="start_recording",
@@ -77,6 +78,7 @@ def example_telnyx_call_recording() -> None:
     )
     # [END howto_transfer_store]
     start >> wait >> store
+    # [END quickstart_tasks]
 
 
 example_telnyx_call_recording()

@@ -99,6 +99,7 @@ nitpick_ignore = [
             "airflow.triggers.base.BaseTrigger",
             "airflow.triggers.base.TriggerEvent",
             "fastapi.applications.FastAPI",
+            "requests.models.Response",
             "requests.sessions.Session",
         )
     ),

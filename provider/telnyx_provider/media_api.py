@@ -127,7 +127,7 @@ class MediaRequest:
     """The GET of a recording's audio (one hop of it, when the media is redirected).
 
     The link is a bearer capability to personal data: it is kept out of ``repr`` and must never reach a
-    log line or a message; :attr:`host` and :attr:`recording_sid` are what may be shown.
+    log line or a message; ``host`` and ``recording_sid`` are what may be shown.
 
     :param url: the media link (``media_url`` of the recording, or a redirect's target).
     :param recording_sid: the recording, for messages.
@@ -135,7 +135,7 @@ class MediaRequest:
     :param headers: the headers to send (``Authorization`` only towards the API's own origin).
     :param origin: where the request goes, as the HTTP library reads the link.
     :param sent_url: the link as the HTTP library prepared and sent it (it re-encodes some characters, and
-        its errors quote that form); redacted from messages like :attr:`url`.
+        its errors quote that form); redacted from messages like ``url``.
     """
 
     url: str = field(repr=False)
@@ -156,7 +156,10 @@ class MediaRequest:
         return "Authorization" in self.headers
 
     def describe(self) -> ApiRequest:
-        """This request as an :class:`ApiRequest` for errors: names the recording and host, not the link."""
+        """This request as an :class:`~telnyx_provider.api.ApiRequest` for errors.
+
+        It names the recording and host, not the link.
+        """
         return ApiRequest("GET", f"{MEDIA_PATH_PREFIX}{self.recording_sid} on {self.host}>", "get_media")
 
 

@@ -3,7 +3,7 @@
 Pure: no I/O. :class:`RecordingFeed` is fed full listings of the account's recordings created since
 :meth:`RecordingFeed.window_start` (the ``DateCreated`` filter) and answers, for each listing, the recordings
 that became final (``completed`` with a duration, or ``absent``) and were not reported before. Its state is
-small and JSON (:meth:`RecordingFeed.to_json`), for the asset's state store:
+small and JSON (:meth:`~telnyx_provider.recording_feed.RecordingFeed.to_json`), for the asset's state store:
 
 - ``frontier``: the newest ``date_created`` seen. Dates are Telnyx's own, never our clock, so a skew between
   the two clocks cannot open a gap;
@@ -22,8 +22,8 @@ A final recording that is neither pending nor created within ``overlap`` of the 
 the feed could see it finish: it is not reported. The first listing sets the baseline: what is final then
 is not reported, unless it was created at or after ``since``.
 
-:meth:`RecordingFeed.to_json` returns a copy (a JSON round trip): a saved state never shares a dict with
-the live one, so comparing the two tells whether anything changed.
+:meth:`~telnyx_provider.recording_feed.RecordingFeed.to_json` returns a copy (a JSON round trip): a saved
+state never shares a dict with the live one, so comparing the two tells whether anything changed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One look at a recording (:func:`check_recording`), reading a trigger's event back
 (:func:`recording_from_event`), telling values known at parse time from those resolved only at run time
-(:func:`is_unresolved`), and the ``[operators] default_deferrable`` setting.
+(:func:`~telnyx_provider.params.is_unresolved`), and the ``[operators] default_deferrable`` setting.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def check_recording(
     """Look at the recording once: the final recording, ``None`` to keep waiting, or an error.
 
     A 404 before ``not_found_until`` (Unix time) means the recording is not visible yet; after it, the
-    404 is raised. ``absent``/``failed``/``deleted`` raise :class:`RecordingFailedError`.
+    404 is raised. ``absent``/``failed``/``deleted`` raise
+    :class:`~telnyx_provider.errors.RecordingFailedError`.
 
     A retryable failure (429, 5xx, no reply) that outlasts the request's retry budget does not end the wait:
     it is logged and ``None`` is returned (after waiting what the service asked, within the deadline). Only
@@ -222,7 +223,10 @@ def _capped_policy(hook: RecordingHook, deadline: float | None) -> RetryPolicy |
 
 
 def recording_from_event(event: object) -> dict[str, Any]:
-    """The final recording carried by a :class:`RecordingCompletedTrigger` event, or the matching error."""
+    """The final recording carried by a trigger's event, or the matching error.
+
+    The trigger is :class:`~telnyx_provider.triggers.recording.RecordingCompletedTrigger`.
+    """
     if not isinstance(event, dict) or not isinstance(event.get("status"), str):
         raise AirflowException(f"Unexpected event from the Telnyx recording trigger: {event!r}")
     status, message = event["status"], event.get("message") or "no message"

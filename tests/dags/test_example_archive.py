@@ -136,7 +136,8 @@ def _check_progress_in_the_task_state_store(runs, archived: dict[str, dict]) -> 
 
 
 def test_catchup_gives_every_day_since_the_start_date_its_own_run_with_its_tasks(airflow_db, monkeypatch):
-    """Review of issue 18: what the README promises of ``catchup=True`` — one run per UTC day from the start
+    """Review of issue 18: what docs/guides/archiving.md promises of ``catchup=True`` — one run per UTC day
+    from the start
     date, contiguous (nothing between two days is skipped or covered twice), each started when its day ends,
     each with a logical date at or after the tasks' start date (so the scheduler creates its tasks)."""
     from airflow.timetables.base import TimeRestriction

@@ -23,8 +23,12 @@ needs_build = pytest.mark.skipif(
     HTML is None, reason="make docs runs these after building (TELNYX_DOCS_HTML)"
 )
 
-#: Where developers' and CI's files live: a published page must name none of them.
-MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home)/")
+#: Where developers' and CI's files live (and the temporary folders of one machine): a published page must
+#: name none of them.
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|Users|private/var|var/folders)/")
+
+#: The documentation's sources (the example DAGs they include are checked where they are included: the build).
+DOC_SOURCES = (".md", ".rst", ".py", ".sh", ".dot", ".txt", ".css", ".js")
 
 #: page, expected title (start), how many diagrams it draws, words its diagrams must show.
 PAGES = [
@@ -40,6 +44,33 @@ def machine_paths(text: str) -> list[str]:
 
 def test_readme_names_no_machine_path():
     assert machine_paths((REPO / "README.md").read_text()) == []
+
+
+def test_docs_sources_name_no_machine_path():
+    sources = [path for path in (REPO / "docs").rglob("*") if path.suffix in DOC_SOURCES]
+    assert len(sources) > 20
+    leaks = {
+        str(path.relative_to(REPO)): found for path in sources if (found := machine_paths(path.read_text()))
+    }
+    assert leaks == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see /work/wt/branch/docs",
+        "stored under file:///tmp/telnyx-recordings/",
+        "HOME=/home/ci/",
+        "a path (/root/.airflow/) here",
+        "on a Mac: /Users/me/dags/",
+    ],
+)
+def test_machine_path_check_catches_a_machine_path(text):
+    assert machine_paths(text) != []
+
+
+def test_machine_path_check_lets_urls_and_routes_through():
+    assert machine_paths("POST /telnyx/recording-status, https://example.com/home/ and s3://b/tmp/") == []
 
 
 @needs_build

@@ -7,10 +7,13 @@ they include the example DAGs (run by tests/dags), so no documented snippet can 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +81,151 @@ def test_connection_cli_form_is_what_airflow_cli_accepts():
     config = config_from_connection(connection)
     assert (args.conn_id, args.conn_type) == ("telnyx_default", "telnyx")
     assert (config.base_url, config.account_sid) == ("https://api.telnyx.com/v2", "YOUR_ACCOUNT_SID")
+
+
+def connection_from(monkeypatch: pytest.MonkeyPatch, block_name: str) -> tuple[Any, Any]:
+    """The connection a shell block exports, as a task reads it, and the provider's settings from it."""
+    from airflow.sdk.bases.hook import BaseHook
+
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    value = exported_connection(block(SNIPPETS / "connection.sh", block_name))
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", value)
+    return BaseHook.get_connection("telnyx_default"), RecordingHook().config
+
+
+def test_connection_json_form_with_every_extra(monkeypatch):
+    from telnyx_provider.connection import TelnyxConnectionConfig
+
+    connection, config = connection_from(monkeypatch, "connection_env_json_extra")
+    defaults = TelnyxConnectionConfig(conn_id="x", base_url="https://api.telnyx.com/v2", api_key="k")
+    assert config.base_url == "https://api.telnyx.com/v2"  # no host: Telnyx's API
+    settings = (
+        "read_timeout",
+        "connect_timeout",
+        "max_retries",
+        "retry_max_wait",
+        "retry_budget",
+        "pool_size",
+    )
+    assert [getattr(config, name) for name in settings] == [getattr(defaults, name) for name in settings]
+    assert (config.adoption_wait, config.shared_polls) == (defaults.adoption_wait, defaults.shared_polls)
+    assert config.receiver_url == "http://airflow-api:8080/telnyx"
+    assert connection.extra_dejson["public_key"] == "YOUR_ED25519_PUBLIC_KEY_BASE64"
+
+
+def test_connection_uri_form_carries_text_extras_as_query_parameters(monkeypatch):
+    connection, config = connection_from(monkeypatch, "connection_env_uri_extra_text")
+    assert config.base_url == "https://api.telnyx.com/v2"
+    assert config.shared_polls is False
+    assert config.receiver_url == "http://airflow-api:8080/telnyx"
+    assert connection.extra_dejson["public_key"] == "YOUR_ED25519_PUBLIC_KEY_BASE64"
+
+
+def test_connection_uri_form_carries_numbers_through_extra_json(monkeypatch):
+    _, config = connection_from(monkeypatch, "connection_env_uri_extra_json")
+    assert (config.adoption_wait, config.max_retries) == (10.0, 3)
+
+
+def test_a_number_as_a_plain_uri_query_value_is_refused_as_the_docs_say(monkeypatch):
+    from telnyx_provider.errors import TelnyxValidationError
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    # The Task SDK keeps an AIRFLOW_CONN_* URI's query values as text (Airflow 3.3).
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TELNYX_DEFAULT", "telnyx://SID:KEY_VALUE@api.telnyx.com/https?adoption_wait=10"
+    )
+    with pytest.raises(TelnyxValidationError, match="adoption_wait"):
+        _ = RecordingHook().config
+
+
+def test_connection_cli_form_with_an_extra_is_what_airflow_cli_accepts():
+    from airflow.cli.cli_parser import get_parser
+    from airflow.models.connection import Connection
+
+    from telnyx_provider.connection import config_from_connection
+
+    argv = shlex.split(block(SNIPPETS / "connection.sh", "connection_cli_extra").replace("\\\n", " "))
+    args = get_parser().parse_args(argv[1:])
+    connection = Connection(
+        conn_id=args.conn_id,
+        conn_type=args.conn_type,
+        login=args.conn_login,
+        password=args.conn_password,
+        extra=args.conn_extra,
+    )
+    assert config_from_connection(connection).adoption_wait == 10.0
+    assert connection.extra_dejson["public_key"] == "YOUR_ED25519_PUBLIC_KEY_BASE64"
+
+
+def command(name: str) -> list[str]:
+    """The command of a block of commands.sh, as argv (comments dropped, continuation lines joined)."""
+    text = block(SNIPPETS / "commands.sh", name).replace("\\\n", " ")
+    lines = [line.split("  #", 1)[0] for line in text.splitlines() if not line.startswith("#")]
+    return shlex.split(" ".join(lines))
+
+
+def run_sandbox_command(argv: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start the documented sandbox command on a free port; return it and what it printed."""
+    from tests.sandbox.test_sandbox_cli import PROVIDER_DIR, read_lines_until
+
+    assert argv[:3] == ["python", "-m", "telnyx_provider.sandbox"]
+    port = argv.index("--port") + 1
+    argv = [sys.executable, *argv[1:port], "0", *argv[port + 1 :]]  # a free port, not 8765
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROVIDER_DIR), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        return process, read_lines_until(process, "export AIRFLOW_CONN_TELNYX_DEFAULT=", timeout=30)
+    except BaseException:
+        stop_process(process)
+        raise
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def hook_for(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    from telnyx_provider.hooks.recording import RecordingHook
+
+    exported = shlex.split(lines[-1].removeprefix("export AIRFLOW_CONN_TELNYX_DEFAULT="))[0]
+    monkeypatch.setenv("AIRFLOW_CONN_TELNYX_DEFAULT", exported)
+    return RecordingHook()
+
+
+def test_sandbox_command_serves_what_it_prints(monkeypatch):
+    process, lines = run_sandbox_command(command("sandbox_cli"))
+    try:
+        fields = dict(line.split(": ", 1) for line in lines[:-1])
+        assert set(fields) == {"base_url", "api_key", "account_sid", "public_key"}
+        assert hook_for(lines, monkeypatch).test_connection()[0] is True
+    finally:
+        stop_process(process)
+
+
+def test_sandbox_command_seeds_a_week_of_history(monkeypatch):
+    process, lines = run_sandbox_command(command("sandbox_seed_history"))
+    try:
+        recordings = list(hook_for(lines, monkeypatch).iter_recordings(page_size=1000))
+        days = {recording["date_created"][:10] for recording in recordings}
+        assert len(days) == 7, sorted(days)
+    finally:
+        stop_process(process)
+
+
+def test_trigger_command_gives_the_example_dag_its_params(airflow_db):
+    from airflow.cli.cli_parser import get_parser
+
+    argv = command("trigger_example")
+    args = get_parser().parse_args(argv[1:])
+    dag = dag_from_folder("example_telnyx_call_recording")
+    assert args.dag_id == dag.dag_id
+    assert set(json.loads(args.conf)) == set(dag.params)
 
 
 def test_hook_usage_starts_and_reads_back_one_recording(sandbox):

@@ -149,12 +149,12 @@ def test_a_settlement_without_the_connections_key_is_refused_and_nothing_is_kept
 @pytest.mark.parametrize(
     "body",
     [
-        b"not json",
-        b"[]",
-        settlement_body("v3:call", "kept", []),
-        settlement_body("v3:call", "kept", ["not-a-token"]),
-        settlement_body("v3:call", "kept", [new_token() for _ in range(65)]),
-        settlement_body("v3:call", "a/b?c", [new_token()]),
+        pytest.param(b"not json", id="not-json"),
+        pytest.param(b"[]", id="not-an-object"),
+        pytest.param(settlement_body("v3:call", "kept", []), id="no-token"),
+        pytest.param(settlement_body("v3:call", "kept", ["not-a-token"]), id="malformed-token"),
+        pytest.param(settlement_body("v3:call", "kept", [new_token() for _ in range(65)]), id="65-tokens"),
+        pytest.param(settlement_body("v3:call", "a/b?c", [new_token()]), id="malformed-recording-sid"),
     ],
 )
 def test_a_malformed_settlement_is_refused_and_nothing_is_kept(client, store, body):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from tests.system.clients import AirflowApi, SandboxClient
 
 DISTRIBUTION = "airflow-provider-telnyx"
-#: The connection form's extra fields, as the README documents them.
+#: The connection form's extra fields, as docs/connection.md documents them.
 EXTRA_FIELDS = {
     "timeout",
     "connect_timeout",

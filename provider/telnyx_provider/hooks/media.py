@@ -1,7 +1,7 @@
 """Download a recording's audio into any object store: streamed, hashed, proven whole, stored atomically.
 
 Behind :meth:`telnyx_provider.hooks.recording.RecordingHook.download_recording`. The destination is an
-:class:`airflow.sdk.ObjectStoragePath` (``file://``, ``s3://``, ``gs://``... with the credentials of
+``airflow.sdk.ObjectStoragePath`` (``file://``, ``s3://``, ``gs://``... with the credentials of
 ``dest_conn_id``). The audio goes to a partial object beside the destination (:mod:`.media_store`) and is
 moved into place only once its length is proven (:mod:`telnyx_provider.media_length`); a failure removes it,
 so nothing is ever left at ``dst``.
@@ -136,7 +136,10 @@ def download_recording(
     overwrite: bool = False,
     object_name: ObjectName | None = None,
 ) -> dict[str, Any]:
-    """Store a final recording's audio at ``dst``; see :meth:`RecordingHook.download_recording`."""
+    """Store a final recording's audio at ``dst``.
+
+    See :meth:`~telnyx_provider.hooks.recording.RecordingHook.download_recording`.
+    """
     require_identifier("recording_sid", recording_sid)
     if not isinstance(overwrite, bool):
         raise TelnyxValidationError("overwrite", overwrite, "True or False")

@@ -57,7 +57,7 @@ class MediaBody:
         self.head = b""
 
     def chunks(self) -> Iterator[bytes]:
-        """The decoded body, piece by piece as it arrives (hashed and counted on the way; :attr:`wire` counts
+        """The decoded body, piece by piece as it arrives (hashed and counted on the way; ``wire`` counts
         the body's bytes as sent).
 
         :raises TelnyxApiError: the transfer was cut (``failure="connection"``), timed out or stalled

@@ -57,8 +57,8 @@ class TaskStart:
     ) -> tuple[dict[str, Any] | None, bool]:
         """An earlier try's recording and whether it is final, or ``(None, False)`` to start one.
 
-        :raises AirflowFailException: a retry without a task state store (it cannot know what the earlier
-            try started).
+        :raises ~airflow.sdk.exceptions.AirflowFailException: a retry without a task state store (it cannot
+            know what the earlier try started).
         """
         self.restart = Restart()
         if self.memory is None:

@@ -58,7 +58,7 @@ class PendingStop:
 
 
 class StopRetrier:
-    """Sends pending stops again from a thread of its own until they are done or :attr:`window` is over.
+    """Sends pending stops again from a thread of its own until they are done or ``window`` is over.
 
     :param delays: seconds between two tries of one stop (the last one repeats).
     :param window: seconds after its first failure that a stop is still tried.

@@ -48,7 +48,7 @@ def json_reply(obj: Any, status: int = 200) -> Reply:
 
 
 def error_reply(error: ApiError) -> Reply:
-    """Turn an :class:`ApiError` into its Telnyx-shaped JSON reply.
+    """Turn an :class:`~telnyx_provider.sandbox.errors.ApiError` into its Telnyx-shaped JSON reply.
 
     :param error: the error.
     """
@@ -114,7 +114,9 @@ _ACCOUNT = rf"/v2/texml/Accounts/{_SEGMENT}"
 
 
 class RecordingApi:
-    """Answers the TeXML recording routes under ``/v2`` from a :class:`RecordingStore`.
+    """Answers the TeXML recording routes under ``/v2``.
+
+    From a :class:`~telnyx_provider.sandbox.store.RecordingStore`.
 
     :param store: the calls and recordings.
     :param notifier: told of starts, stops and so on, to send status callbacks.

@@ -1,7 +1,8 @@
 """Fault injection for the sandbox's API routes: rate limits, server errors, dropped connections, slowness.
 
-Two sources, checked in this order for every API request: scripted one-shot injections (:meth:`FaultInjector.
-inject`: the next N requests of one route get one fault) and the random draw (``fault_rate`` over ``faults``).
+Two sources, checked in this order for every API request: scripted one-shot injections
+(:meth:`FaultInjector.inject`: the next N requests of one route get one fault) and the random draw
+(``fault_rate`` over ``faults``).
 The random draw is made for every request, injected or not, so a seed gives the same random sequence whatever
 is scripted.
 """
@@ -33,7 +34,7 @@ ERRORS_AFTER_HANDLING = frozenset({"504"})
 def validate_faults(faults: Iterable[str]) -> tuple[str, ...]:
     """Return the fault kinds as a tuple, refusing unknown ones.
 
-    :param faults: kinds among :data:`~telnyx_provider.sandbox.stats.ALL_FAULT_KINDS`.
+    :param faults: kinds among ``ALL_FAULT_KINDS``.
     :raises ValueError: for an unknown kind.
     """
     kinds = tuple(str(kind).strip() for kind in faults)
@@ -175,7 +176,7 @@ class FaultInjector:
         """Return the error reply of a ``429``/``500``/``503``/``504`` fault, None for other kinds.
 
         The first three are answered instead of carrying the request out; a ``504`` is answered after it
-        (:data:`ERRORS_AFTER_HANDLING`).
+        (``ERRORS_AFTER_HANDLING``).
 
         :param kind: the fault kind.
         """

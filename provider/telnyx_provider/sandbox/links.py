@@ -44,7 +44,7 @@ class MediaLinks:
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def sign(self, prefix: str, recording_sid: str, now: float) -> str:
-        """Return a link to a recording's media, valid for :attr:`ttl` seconds from ``now`` (or :attr:`link`).
+        """Return a link to a recording's media, valid for ``ttl`` seconds from ``now`` (or ``link``).
 
         :param prefix: base of media links, e.g. ``http://127.0.0.1:8765/media/``.
         :param recording_sid: the recording.

@@ -37,7 +37,7 @@ class ListPolicy:
             raise ValueError(f"max_page_size must be >= 1, got {self.max_page_size}")
 
     def cap(self, paging: Paging) -> Paging:
-        """Return ``paging`` with its page size capped at :attr:`max_page_size`.
+        """Return ``paging`` with its page size capped at ``max_page_size``.
 
         :param paging: the requested paging.
         """

@@ -5,7 +5,7 @@ Faults: a transfer cut midway (half the bytes, then the connection closed), a li
 404, or redirected once to a given ``Location`` (sent as given: a test may aim it anywhere); scripted with
 :meth:`MediaFaults.inject` or, for cuts, drawn at ``cut_rate``.
 
-How a body is delimited (:data:`MEDIA_FRAMINGS`): ``length`` (``Content-Length``), ``chunked``, or ``close``
+How a body is delimited (``MEDIA_FRAMINGS``): ``length`` (``Content-Length``), ``chunked``, or ``close``
 (HTTP/1.0 style: no length at all, the body ends when the connection closes, so a cut looks like an end).
 Media may also be sent slowly (``bytes_per_second``), to interrupt a client mid-transfer.
 """
@@ -38,7 +38,7 @@ _MEDIA = re.compile(r"/media/([^/]+)\.(wav|mp3)")
 class Transfer:
     """How a reply's body goes out.
 
-    :param framing: one of :data:`MEDIA_FRAMINGS`.
+    :param framing: one of ``MEDIA_FRAMINGS``.
     :param cut: stop halfway through the body and close the connection.
     :param bytes_per_second: send no faster than this (None: at once).
     """
@@ -149,7 +149,7 @@ class MediaRoute:
     :param faults: media faults.
     :param stats: counters (requests, requests carrying ``Authorization``, faults).
     :param seconds_cap: the longest media served, in seconds.
-    :param framing: how bodies are delimited, one of :data:`MEDIA_FRAMINGS`.
+    :param framing: how bodies are delimited, one of ``MEDIA_FRAMINGS``.
     :param bytes_per_second: send media no faster than this (None: at once).
     """
 

@@ -26,7 +26,8 @@ class Registry:
     :param recording_seconds: length after which a recording ends by itself, None for unlimited.
     :param processing_delay: seconds between a recording's end and its final state.
     :param media_prefix: base of media links (set once the server's port is known).
-    :param policy: list lag, clock skew and page cap (see :class:`ListPolicy`); all off by default.
+    :param policy: list lag, clock skew and page cap (see
+        :class:`~telnyx_provider.sandbox.listing.ListPolicy`); all off by default.
     :param media_links: signs the ``media_url`` of completed recordings (a 600 s link by default).
     :param date_format: how dates are written: ``rfc2822`` or ``iso8601``.
     """

@@ -52,7 +52,7 @@ class Stats:
     def fault(self, kind: str, after_handling: bool = False) -> None:
         """Count one injected fault.
 
-        :param kind: one of :data:`ALL_FAULT_KINDS`.
+        :param kind: one of ``ALL_FAULT_KINDS``.
         :param after_handling: a reset sent after the request was carried out (reply lost).
         """
         with self._lock:

@@ -53,7 +53,8 @@ class Listing:
 
 
 class HookPool:
-    """One :class:`RecordingHook` (one ``requests.Session``) per worker thread, all closed together.
+    """One :class:`~telnyx_provider.hooks.recording.RecordingHook` (one ``requests.Session``) per worker
+    thread, all closed together.
 
     :param make: builds a hook.
     """

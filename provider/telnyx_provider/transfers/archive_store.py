@@ -1,6 +1,6 @@
 """The archive's side of the destination store: its root, manifests written atomically, copies checked.
 
-Every path here is an :class:`airflow.sdk.ObjectStoragePath` (``file://``, ``s3://``, ``gs://``...) with the
+Every path here is an ``airflow.sdk.ObjectStoragePath`` (``file://``, ``s3://``, ``gs://``...) with the
 destination's connection. A manifest goes to a temporary object beside it and is moved into place once
 whole (a rename on a local disk, a server-side copy on object stores): a reader sees the old manifest or the
 new one, never a part.
@@ -104,7 +104,8 @@ class ArchiveRoot:
 
     def write_manifest(self, manifest: Manifest) -> str:
         """Write the manifest atomically (temporary object, then moved into place) after merging what is
-        stored now into it (:meth:`Manifest.merge`: another run of the interval may have written since);
+        stored now into it (:meth:`~telnyx_provider.archive_manifest.Manifest.merge`: another run of the
+        interval may have written since);
         returns its URL.
 
         :raises RecordingStorageError: the stored manifest cannot be used (it is not overwritten).

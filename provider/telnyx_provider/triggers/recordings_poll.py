@@ -156,7 +156,8 @@ class FeedStore:
     async def save(self, feed: RecordingFeed) -> None:
         """Write ``feed`` to the store if it changed since it was last written.
 
-        Both the state written and the one kept to compare with are copies (:meth:`RecordingFeed.to_json`):
+        Both the state written and the one kept to compare with are copies
+        (:meth:`~telnyx_provider.recording_feed.RecordingFeed.to_json`):
         a listing that changes the feed in place (finishing recordings, say) is a change, and is written.
         """
         if self._accessors is None:
