@@ -250,9 +250,11 @@ async def test_gets_of_a_round_are_spread_and_stop_at_a_429(scripted_api):
             wait.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
     # As many at once as the pool has connections (10), then one every step (25 ms): spread, not all at once.
+    # In any 0.1 s: 10 + 4 when the loop keeps time; a loaded machine's late wake-ups bunch a few more, so the
+    # bound is half the round's looks, which a round sent all at once (30 before the 429) still breaks.
     step = interval * shared_polls.GET_SPREAD / len(sids)
     assert looks[-1] - looks[0] >= (30 - 10) * step * 0.9
-    assert max(sum(1 for at in looks if start <= at < start + 0.1) for start in looks) <= 10 + 5
+    assert max(sum(1 for at in looks if start <= at < start + 0.1) for start in looks) <= len(sids) // 2
     assert len(looks) <= 32  # thirty-one looks, then the round stopped at the 429 (one in flight at most)
 
 
