@@ -32,7 +32,7 @@ class _Clock:
     now = 1000.0
 
 
-class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _VirtualSelector(selectors.DefaultSelector):
     """Never blocks: where the loop would wait ``timeout`` seconds for I/O, the clock jumps by that much."""
 
     def __init__(self, clock: _Clock) -> None:
