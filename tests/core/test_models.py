@@ -212,3 +212,31 @@ def test_a_date_no_utc_datetime_holds_is_kept_as_given(value):
     assert parse_timestamp(value) == value  # neither format we can place in UTC: kept rather than lost
     assert normalize_recording({"sid": RECORDING, "date_created": value})["date_created"] == value
     assert parse_moment(value) is None
+
+
+def test_dates_read_again_read_the_same_and_only_the_standard_librarys_readings_are_remembered():
+    """A listing's dates repeat (ordered by creation, to the second): their reading by the standard library is
+    remembered, and reading a text again gives what reading it the first time gave; texts only pendulum reads
+    are read afresh each time, as some are read against today ("10:00", "now")."""
+    from telnyx_provider import models
+
+    texts = [
+        "Fri, 11 Aug 2023 19:12:11 +0000",
+        "Fri, 11 Aug 2023 14:12:11 -0500",
+        "2023-08-11T19:12:11Z",
+        "Fri, 31 Dec 9999 23:59:59 -0100",  # kept as given
+        "not a date",  # kept as given
+    ]
+    models._standard_text.cache_clear()
+    first = [parse_timestamp(text) for text in texts]
+    again = [parse_timestamp(text) for text in texts]
+    assert again == first
+    assert first[:3] == [MOMENT_ISO] * 3
+    assert first[3:] == texts[3:]
+    assert models._standard_text.cache_info().hits >= 3
+    for read_against_today in ("now", "10:00"):
+        assert models._standard_text(read_against_today) is None  # not a reading that is remembered
+        assert parse_timestamp(read_against_today) != read_against_today  # pendulum reads it, afresh
+    # A full page of the same few dates parses as each date alone does.
+    page = [{"sid": RECORDING, "date_created": texts[i % 3], "start_time": texts[1]} for i in range(250)]
+    assert {normalize_recording(item)["date_created"] for item in page} == {MOMENT_ISO}

@@ -12,7 +12,8 @@ for it, and judges it by its own rules (deadline, 404 grace period...): see
 :class:`~telnyx_provider.triggers.poll_waiters.Waiter`.
 
 - A wait's first look comes at the first round at least half an interval after it joined (a lone wait: one
-  interval after), then every round.
+  interval after), then every round. Rounds are due one interval apart, counted from when the previous one was
+  due, not from when a busy event loop got round to it: a late round does not push the later ones back.
 - GETs are never sent sooner than the wait polling on its own would send them (one interval after it joined,
   then one interval after the previous reply), in that order, as many at once as the client has connections
   and the rest spread over half an interval, so a thousand waits deferred in the same second are not fetched
@@ -121,9 +122,9 @@ class SharedPoll:
 
     async def _run(self, first_round: float) -> None:
         loop = asyncio.get_running_loop()
-        next_round = first_round
+        due = first_round
         while True:
-            await asyncio.sleep(max(0.0, next_round - loop.time()))
+            await asyncio.sleep(max(0.0, due - loop.time()))
             started = loop.time()
             try:
                 asked = await self._round(started)
@@ -132,7 +133,10 @@ class SharedPoll:
                 self._deliver_all(error, started)
                 asked = 0.0
             now = loop.time()
-            next_round = max(started + self.interval, now + asked, now + self.client.rate_gate.closed_for())
+            # One interval after this round was due, not after it began: a busy event loop that woke a round
+            # late does not push every later round (and each wait's looks) back. A round that ran past that
+            # time is followed at once, never by rounds to catch up; a rate limit holds the next round.
+            due = next_round_due(due, self.interval, now, max(asked, self.client.rate_gate.closed_for()))
 
     async def _round(self, started: float) -> float:
         """Look at every recording due; the seconds the service asked to wait before the next round."""
@@ -316,6 +320,19 @@ class SharedPoll:
             for waiter in waiters:
                 if waiter.registered <= started - self.interval / 2:
                     waiter.deliver(outcome)
+
+
+def next_round_due(due: float, interval: float, now: float, hold: float = 0.0) -> float:
+    """When the round after one that was due at ``due`` is due (event-loop times): one interval after ``due``,
+    however late that round began; at once (``now``) if it ran past that, never earlier than ``hold`` seconds
+    from ``now`` (what a rate limit asked).
+
+    :param due: when the round just run was due.
+    :param interval: seconds between two rounds.
+    :param now: the loop's time, the round over.
+    :param hold: seconds the service asked to wait (0.0: none).
+    """
+    return max(due + interval, now + hold)
 
 
 def _creation_time(recording: dict[str, Any]) -> float | None:
