@@ -139,8 +139,9 @@ def test_a_state_query_that_never_answers_does_not_hold_the_kill(sandbox, waitin
     assert stops(sandbox) == 0
 
 
-def test_execution_timeout_in_poke_mode_still_stops_the_recording(sandbox, task_states, capsys):
+def test_execution_timeout_in_poke_mode_still_stops_the_recording(sandbox, task_states, capsys, monkeypatch):
     """Airflow raises its timeout inside ``execute`` and then calls ``on_kill``; the task is still running."""
+    _supervisor_hears_the_timeout(monkeypatch)
     task_states["state"] = "running"
     call = sandbox.create_call()  # never hangs up
     op = operator(
@@ -153,6 +154,27 @@ def test_execution_timeout_in_poke_mode_still_stops_the_recording(sandbox, task_
     assert sandbox.stats()["updates_per_recording"] == {sid: 1}
     assert RecordingHook().get_recording(sid)["status"] in ("stopped", "completed")
     assert "execution_timeout" in capsys.readouterr().out
+
+
+class _SupervisorComms:
+    """What the task runner tells its supervisor: Airflow 3.4 arms an outside deadline
+    (``SetExecutionTimeout``) before running ``execute`` under the same in-process timeout."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, msg: object) -> None:
+        self.sent.append(msg)
+
+
+def _supervisor_hears_the_timeout(monkeypatch) -> None:
+    """Outside a task process no supervisor is connected; Airflow 3.4's runner still tells it the timeout."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:
+        return
+    if getattr(task_runner, "SUPERVISOR_COMMS", None) is None:
+        monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", _SupervisorComms(), raising=False)
 
 
 def _run_as_airflow_does(op, ctx) -> None:
